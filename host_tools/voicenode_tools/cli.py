@@ -1,0 +1,52 @@
+"""The `voicenode` command: one table of subcommands, like mpremote's.
+
+Each entry names the module that implements the command. A command module provides
+`add_arguments(parser)` and `run(args) -> int`. Command modules keep heavy imports (numpy,
+torch, mpremote) inside `run`, so `voicenode --help` stays fast and a missing optional extra
+only affects its own command.
+"""
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# name: (module, one-line help)
+_COMMANDS = {
+}
+
+
+class CommandError(Exception):
+    """An error meant for the user: printed as one clear line, exit status 1."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="voicenode", description="The private voice node's host tools.")
+    parser.add_argument("--version", action="version", version=f"voicenode {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return module.run(args) or 0
+    except CommandError as e:
+        print(f"voicenode {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian/Ubuntu machine, idempotently:
+# Debian packages (as root, or with sudo), then a virtual environment with the host tools.
+set -euo pipefail
+VENV=${1:-.venv}
+cd "$(dirname "$0")/.."
+
+DEBS="espeak-ng sox mosquitto valgrind"
+missing=""
+for pkg in $DEBS; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    echo "setup: installing Debian packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+echo "setup: done ($VENV)"
