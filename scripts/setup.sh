@@ -23,4 +23,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[test]"
+# The I2C codec drivers use I2CDevice; --no-deps keeps out Adafruit-Blinka, whose CPython
+# package named `micropython` would break the `micropython` command.
+"$VENV/bin/python" -m pip install -q --no-deps adafruit-circuitpython-busdevice
 echo "setup: done ($VENV)"
