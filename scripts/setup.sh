@@ -26,4 +26,13 @@ fi
 # The I2C codec drivers use I2CDevice; --no-deps keeps out Adafruit-Blinka, whose CPython
 # package named `micropython` would break the `micropython` command.
 "$VENV/bin/python" -m pip install -q --no-deps adafruit-circuitpython-busdevice
+# The ESP32-S3 MicroPython stubs go in a folder of their own: mypy uses them in place of
+# CPython's typeshed when it type-checks the firmware (mypy-firmware.ini).
+STUBS_VER=1.29.0.post1
+if [ ! -f "$VENV/mpy-stubs/.v$STUBS_VER" ]; then
+    rm -rf "$VENV/mpy-stubs"
+    "$VENV/bin/python" -m pip install -q --no-deps --target "$VENV/mpy-stubs" \
+        "micropython-esp32-esp32-generic-s3-stubs==$STUBS_VER" micropython-stdlib-stubs
+    touch "$VENV/mpy-stubs/.v$STUBS_VER"
+fi
 echo "setup: done ($VENV)"

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # Counters that every module bumps (overruns, clipped samples, detections...). A dict of
 # small ints: reading or bumping an existing key allocates nothing.
-counters = {}
+counters = {}  # type: dict[str, int]
 
 _boot_ms = time.ticks_ms()
 
