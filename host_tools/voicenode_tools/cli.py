@@ -14,6 +14,11 @@ from . import __version__
 
 # name: (module, one-line help)
 _COMMANDS = {
+    "flash": ("voicenode_tools.commands.flash", "write a stock MicroPython firmware to an ESP32-S3 (esptool)"),
+    "deploy": ("voicenode_tools.commands.deploy", "compile the firmware to .mpy and install it atomically"),
+    "repl": ("voicenode_tools.commands.repl", "interactive REPL on the board (mpremote)"),
+    "monitor": ("voicenode_tools.commands.monitor", "print the node's events, one JSON line each"),
+    "status": ("voicenode_tools.commands.status", "print voicenode.status() from the node"),
 }
 
 

@@ -1,0 +1,1 @@
+"""One module per `voicenode` subcommand (see cli._COMMANDS)."""

@@ -1,0 +1,1 @@
+"""Talking to a board: ports, the mpremote transport, esptool, deploy."""

@@ -1,0 +1,111 @@
+"""Port resolution and the clear errors for missing, busy and vanished ports."""
+
+import os
+import pty
+import threading
+import time
+
+import pytest
+import serial
+import serial.tools.list_ports
+from serial.tools.list_ports_common import ListPortInfo
+
+from voicenode_tools.cli import CommandError, main
+from voicenode_tools.device import monitor, ports, transport
+
+
+def _port(device, vid=None, pid=None):
+    p = ListPortInfo(device, skip_link_detection=True)
+    p.vid, p.pid = vid, pid
+    return p
+
+
+def test_auto_prefers_espressif_then_other_usb(monkeypatch):
+    listed = [
+        _port("/dev/ttyS0"),  # no USB ids: a motherboard UART, never chosen
+        _port("/dev/ttyUSB0", 0x10C4, 0xEA60),  # CP210x bridge
+        _port("/dev/ttyACM1", 0x303A, 0x1001),  # ESP32-S3 USB Serial/JTAG
+    ]
+    monkeypatch.setattr(serial.tools.list_ports, "comports", lambda: listed)
+    assert ports.resolve(None) == "/dev/ttyACM1"
+    assert ports.resolve("auto") == "/dev/ttyACM1"
+    monkeypatch.setattr(serial.tools.list_ports, "comports", lambda: listed[:2])
+    assert ports.resolve("auto") == "/dev/ttyUSB0"
+
+
+def test_no_port_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(serial.tools.list_ports, "comports", lambda: [_port("/dev/ttyS0")])
+    with pytest.raises(CommandError, match="no board found"):
+        ports.resolve(None)
+    assert main(["status"]) == 1
+    assert "no board found" in capsys.readouterr().err
+
+
+def test_missing_port_is_a_clear_error(capsys):
+    with pytest.raises(CommandError, match="no such port /dev/ttyACM97"):
+        ports.resolve("/dev/ttyACM97")
+    with pytest.raises(CommandError, match="no such port /dev/ttyACM97"):
+        ports.resolve("a97")  # mpremote's shortcut
+    assert main(["deploy", "--port", "/dev/ttyUSB98"]) == 1
+    assert "no such port /dev/ttyUSB98" in capsys.readouterr().err
+
+
+@pytest.fixture
+def pty_pair():
+    master, slave = pty.openpty()
+    path = os.ttyname(slave)
+    yield master, path
+    for fd in (master, slave):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def test_busy_port_is_a_clear_error(pty_pair, capsys):
+    _master, path = pty_pair
+    holder = serial.Serial(path, exclusive=True)  # another program holds the port
+    try:
+        with pytest.raises(CommandError, match=f"port {path} is busy"):
+            transport.connect(path)
+        assert main(["status", "--port", path]) == 1
+        assert "is busy" in capsys.readouterr().err
+        assert main(["monitor", "--port", path, "--seconds", "0.1"]) == 1
+    finally:
+        holder.close()
+    ports.check_free(path)  # free again once the other program lets go
+
+
+def test_monitor_prints_only_event_lines(pty_pair):
+    master, path = pty_pair
+
+    def board():
+        time.sleep(0.3)
+        os.write(master, b"MicroPython v1.29 on esp32s3\r\n>>> \r\n")
+        os.write(master, b'{"t": 1.5, "event": "boot", "version": "0.1.0"}\r\n')
+        os.write(master, b"Traceback (most recent call last):\r\n{not json}\r\n[1, 2]\r\n")
+        os.write(master, b'{"t": 2.0, "event": "wake", "score": 201}\r\n{"t": 3')
+
+    threading.Thread(target=board, daemon=True).start()
+    got = list(monitor.events(path, seconds=1.5))
+    assert got == [
+        '{"t": 1.5, "event": "boot", "version": "0.1.0"}',
+        '{"t": 2.0, "event": "wake", "score": 201}',
+    ]
+
+
+def test_board_dropping_off_mid_session_is_a_clear_error(pty_pair):
+    master, path = pty_pair
+
+    def unplug():
+        time.sleep(0.3)
+        os.write(master, b'{"t": 0.1, "event": "boot"}\r\n')
+        time.sleep(0.2)
+        os.close(master)  # the USB device disappears
+
+    threading.Thread(target=unplug, daemon=True).start()
+    seen = []
+    with pytest.raises(CommandError, match=f"the board on {path} stopped answering"):
+        for line in monitor.events(path, seconds=5):
+            seen.append(line)
+    assert seen == ['{"t": 0.1, "event": "boot"}']
