@@ -5,7 +5,7 @@ set -euo pipefail
 VENV=${1:-.venv}
 cd "$(dirname "$0")/.."
 
-DEBS="espeak-ng sox mosquitto valgrind"
+DEBS="espeak-ng sox mosquitto valgrind fluidsynth fluid-soundfont-gm"
 missing=""
 for pkg in $DEBS; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
@@ -22,7 +22,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[test]"
+"$VENV/bin/python" -m pip install -q -e ".[test,train]"
 # The I2C codec drivers use I2CDevice; --no-deps keeps out Adafruit-Blinka, whose CPython
 # package named `micropython` would break the `micropython` command.
 "$VENV/bin/python" -m pip install -q --no-deps adafruit-circuitpython-busdevice

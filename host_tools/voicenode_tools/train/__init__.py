@@ -1,0 +1,1 @@
+"""Wake-word training from text: synthesis, augmentation, training and export."""

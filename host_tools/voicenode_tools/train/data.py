@@ -1,0 +1,170 @@
+"""Generate (and cache) the raw audio of a recipe: positives, confusables, speech, music.
+
+The cache is `~/.cache/voicenode/data/<data hash>/clips.npz` plus `manifest.json`; the hash
+comes from `recipe.data_hash`, so a second run with the same data settings reuses it.
+Generated audio is never committed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import augment, recipe as recipes, synth, text
+
+GROUPS = (
+    "train_pos",  # the phrase, training voices (espeak and piper)
+    "train_conf",  # confusable phrases, training voices
+    "train_speech",  # sentences, training voices and text
+    "music",  # random music
+    "val_pos",  # the phrase, held-out espeak voices
+    "val_piper",  # the phrase, piper only
+    "val_conf",  # confusables, held-out voices
+    "val_speech",  # held-out voices reading held-out text
+)
+
+
+class Clips:
+    """Groups of int16 clips with their descriptions (voice labels, texts)."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.groups: dict[str, list[np.ndarray]] = {g: [] for g in GROUPS}
+        self.info: dict[str, list[str]] = {g: [] for g in GROUPS}
+
+    def add(self, group: str, pcm: np.ndarray, info: str = ""):
+        self.groups[group].append(np.asarray(pcm, dtype=np.int16))
+        self.info[group].append(info)
+
+    def seconds(self, group: str) -> float:
+        return sum(len(c) for c in self.groups[group]) / self.rate
+
+    def save(self, path: Path):
+        arrays = {}
+        for g, clips in self.groups.items():
+            arrays[g] = np.concatenate(clips) if clips else np.zeros(0, np.int16)
+            arrays[g + "_len"] = np.array([len(c) for c in clips], dtype=np.int64)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, rate=self.rate, **arrays)
+        tmp.replace(path)
+        (path.parent / "info.json").write_text(json.dumps(self.info))
+
+    @classmethod
+    def load(cls, path: Path) -> Clips:
+        z = np.load(path)
+        self = cls(int(z["rate"]))
+        info_path = path.parent / "info.json"
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        for g in GROUPS:
+            lens = z[g + "_len"]
+            cuts = np.cumsum(lens)[:-1]
+            self.groups[g] = list(np.split(z[g], cuts)) if len(lens) else []
+            self.info[g] = info.get(g, [""] * len(lens))
+        return self
+
+
+def _say_many(jobs, workers: int):
+    """Run (text, voice) jobs; espeak in a thread pool (subprocesses), piper in this thread."""
+    out = [None] * len(jobs)
+    esp = [i for i, (_, v) in enumerate(jobs) if v.synth == "espeak"]
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        futs = {i: ex.submit(synth.say, jobs[i][0], jobs[i][1]) for i in esp}
+        for i, (t, v) in enumerate(jobs):
+            if v.synth != "espeak":
+                out[i] = synth.say(t, v)
+        for i, f in futs.items():
+            out[i] = f.result()
+    return out
+
+
+def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
+    """Synthesize all groups of a recipe.
+
+    Args:
+        rec: a full recipe (see `recipe.make`).
+        rate: sample rate.
+        progress: optional callable(step_name, fraction).
+        workers: parallel espeak processes.
+    """
+    d = rec["data"]
+    rng = np.random.default_rng([rec["seed"], 7])
+    phrase = rec["phrase"]
+    conf_texts = recipes.confusables(phrase, rec.get("negatives"))
+    use_piper = d["piper_fraction"] > 0 or d["val_piper_positives"] > 0
+    if use_piper and not synth.piper_available():
+        raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
+    clips = Clips(rate)
+    report = progress or (lambda *_: None)
+
+    def voice(held_out: bool, piper_p: float = 0.0):
+        if piper_p > 0 and rng.random() < piper_p:
+            return synth.random_piper_voice(rng)
+        return synth.random_espeak_voice(rng, held_out=held_out)
+
+    plan = [
+        ("train_pos", d["positives"], lambda: (phrase, voice(False, d["piper_fraction"]))),
+        ("train_conf", d["confusables"], lambda: (conf_texts[rng.integers(len(conf_texts))], voice(False, d["piper_fraction"]))),
+        ("val_pos", d["val_positives"], lambda: (phrase, voice(True))),
+        ("val_piper", d["val_piper_positives"], lambda: (phrase, synth.random_piper_voice(rng))),
+        ("val_conf", d["val_confusables"], lambda: (conf_texts[rng.integers(len(conf_texts))], voice(True))),
+    ]  # fmt: skip
+    for i, (group, n, draw) in enumerate(plan):
+        jobs = [draw() for _ in range(n)]
+        for j in range(0, n, 200):
+            batch = jobs[j : j + 200]
+            for (t, v), pcm in zip(batch, _say_many(batch, workers)):
+                clips.add(group, pcm, f"{v.label()}|{t}")
+            report(f"synth {group}", (j + len(batch)) / max(n, 1))
+    for group, split, minutes in (
+        ("train_speech", "train", d["speech_minutes"]),
+        ("val_speech", "val", d["val_speech_minutes"]),
+    ):
+        sents = text.corpus(split, exclude=phrase)
+        total = 0.0
+        while total < minutes * 60:
+            jobs = []
+            for _ in range(32):
+                s = sents[rng.integers(len(sents))]
+                v = voice(split == "val", d["piper_fraction"] if split == "train" else 0.0)
+                jobs.append((s, v))
+            for (t, v), pcm in zip(jobs, _say_many(jobs, workers)):
+                clips.add(group, pcm, f"{v.label()}|{t}")
+                total += len(pcm) / rate
+            report(f"synth {group}", min(1.0, total / (minutes * 60 + 1e-9)))
+    for k in range(d["music_clips"]):
+        clips.add("music", augment.render_music(rng, rate, 20.0), f"music {k}")
+        report("music", (k + 1) / d["music_clips"])
+    return clips
+
+
+def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> tuple[Clips, Path]:
+    """The recipe's clips from the cache, generating them the first time.
+
+    Returns:
+        (clips, cache folder).
+    """
+    h = recipes.data_hash(rec, rate)
+    folder = recipes.cache_dir() / h
+    path = folder / "clips.npz"
+    if path.exists():
+        return Clips.load(path), folder
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    clips = generate(rec, rate, progress, workers)
+    clips.save(path)
+    manifest = {
+        "data_hash": h,
+        "phrase": rec["phrase"],
+        "data": rec["data"],
+        "seed": rec["seed"],
+        "rate": rate,
+        "seconds": {g: round(clips.seconds(g), 1) for g in GROUPS},
+        "counts": {g: len(clips.groups[g]) for g in GROUPS},
+        "generate_s": round(time.time() - t0, 1),
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return clips, folder

@@ -1,0 +1,156 @@
+"""Recipes: everything that determines a model, hashed so that data can be cached and reused.
+
+A recipe is plain JSON (`models/recipes/<name>.json`). Its *data hash* covers everything that
+changes the generated audio (phrase, negatives, counts, voices, augmentation, seed, sample rate
+and this module's DATA_VERSION), so `~/.cache/voicenode/data/<hash>/` can be reused by any
+training run with the same data settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from voicenode_tools import REPO_ROOT
+
+#: Bump when the data generator changes in a way that changes its output.
+DATA_VERSION = 1
+RECIPES_DIR = REPO_ROOT / "models" / "recipes"
+
+#: Defaults; a recipe file overrides any of these keys (nested dicts merge).
+DEFAULTS = {
+    "name": None,
+    "phrase": None,
+    "negatives": [],  # confusable phrases on top of the generated ones
+    "seed": 1,
+    "data": {
+        "positives": 2400,  # training clips of the phrase
+        "piper_fraction": 0.25,  # share of training positives said by piper
+        "confusables": 2400,  # training clips of confusable phrases
+        "speech_minutes": 25,  # long negative speech for false-accept training
+        "music_clips": 6,  # 20 s pieces of random music
+        "val_positives": 300,  # held-out espeak voices
+        "val_piper_positives": 200,  # piper only (cross-synthesizer check)
+        "val_confusables": 300,
+        "val_speech_minutes": 30,  # held-out voices reading held-out text
+        "augment_copies": 2,  # augmented copies of each training positive
+        "snr_db": [0, 25],
+    },
+    "model": {"channels": 32, "blocks": 4},
+    "train": {"steps": 3000, "batch": 128, "lr": 0.003, "qat_steps": 600},
+    "detect": {"window": 3, "target_fa_per_hour": 0.5},
+}
+
+
+def slug(phrase: str) -> str:
+    """File-friendly name of a phrase: "hey jarvis" -> "hey_jarvis"."""
+    s = re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
+    if not s:
+        raise ValueError(f"phrase {phrase!r} has no letters")
+    return s
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def make(phrase: str, seed: int = 1, **overrides) -> dict:
+    """A complete recipe for ``phrase``: the shipped recipe file if there is one, else defaults.
+
+    Args:
+        phrase: the wake phrase, e.g. "hey jarvis".
+        seed: random seed for data and training.
+        **overrides: nested dicts merged over the recipe (e.g. ``data={"positives": 50}``).
+    """
+    name = slug(phrase)
+    path = RECIPES_DIR / f"{name}.json"
+    base = _merge(DEFAULTS, {"name": name, "phrase": phrase.lower().strip()})
+    if path.exists():
+        base = _merge(base, json.loads(path.read_text()))
+    base["seed"] = seed
+    return _merge(base, overrides)
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Read a recipe file and fill in the defaults."""
+    rec = json.loads(Path(path).read_text())
+    if not rec.get("phrase"):
+        raise ValueError(f"{path}: recipe has no phrase")
+    rec.setdefault("name", slug(rec["phrase"]))
+    return _merge(DEFAULTS, rec)
+
+
+def canonical(obj) -> str:
+    """Canonical JSON: sorted keys, no spaces (the input of the hashes)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def data_hash(recipe: dict, rate: int) -> str:
+    """Hash of everything that changes the generated data (16 hex digits)."""
+    key = {
+        "v": DATA_VERSION,
+        "rate": rate,
+        "phrase": recipe["phrase"],
+        "negatives": sorted(recipe.get("negatives", [])),
+        "seed": recipe["seed"],
+        "data": recipe["data"],
+    }
+    return hashlib.sha256(canonical(key).encode()).hexdigest()[:16]
+
+
+def recipe_hash(recipe: dict) -> str:
+    """Hash of the whole recipe (16 hex digits)."""
+    return hashlib.sha256(canonical(recipe).encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where generated data lives: $VOICENODE_CACHE or ~/.cache/voicenode."""
+    root = os.environ.get("VOICENODE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "voicenode"
+    )
+    return Path(root) / "data"
+
+
+# --- confusable phrases ----------------------------------------------------------------------
+
+_ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w",
+           "tr", "st", "ch", "sh", "br", "gr", "pl", "")  # fmt: skip
+
+
+def _split_onset(word: str) -> tuple[str, str]:
+    m = re.match(r"^([^aeiouy]*)(.*)$", word)
+    return (m.group(1), m.group(2)) if m else ("", word)
+
+
+def confusables(phrase: str, extra: list[str] | None = None) -> list[str]:
+    """Phrases that sound like parts of ``phrase`` but are not it.
+
+    Made from the phrase by: each word alone, the phrase without one word, each word with its
+    first consonants changed ("jarvis" -> "garvis", "travis"), the words reversed, and the
+    recipe's own list.
+    """
+    words = phrase.lower().split()
+    out = set(extra or [])
+    for i, w in enumerate(words):
+        out.add(w)
+        if len(words) > 1:
+            out.add(" ".join(words[:i] + words[i + 1 :]))
+        onset, rest = _split_onset(w)
+        for o in _ONSETS:
+            # "ey jarvis" is "hey jarvis" said softly: not a negative.
+            if o != onset and rest and not (onset == "h" and o == ""):
+                out.add(" ".join(words[:i] + [o + rest] + words[i + 1 :]))
+    if len(words) > 1:
+        out.add(" ".join(reversed(words)))
+    out.discard(phrase.lower())
+    return sorted(out)

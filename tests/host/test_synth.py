@@ -1,0 +1,106 @@
+"""Training data synthesis and augmentation (espeak-ng, piper, sox-free numpy DSP)."""
+
+import numpy as np
+import pytest
+
+from voicenode_tools.train import augment, synth
+
+RATE = 16000
+
+
+@pytest.mark.parametrize(
+    "voice",
+    [
+        synth.Voice("espeak", "en-us", "m3", speed=160, pitch=50),
+        synth.Voice("espeak", "de", "f2", speed=120, pitch=70, warp=1.08),
+        synth.Voice("piper", "joe", speed=100, pitch=66, extra=80),
+    ],
+    ids=lambda v: v.label(),
+)
+def test_synthesis_rate_and_length(voice):
+    pcm = synth.say("hey jarvis", voice, RATE)
+    assert pcm.dtype == np.int16
+    # Two words take between a third of a second and three seconds at any sane speed.
+    assert 0.3 * RATE < len(pcm) < 3.0 * RATE
+    assert augment.rms(pcm) > 300  # not silence
+
+
+def test_slower_speech_is_longer():
+    fast = synth.say("hey jarvis", synth.Voice("espeak", "en-us", speed=220), RATE)
+    slow = synth.say("hey jarvis", synth.Voice("espeak", "en-us", speed=100), RATE)
+    assert len(slow) > 1.5 * len(fast)
+
+
+def test_warp_changes_length_by_its_factor():
+    base = synth.say("alexa", synth.Voice("espeak", "en-gb"), RATE)
+    warped = synth.say("alexa", synth.Voice("espeak", "en-gb", warp=1.25), RATE)
+    assert abs(len(warped) * 1.25 / len(base) - 1) < 0.02
+
+
+def test_resample_keeps_a_tone():
+    t = np.arange(22050) / 22050
+    x = 10000 * np.sin(2 * np.pi * 440 * t)
+    y = synth.resample(x, 22050, RATE)
+    assert len(y) == RATE
+    spec = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spec) - 440) <= 1  # 1 Hz bins at one second
+    assert abs(augment.rms(y) - augment.rms(x)) / augment.rms(x) < 0.02
+
+
+def test_held_out_voices_never_drawn_for_training():
+    rng = np.random.default_rng(0)
+    train = [synth.random_espeak_voice(rng, held_out=False) for _ in range(300)]
+    val = [synth.random_espeak_voice(rng, held_out=True) for _ in range(100)]
+    assert not any(v.held_out() for v in train)
+    assert all(v.held_out() for v in val)
+
+
+def test_reserved_synthesizers_refused():
+    with pytest.raises(ValueError, match="reserved"):
+        synth.say("hey", synth.Voice("flite", "slt"))
+
+
+def test_augment_keeps_length_and_range():
+    rng = np.random.default_rng(1)
+    clip = synth.say("hey jarvis", synth.Voice("espeak", "en-us"), RATE)
+    music = augment.render_music(rng, RATE, 3.0)
+    assert len(music) > 2 * RATE and augment.rms(music) > 100
+    speech = [synth.say("the weather is nice today", synth.Voice("espeak", "en-gb"), RATE)]
+    outs = [augment.augment(clip, RATE, rng, [music], speech) for _ in range(30)]
+    for y in outs:
+        assert y.dtype == np.int16 and len(y) == len(clip)
+        # Peaks up to +1 dB above full scale: some clipping at most, never a saturated clip.
+        assert np.mean(np.abs(y.astype(np.int32)) >= 32767) < 0.02
+        assert augment.rms(y) > 0
+    # Random levels: the RMS spans more than 15 dB across the draws.
+    levels = [20 * np.log10(augment.rms(y) + 1) for y in outs]
+    assert max(levels) - min(levels) > 15
+
+
+@pytest.mark.parametrize("kind,slope", [("white", 0.0), ("pink", -1.0), ("brown", -2.0)])
+def test_noise_colours(kind, slope):
+    x = augment.noise(1 << 16, np.random.default_rng(2), kind)
+    assert abs(augment.rms(x) - 1) < 1e-3
+    p = np.abs(np.fft.rfft(x)) ** 2
+    f = np.arange(len(p))
+    lo, hi = p[100:200].mean(), p[10000:20000].mean()
+    measured = np.log10(hi / lo) / np.log10(15000 / 150)
+    assert abs(measured - slope) < 0.3
+
+
+def test_mix_reaches_the_snr():
+    rng = np.random.default_rng(3)
+    s = augment.white(RATE, rng) * 1000
+    b = augment.noise(RATE, rng, "pink")
+    y = augment.mix(s, b, 10.0)
+    snr = 20 * np.log10(augment.rms(s) / augment.rms(y - s))
+    assert abs(snr - 10.0) < 0.01
+
+
+def test_reverb_and_band_keep_length():
+    rng = np.random.default_rng(4)
+    x = augment.white(8000, rng)
+    assert len(augment.reverb(x, RATE, rng)) == 8000
+    y = augment.band_limit(x, RATE, 300, 3000)
+    p = np.abs(np.fft.rfft(y)) ** 2
+    assert p[int(6000 / 2) :].mean() < 0.1 * p[int(1000 / 2) : int(2000 / 2)].mean()
