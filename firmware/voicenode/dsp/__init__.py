@@ -1,0 +1,1 @@
+"""The audio front end: params (must match training), tables, viper kernels, Frontend."""

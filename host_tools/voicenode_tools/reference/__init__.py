@@ -1,0 +1,1 @@
+"""numpy twins of the firmware's dsp/, nn/ and wake.py, giving the same integers."""

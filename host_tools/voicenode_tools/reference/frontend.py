@@ -1,0 +1,349 @@
+"""numpy twin of the on-chip front end (`firmware/voicenode/dsp/frontend.py`).
+
+`features(pcm)` returns, frame for frame, the same bytes the firmware computes: the same
+tables (`firmware/voicenode/dsp/tables.py`), the same integer arithmetic, vectorised over all
+frames of a recording (only the noise-floor recurrence runs step by step, on 40-band vectors).
+
+The pipeline, per 10 ms step over the last 30 ms:
+
+1. Hann window in Q15, then a per-frame shift `s` that puts the peak sample's top bit at
+   NORM_BIT (block floating point: quiet and loud frames get the same FFT precision).
+2. A 512-point real FFT computed as a 256-point complex FFT (even samples real, odd samples
+   imaginary), radix-4 decimation in frequency, each stage scaled by 1/4, then the split into
+   the real spectrum scaled by 1/2 more (total 1/512).
+3. Power per bin, triangular mel weights in Q7 (each bin feeds two neighbouring bands).
+4. log2 in Q6 by a 128-entry mantissa table, minus the frame's shift (2*s octaves).
+5. A per-band noise floor (minimum tracker: falls fast, rises slowly), subtracted in the
+   log domain, and the result scaled into one byte.
+"""
+
+import math
+import sys
+
+import numpy as np
+
+from . import params as P
+
+# --------------------------------------------------------------------------------------------
+# Tables (generated once, shipped in firmware/voicenode/dsp/tables.py)
+
+
+def _round(x):
+    return int(math.floor(x + 0.5))
+
+
+def _mel(f):
+    return 1127.0 * math.log(1.0 + f / 700.0)
+
+
+def _digitrev4(k, digits=4):
+    r = 0
+    for _ in range(digits):
+        r = (r << 2) | (k & 3)
+        k >>= 2
+    return r
+
+
+def generate_tables():
+    """Compute every table of the front end from params.py (deterministic, host only).
+
+    Returns:
+        dict of name -> bytes (little-endian int16/uint16 or uint8) and a few int constants.
+    """
+    one = (1 << P.TWIDDLE_BITS) - 1
+    wmax = (1 << P.WINDOW_BITS) - 1
+    win = [_round(wmax * math.sin(math.pi * (n + 0.5) / P.WINDOW) ** 2) for n in range(P.WINDOW)]
+
+    # Radix-4 DIF twiddles in the order the kernel walks them: stage by stage (quarter
+    # length 64, 16, 4), j = 1..L-1, then W^j, W^2j, W^3j as (re, im) pairs.
+    fft_tw = []
+    quarter = P.FFT_SIZE // 8
+    while quarter > 1:
+        for j in range(1, quarter):
+            for q in (1, 2, 3):
+                a = -2.0 * math.pi * q * j / (4 * quarter)
+                fft_tw += [_round(one * math.cos(a)), _round(one * math.sin(a))]
+        quarter //= 4
+
+    # Split of the half-size complex FFT into the real spectrum: e^{-2 pi i k / 512}, k=1..128.
+    post_tw = []
+    for k in range(1, P.FFT_SIZE // 4 + 1):
+        a = -2.0 * math.pi * k / P.FFT_SIZE
+        post_tw += [_round(one * math.cos(a)), _round(one * math.sin(a))]
+
+    half = P.FFT_SIZE // 2
+    digitrev = [_digitrev4(k) for k in range(half)]
+
+    # Triangular mel filters: N_MELS + 2 points evenly spaced in mel; a bin between points i
+    # and i+1 gives weight w to slot i+1 and 128 - w to slot i (slot b+1 is band b; slots 0
+    # and N_MELS + 1 are discarded edges).
+    lo, hi = _mel(P.MEL_LO_HZ), _mel(P.MEL_HI_HZ)
+    pts = [lo + i * (hi - lo) / (P.N_MELS + 1) for i in range(P.N_MELS + 2)]
+    wone = 1 << P.MEL_WEIGHT_BITS
+    slots, weights, bins = [], [], []
+    for k in range(half + 1):
+        f = k * P.SAMPLE_RATE / P.FFT_SIZE
+        if f < P.MEL_LO_HZ or f >= P.MEL_HI_HZ:
+            continue
+        m = _mel(f)
+        i = max(j for j in range(P.N_MELS + 1) if pts[j] <= m)
+        slots.append(i)
+        weights.append(_round(wone * (m - pts[i]) / (pts[i + 1] - pts[i])))
+        bins.append(k)
+    assert bins == list(range(bins[0], bins[-1] + 1))
+
+    logtab = [_round((1 << P.LOG_FRAC_BITS) * math.log2(1 + f / (1 << P.LOG_TABLE_BITS)))
+              for f in range(1 << P.LOG_TABLE_BITS)]
+
+    return {
+        "WINDOW_TAB": np.array(win, "<u2").tobytes(),
+        "FFT_TW": np.array(fft_tw, "<i2").tobytes(),
+        "POST_TW": np.array(post_tw, "<i2").tobytes(),
+        "DIGITREV": bytes(digitrev),
+        "MEL_SLOT": bytes(slots),
+        "MEL_W": bytes(weights),
+        "MEL_K_LO": bins[0],
+        "MEL_K_HI": bins[-1],
+        "LOG_TAB": bytes(logtab),
+    }
+
+
+def _bytes_literal(b, width=96):
+    text = "".join(f"\\x{x:02x}" for x in b)
+    step = width - (width % 4)
+    return "(\n" + "".join(f'    b"{text[i:i + step]}"\n' for i in range(0, len(text), step)) + ")"
+
+
+def tables_source():
+    """The text of firmware/voicenode/dsp/tables.py."""
+    t = generate_tables()
+    out = [
+        '"""Front-end tables. GENERATED: do not edit. MUST MATCH TRAINING.',
+        "",
+        "Made from params.py by `python -m voicenode_tools.reference.frontend --write-tables`;",
+        "the host reference reads this same file. Little-endian int16/uint16 or uint8.",
+        '"""',
+        "",
+        "try:",
+        "    from micropython import const",
+        "except ImportError:",
+        "    def const(x):",
+        "        return x",
+        "",
+    ]
+    for name, value in t.items():
+        if isinstance(value, int):
+            out.append(f"{name} = const({value})")
+    for name, value in t.items():
+        if isinstance(value, bytes):
+            out.append(f"# {len(value)} bytes")
+            out.append(f"{name} = {_bytes_literal(value)}")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The reference
+
+
+class _Tables:
+    def __init__(self):
+        t = vars(P.load_tables())
+        self.window = np.frombuffer(t["WINDOW_TAB"], "<u2").astype(np.int64)
+        tw = np.frombuffer(t["FFT_TW"], "<i2").astype(np.int64).reshape(-1, 3, 2)
+        self.fft_tw = []
+        quarter, o = P.FFT_SIZE // 8, 0
+        while quarter > 1:
+            self.fft_tw.append(tw[o:o + quarter - 1])  # (L-1, 3, 2)
+            o += quarter - 1
+            quarter //= 4
+        post = np.frombuffer(t["POST_TW"], "<i2").astype(np.int64).reshape(-1, 2)
+        self.post_wr, self.post_wi = post[:, 0], post[:, 1]
+        self.digitrev = np.frombuffer(t["DIGITREV"], np.uint8).astype(np.intp)
+        self.k_lo, self.k_hi = t["MEL_K_LO"], t["MEL_K_HI"]
+        self.mel_slot = np.frombuffer(t["MEL_SLOT"], np.uint8).astype(np.intp)
+        self.mel_w = np.frombuffer(t["MEL_W"], np.uint8).astype(np.int64)
+        self.log_tab = np.frombuffer(t["LOG_TAB"], np.uint8).astype(np.int64)
+        # Mel matrix (bins -> N_MELS + 2 slots) as int64: exact integer sums via matmul.
+        nb = self.k_hi - self.k_lo + 1
+        m = np.zeros((nb, P.N_MELS + 2), np.int64)
+        one = 1 << P.MEL_WEIGHT_BITS
+        m[np.arange(nb), self.mel_slot] += one - self.mel_w
+        m[np.arange(nb), self.mel_slot + 1] += self.mel_w
+        self.mel = m
+
+
+_TABLES = None
+
+
+def _tables():
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = _Tables()
+    return _TABLES
+
+
+def _msb(x):
+    """floor(log2(x)) for x >= 1, exact on int64 arrays."""
+    x = x.astype(np.int64)
+    m = np.zeros(x.shape, np.int64)
+    for b in (16, 8, 4, 2, 1):
+        big = (x >> b) > 0
+        m += np.where(big, b, 0)
+        x = np.where(big, x >> b, x)
+    return m
+
+
+def _frames(pcm):
+    n = (len(pcm) - P.WINDOW) // P.STEP + 1
+    if n <= 0:
+        return np.zeros((0, P.WINDOW), np.int64)
+    idx = np.arange(P.WINDOW)[None, :] + P.STEP * np.arange(n)[:, None]
+    return pcm.astype(np.int64)[idx]
+
+
+def _fft_power(x, t):
+    """Windowed, normalised 256-point radix-4 complex FFT and split: power per bin (F, 257)
+    and each frame's shift s."""
+    nf = x.shape[0]
+    v = np.zeros((nf, P.FFT_SIZE), np.int64)
+    v[:, :P.WINDOW] = (x * t.window + (1 << (P.WINDOW_BITS - 1))) >> P.WINDOW_BITS
+    peak = np.abs(v).max(axis=1)
+    s = np.where(peak > 0, P.NORM_BIT - _msb(np.maximum(peak, 1)), 0)
+    left = np.maximum(s, 0)[:, None]
+    right = np.maximum(-s, 0)[:, None]
+    v = np.where(s[:, None] >= 0, v << left, (v + ((1 << right) >> 1)) >> right)
+
+    re = v[:, 0::2].copy()
+    im = v[:, 1::2].copy()
+    half = P.FFT_SIZE // 2
+    quarter, stage = half // 4, 0
+    rnd = 1 << (P.TWIDDLE_BITS + 1)
+    while quarter >= 1:
+        shape = (nf, half // (4 * quarter), 4, quarter)
+        r = re.reshape(shape)
+        i = im.reshape(shape)
+        ar, br, cr, dr = r[:, :, 0], r[:, :, 1], r[:, :, 2], r[:, :, 3]
+        ai, bi, ci, di = i[:, :, 0], i[:, :, 1], i[:, :, 2], i[:, :, 3]
+        t0r, t0i = ar + cr, ai + ci
+        t1r, t1i = ar - cr, ai - ci
+        t2r, t2i = br + dr, bi + di
+        t3r, t3i = br - dr, bi - di
+        ys = [
+            (t0r + t2r, t0i + t2i),
+            (t1r + t3i, t1i - t3r),
+            (t0r - t2r, t0i - t2i),
+            (t1r - t3i, t1i + t3r),
+        ]
+        outr = np.empty_like(r)
+        outi = np.empty_like(i)
+        for q, (yr, yi) in enumerate(ys):
+            # j = 0: no twiddle, just the 1/4 scale with rounding.
+            outr[:, :, q, 0] = (yr[:, :, 0] + 2) >> 2
+            outi[:, :, q, 0] = (yi[:, :, 0] + 2) >> 2
+            if quarter > 1:
+                if q == 0:
+                    outr[:, :, 0, 1:] = (yr[:, :, 1:] + 2) >> 2
+                    outi[:, :, 0, 1:] = (yi[:, :, 1:] + 2) >> 2
+                else:
+                    tw = t.fft_tw[stage]
+                    wr, wi = tw[:, q - 1, 0], tw[:, q - 1, 1]
+                    a, b = yr[:, :, 1:], yi[:, :, 1:]
+                    outr[:, :, q, 1:] = (a * wr - b * wi + rnd) >> (P.TWIDDLE_BITS + 2)
+                    outi[:, :, q, 1:] = (a * wi + b * wr + rnd) >> (P.TWIDDLE_BITS + 2)
+        re = outr.reshape(nf, half)
+        im = outi.reshape(nf, half)
+        quarter //= 4
+        stage += 1
+
+    zr = re[:, t.digitrev]
+    zi = im[:, t.digitrev]
+    pr = np.zeros((nf, half + 1), np.int64)
+    pi = np.zeros((nf, half + 1), np.int64)
+    pr[:, 0] = (zr[:, 0] + zi[:, 0] + 1) >> 1
+    pr[:, half] = (zr[:, 0] - zi[:, 0] + 1) >> 1
+    k = np.arange(1, half // 2 + 1)
+    a, b = zr[:, k], zi[:, k]
+    c, d = zr[:, half - k], zi[:, half - k]
+    ar_ = (a + c) << P.TWIDDLE_BITS
+    ai_ = (b - d) << P.TWIDDLE_BITS
+    br_, bi_ = a - c, b + d
+    wr, wi = t.post_wr, t.post_wi
+    p = wi * br_ + wr * bi_
+    q = wi * bi_ - wr * br_
+    sh = P.TWIDDLE_BITS + 2
+    pr[:, half - k] = (ar_ - p + rnd) >> sh
+    pi[:, half - k] = (q - ai_ + rnd) >> sh
+    pr[:, k] = (ar_ + p + rnd) >> sh
+    pi[:, k] = (ai_ + q + rnd) >> sh
+    return pr * pr + pi * pi, s, peak
+
+
+def _log_mel(power, s, peak, t):
+    e = power[:, t.k_lo:t.k_hi + 1] @ t.mel  # (F, N_MELS + 2), exact in int64
+    e = e[:, 1:P.N_MELS + 1]
+    m = _msb(np.maximum(e, 1))
+    tb = P.LOG_TABLE_BITS
+    frac = np.where(m >= tb, e >> np.maximum(m - tb, 0), e << np.maximum(tb - m, 0))
+    frac &= (1 << tb) - 1
+    log = (m << P.LOG_FRAC_BITS) + t.log_tab[frac] - ((2 << P.LOG_FRAC_BITS) * s)[:, None]
+    log = np.maximum(log + P.LOG_OFFSET, 0)
+    return np.where(e > 0, log, 0)
+
+
+def _noise_and_output(log):
+    out = np.empty(log.shape, np.uint8)
+    if not len(log):
+        return out
+    floor_min = P.NOISE_MIN << 8
+    n = np.maximum(log[0] << 8, floor_min)
+    rise, fall = P.NOISE_RISE_SHIFT, P.NOISE_FALL_SHIFT
+    y = np.empty(log.shape, np.int64)
+    for i, row in enumerate(log):
+        d = (row << 8) - n
+        n = np.maximum(n + np.where(d > 0, d >> rise, d >> fall), floor_min)
+        y[i] = row - (n >> 8)
+    out[:] = np.clip(P.OUT_OFFSET + ((y * P.OUT_GAIN) >> 8), 0, 255)
+    return out
+
+
+def features(pcm, chunk_frames=4096):
+    """Feature bytes of a 16 kHz mono int16 recording, identical to the firmware's.
+
+    Args:
+        pcm: 1-D int16 array (16 kHz mono).
+        chunk_frames: frames computed per vectorised batch (bounds memory).
+
+    Returns:
+        uint8 array shaped (steps, N_MELS): one row per STEP samples once WINDOW samples
+        have arrived, i.e. steps = (len(pcm) - WINDOW) // STEP + 1 (0 if shorter).
+    """
+    pcm = np.asarray(pcm)
+    if pcm.ndim != 1 or pcm.dtype != np.int16:
+        raise ValueError("features() wants a 1-D int16 array")
+    t = _tables()
+    frames = _frames(pcm)
+    logs = []
+    for i in range(0, len(frames), chunk_frames):
+        power, s, peak = _fft_power(frames[i:i + chunk_frames], t)
+        logs.append(_log_mel(power, s, peak, t))
+    log = np.concatenate(logs) if logs else np.zeros((0, P.N_MELS), np.int64)
+    return _noise_and_output(log)
+
+
+def format_features(feats):
+    """The text form printed by `voicenode features`: one line per step."""
+    return "".join(" ".join(map(str, row)) + "\n" for row in feats.tolist())
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--write-tables"]:
+        P.TABLES_PATH.write_text(tables_source())
+        print(f"wrote {P.TABLES_PATH}")
+        return 0
+    print("usage: python -m voicenode_tools.reference.frontend --write-tables", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
