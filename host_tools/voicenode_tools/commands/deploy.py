@@ -11,9 +11,15 @@ def add_arguments(parser):
         help="board whose files are deployed (default ESP32_S3_DEVKITC_INMP441)",
     )
     parser.add_argument("--arch", default=None, help="mpy-cross -march (default: ask the board)")
-    parser.add_argument("--source", type=Path, default=None, help="firmware tree (default firmware/)")
-    parser.add_argument("--flash", default=None, help="with --port sim: the virtual board's flash image")
-    parser.add_argument("--no-reset", action="store_true", help="do not soft-reset the board afterwards")
+    parser.add_argument(
+        "--source", type=Path, default=None, help="firmware tree (default firmware/)"
+    )
+    parser.add_argument(
+        "--flash", default=None, help="with --port sim: the virtual board's flash image"
+    )
+    parser.add_argument(
+        "--no-reset", action="store_true", help="do not soft-reset the board afterwards"
+    )
 
 
 def run(args) -> int:

@@ -3,9 +3,13 @@
 
 def add_arguments(parser):
     parser.add_argument("--port", "-p", default=None, help="serial port, 'auto' (default) or 'sim'")
-    parser.add_argument("--flash", default=None, help="with --port sim: the virtual board's flash image")
+    parser.add_argument(
+        "--flash", default=None, help="with --port sim: the virtual board's flash image"
+    )
     parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
-    parser.add_argument("--reset", action="store_true", help="soft-reset the board first (shows the boot)")
+    parser.add_argument(
+        "--reset", action="store_true", help="soft-reset the board first (shows the boot)"
+    )
 
 
 def run(args) -> int:

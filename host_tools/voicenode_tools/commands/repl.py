@@ -3,7 +3,9 @@
 
 def add_arguments(parser):
     parser.add_argument("--port", "-p", default=None, help="serial port, 'auto' (default) or 'sim'")
-    parser.add_argument("--flash", default=None, help="with --port sim: the virtual board's flash image")
+    parser.add_argument(
+        "--flash", default=None, help="with --port sim: the virtual board's flash image"
+    )
 
 
 def run(args) -> int:

@@ -42,9 +42,7 @@ FORBIDDEN = ("machine.py", "machine.mpy")
 _SKIP_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyi", ".md", ".orig", ".rej", ".swp", "~")
 
-CACHE_DIR = (
-    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voicenode" / "mpy"
-)
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voicenode" / "mpy"
 
 
 def short_hash(data: bytes) -> str:

@@ -26,7 +26,6 @@ The previous version stays on the flash until the next deploy removes it.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,7 +156,8 @@ class DeployReport:
             f"  uploaded {len(self.uploaded)} file(s), {self.bytes_uploaded} bytes"
             + (": " + ", ".join(self.uploaded) if self.uploaded else ""),
             f"  copied on the device {len(self.copied)} unchanged file(s)",
-            f"  removed {len(self.removed)}" + (": " + ", ".join(self.removed) if self.removed else ""),
+            f"  removed {len(self.removed)}"
+            + (": " + ", ".join(self.removed) if self.removed else ""),
             f"  previous version: {self.previous_id or 'none'}",
             f"  time {self.seconds:.2f} s",
         ]
@@ -268,7 +268,9 @@ def install(
 
     if b.app_id in survey["apps"]:
         # Complete by construction (renamed from a verified stage); check it anyway.
-        if _verify(s, target, b.hashes) or _verify(s, target, {"manifest.json": build_mod.short_hash(b.manifest())}):
+        if _verify(s, target, b.hashes) or _verify(
+            s, target, {"manifest.json": build_mod.short_hash(b.manifest())}
+        ):
             s.run(f"_rm({target!r})")
             report.removed.append(target)
             survey["apps"].remove(b.app_id)
@@ -287,7 +289,9 @@ def install(
         for rel, data in b.files.items():
             h = b.hashes[rel]
             if h in by_hash:
-                s.add(f"_cp({f'/app/{active}/{by_hash[h]}'!r}, {stage + '/' + rel!r})", f"copy:{rel}")
+                s.add(
+                    f"_cp({f'/app/{active}/{by_hash[h]}'!r}, {stage + '/' + rel!r})", f"copy:{rel}"
+                )
                 report.copied.append(rel)
             else:
                 _upload(s, f"{stage}/{rel}", data)

@@ -27,7 +27,15 @@ ESP_IMAGE_MAGIC = 0xE9
 PARTITION_TABLE_OFFSET = 0x8000
 PARTITION_MAGIC = b"\xaa\x50"
 #: Chip ids of the ESP image extended header (esptool's IMAGE_CHIP_ID).
-CHIP_IDS = {0: "ESP32", 2: "ESP32-S2", 5: "ESP32-C3", 9: "ESP32-S3", 12: "ESP32-C2", 13: "ESP32-C6", 16: "ESP32-H2"}
+CHIP_IDS = {
+    0: "ESP32",
+    2: "ESP32-S2",
+    5: "ESP32-C3",
+    9: "ESP32-S3",
+    12: "ESP32-C2",
+    13: "ESP32-C6",
+    16: "ESP32-H2",
+}
 S3_CHIP_ID = 9
 #: A MicroPython ESP32-S3 firmware is ~1.5 MB; anything under this is not one.
 MIN_SIZE = 0x10000 + 64 * 1024
@@ -125,6 +133,7 @@ def flash(
     before: str = "default-reset",
     no_stub: bool = False,
     log=print,
+    attempts: int = 3,
 ) -> ImageInfo:
     """Write `firmware` at 0x0 on the ESP32-S3 on `port`, with verification.
 
@@ -135,6 +144,8 @@ def flash(
         baud: the speed for writing (esptool starts at 115200 and switches).
         before: esptool's reset mode ("default-reset", "usb-reset", "no-reset").
         no_stub: talk to the ROM loader only (slower; for boards where the stub fails).
+        log: where progress lines go.
+        attempts: esptool connection attempts.
 
     Raises:
         CommandError: every user-facing failure (see `check_image` and the messages below).
@@ -152,7 +163,7 @@ def flash(
     esp = None
     try:
         with contextlib.redirect_stdout(out):
-            esp = cmds.detect_chip(path, 115200, before, connect_attempts=3)
+            esp = cmds.detect_chip(path, 115200, before, connect_attempts=attempts)
         chip = esp.CHIP_NAME
         if chip != "ESP32-S3":
             raise CommandError(

@@ -50,7 +50,9 @@ def events(path: str, seconds: float | None = None, reset: bool = False):
         if reset:
             ser.write(b"\r\x03\x03\x02\x04")  # interrupt, friendly REPL, soft reset
         while deadline is None or time.monotonic() < deadline:
-            ser.timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+            ser.timeout = (
+                0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+            )
             try:
                 chunk = ser.read(4096)
             except (serial.SerialException, OSError) as e:
