@@ -1,0 +1,163 @@
+"""Test input: audio from the serial link in place of the microphone (HIL tests only).
+
+The host's HIL suite enters it with one raw-REPL call,
+
+    import voicenode.testinput as t; t.run()
+
+and streams int16 PCM as text lines on stdin. Binary is not safe on a REPL link (0x03 is
+Ctrl-C, 0x04 ends the raw REPL's input), so the samples travel as base64. The samples go
+through the node's own pipeline (`voicenode.node.Node.feed`), exactly where the microphone's
+samples would go, and the node's events come back as the event log prints them. Nothing
+stays enabled afterwards: the test input exists only for the duration of `run()`, it restores
+the event log's hook on the way out (also on Ctrl-C), and it gives up by itself when the host
+goes quiet, so an unplugged host never leaves the node stuck in it.
+
+Lines from the host:
+    D<base64 of little-endian int16 samples>   samples (at most _MAX_CHUNK of them)
+    S                                           status (heap, counters) without leaving
+    R                                           reset the pipeline (a new clip starts)
+    Q                                           quit
+Lines to the host:
+    HIL+ {json}        ready: version, rate, chunk limit
+    {"t": .., "event": ..}  an event, as the event log prints it, followed by
+    @<n>               the number of samples fed when that event was emitted
+    A<n>               one chunk done; n samples fed in total
+    S{json}            the status, as voicenode.status() returns it
+    HIL- {json}        finished (quit, end of input, timeout or error), with the reason
+"""
+
+import sys
+import time
+
+from micropython import const
+
+import voicenode
+
+_MAX_CHUNK = const(1024)  # samples per D line: 2 KB of PCM, 2732 characters of base64
+_SUB = const(160)  # samples fed to the node per call: 10 ms at 16 kHz, the event resolution
+_TIMEOUT_MS = const(10000)  # no line for this long: the host is gone, give up
+
+_pos = 0  # samples fed since run() started (read by _Tag when an event is emitted)
+
+
+class _Tag:
+    """The event log's copy stream during run(): it tags each event with the sample count."""
+
+    def write(self, s):
+        print("@%d" % _pos)
+
+
+def _rate():
+    try:
+        from voicenode.dsp import params
+
+        return params.SAMPLE_RATE
+    except (ImportError, AttributeError):
+        return 16000
+
+
+def _wait_line(poller, timeout_ms):
+    # True when a line has started to arrive within timeout_ms (stdin readable).
+    return bool(poller.poll(timeout_ms))
+
+
+def _make_node():
+    from voicenode import node as _node_mod
+
+    # The node module may keep the node it runs (a warm pipeline with its models loaded);
+    # reuse it so an injection sees the very same state as the microphone would.
+    for name in ("current", "instance", "get"):
+        obj = getattr(_node_mod, name, None)
+        if obj is None:
+            continue
+        if callable(obj) and not hasattr(obj, "feed"):
+            obj = obj()
+        if obj is not None and hasattr(obj, "feed"):
+            return obj
+    return _node_mod.Node()
+
+
+def run(node=None, timeout_ms=_TIMEOUT_MS):
+    """Feed PCM lines from stdin to the node until Q, end of input or timeout_ms of silence.
+
+    Args:
+        node: the object to feed (has `feed(samples)`); default: the node module's node.
+        timeout_ms: give up after this long without a line from the host.
+
+    Returns:
+        The number of samples fed.
+    """
+    global _pos
+    import binascii
+    import json
+    import select
+    from array import array
+
+    from voicenode.actions import eventlog
+
+    _pos = 0
+    reason = "quit"
+    detail = None
+    saved_out = eventlog._out
+    stdin = sys.stdin
+    poller = select.poll()
+    poller.register(stdin, select.POLLIN)
+    try:
+        if node is None:
+            node = _make_node()
+        eventlog._out = _Tag()
+        print(
+            "HIL+ "
+            + json.dumps(
+                {"version": voicenode.__version__, "rate": _rate(), "max_chunk": _MAX_CHUNK}
+            )
+        )
+        while True:
+            if not _wait_line(poller, timeout_ms):
+                reason = "timeout"
+                break
+            line = stdin.readline()
+            if not line:
+                reason = "eof"
+                break
+            kind = line[0]
+            if kind == "D":
+                data = binascii.a2b_base64(line[1:].strip())
+                n = len(data) // 2
+                if n > _MAX_CHUNK:
+                    reason = "error"
+                    detail = "chunk of %d samples > %d" % (n, _MAX_CHUNK)
+                    break
+                samples = memoryview(array("h", data))
+                i = 0
+                while i < n:
+                    j = min(i + _SUB, n)
+                    _pos += j - i
+                    node.feed(samples[i:j])
+                    i = j
+                print("A%d" % _pos)
+            elif kind == "S":
+                print("S" + json.dumps(voicenode.status(out=False)))
+            elif kind == "R":
+                if hasattr(node, "reset"):
+                    node.reset()
+                print("A%d" % _pos)
+            elif kind == "Q":
+                break
+            elif line.strip():
+                reason = "error"
+                detail = "bad line %r" % line[:20]
+                break
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    except Exception as e:  # noqa: BLE001 - reported to the host, then the REPL gets it back
+        reason = "error"
+        detail = "%s: %s" % (type(e).__name__, e)
+    finally:
+        eventlog._out = saved_out
+        poller.unregister(stdin)
+    info = {"reason": reason, "samples": _pos, "ms": time.ticks_ms()}
+    if detail is not None:
+        info["detail"] = detail
+    print("HIL- " + json.dumps(info))
+    return _pos
