@@ -19,6 +19,9 @@ _COMMANDS = {
     "repl": ("voicenode_tools.commands.repl", "interactive REPL on the board (mpremote)"),
     "monitor": ("voicenode_tools.commands.monitor", "print the node's events, one JSON line each"),
     "status": ("voicenode_tools.commands.status", "print voicenode.status() from the node"),
+    "sim": ("voicenode_tools.commands.sim", "run the virtual board (MicroPython Unix port on a pty)"),
+    "features": ("voicenode_tools.commands.features", "front-end feature bytes of a WAV (reference, or --sim: the firmware)"),
+    "boards": ("voicenode_tools.commands.boards", "list, check and generate board definitions; draw wiring"),
 }
 
 
