@@ -61,9 +61,10 @@ _CHAN = struct.Struct("<iHBB")  # bias, multiplier, shift, 0
 
 #: Largest accumulator the chip may see (signed 32 bits, with room for the bias offset).
 ACC_LIMIT = 1 << 31
-#: Biases (after folding the input zero point) must stay below this (the chip stores them
-#: offset by 2**30 so that ptr32 loads are never negative).
-BIAS_LIMIT = 1 << 30
+#: Biases (after folding the input zero point) must stay below this in magnitude: the chip
+#: stores them offset by 2**29 so that ptr32 loads are never negative (a ptr32 load is
+#: zero-extended on the 64-bit Unix port) and the offset is a small int on the chip.
+BIAS_LIMIT = 1 << 29
 #: Bytes of heap the chip's loader needs per layer on top of its buffers (objects, views).
 LAYER_OVERHEAD = 320
 MODEL_OVERHEAD = 512
@@ -316,7 +317,7 @@ class QuantLayer:
             raise ModelFormatError(f"{where}dense layer with kernel {self.k}")
         fb = self.folded_bias()
         if np.any(np.abs(fb) >= BIAS_LIMIT):
-            raise ModelFormatError(f"{where}bias too large for the chip (|bias| >= 2**30)")
+            raise ModelFormatError(f"{where}bias too large for the chip (|bias - zp*sum(w)| >= 2**29)")
         # The chip sums unsigned (w + 128) * x products onto the bias, then subtracts 128 * sum x.
         if np.max(np.abs(fb)) + 255 * 255 * n_terms >= ACC_LIMIT:
             raise ModelFormatError(f"{where}{n_terms} terms could overflow a 32-bit accumulator")
@@ -620,11 +621,13 @@ def frontend_params() -> dict:
     """The must-match front-end parameters of ``firmware/voicenode/dsp/params.py``.
 
     If the params module defines ``MUST_MATCH`` (a tuple of names) those are taken, otherwise
-    every upper-case int, float, str, tuple or list constant.
+    every upper-case constant of the file (the chip compares the same set).
     """
     from voicenode_tools.reference import params  # the firmware's own file, imported by the host
 
     names = getattr(params, "MUST_MATCH", None)
+    if names is None and isinstance(getattr(params, "PARAMS", None), dict):
+        names = sorted(params.PARAMS)
     if names is None:
         names = [
             n for n in dir(params)
@@ -702,7 +705,7 @@ def quantize(
         qlayer = QuantLayer(
             kind=kind, act=ACTS[layer.activation], k=layer.k, stride=layer.stride,
             dilation=layer.dilation, in_ch=layer.in_ch, out_ch=layer.out_ch, in_zp=in_zp,
-            out_zp=out_zp, weights=weights, bias=np.clip(bq, -(1 << 29), (1 << 29) - 1).astype(np.int32),
+            out_zp=out_zp, weights=weights, bias=np.clip(bq, -(1 << 28), (1 << 28) - 1).astype(np.int32),
             mult=np.array(mult, np.int32), shift=np.array(shift, np.int32),
             table=logistic_table(out_scale, out_zp) if layer.activation == "sigmoid" else None,
             out_scale=out_scale,
@@ -720,6 +723,7 @@ def random_model(
     n_mels: int = 40,
     spec: list[tuple] | None = None,
     input_zp: int = 0,
+    logit_gain: float = 20.0,
 ) -> QuantModel:
     """A random but well-scaled quantised model, for tests and benchmarks.
 
@@ -729,6 +733,7 @@ def random_model(
         spec: ``(kind, out_ch, k, stride, dilation, activation)`` per layer; default a
             microWakeWord-sized network (see :data:`BENCH_SPEC`).
         input_zp: input zero point.
+        logit_gain: scale of the last layer's weights (spreads the probabilities).
     """
     spec = BENCH_SPEC if spec is None else spec
     layers = []
@@ -741,6 +746,8 @@ def random_model(
             w = rng.normal(size=(out_ch, in_ch, k)) / math.sqrt(k * in_ch)
         else:
             w = rng.normal(size=(out_ch, in_ch)) / math.sqrt(in_ch)
+        if act == "sigmoid":
+            w = w * logit_gain  # spread the logits so that the probabilities use the table
         layers.append(FloatLayer(kind, w, rng.normal(size=out_ch) * 0.1, stride, dil, act))
         in_ch = out_ch
     calib = rng.integers(0, 256, size=(300, n_mels), dtype=np.uint8)

@@ -1,0 +1,334 @@
+"""Load a wake-word model (`<name>.vnm` + `<name>.json`) and run it one feature frame at a time.
+
+    >>> from voicenode.nn import model
+    >>> m = model.load("/models/hey_node.vnm")
+    >>> p = m.step(frame)        # uint8 probability, or -1 between model steps
+
+The loader refuses anything it cannot run exactly as trained, with a `ModelError` whose
+message names the file and the problem: wrong magic or format version, a truncated file, a
+checksum mismatch, impossible layer sizes, arithmetic that could overflow 32 bits, a sidecar
+written for another file, or front-end parameters that differ from this firmware's
+`voicenode.dsp.params` (must match training). Format: docs/MODEL_FORMAT.md.
+
+All buffers are allocated here, once; `Model.step` allocates nothing.
+"""
+
+import array
+import gc
+import json
+import struct
+
+from micropython import const
+
+from . import kernels
+from .kernels import layer_step
+
+FORMAT_VERSION = const(1)
+MAGIC = b"VNNM"
+_HEADER = const(16)
+_LAYER_HEAD = const(12)
+_CHAN = const(8)
+_CONV = const(1)
+_DWCONV = const(2)
+_DENSE = const(3)
+_RELU = const(1)
+_SIGMOID = const(2)
+_BIAS_LIMIT = const(0x20000000)  # 2**29
+
+try:
+    from binascii import crc32 as _crc32
+except ImportError:  # a port built without it: a bitwise CRC-32 (slow, load time only)
+
+    def _crc32(data, crc=0):
+        crc ^= 0xFFFFFFFF
+        for b in data:
+            crc ^= b
+            for _ in range(8):
+                crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
+        return crc ^ 0xFFFFFFFF
+
+
+class ModelError(ValueError):
+    """A model file or its sidecar cannot be used; the message says which and why."""
+
+
+class Model:
+    """One loaded network: `step(frame)` feeds a feature frame, returns a probability or -1.
+
+    Attributes: `name`, `word` (the wake phrase), `cutoff_u8`, `window`, `cooloff` (model
+    steps), `stride` (feature frames per model step), `path`.
+    """
+
+    def __init__(self, path, side, layers):
+        self.path = path
+        self.name = side["name"]
+        self.word = side["wake_phrase"]
+        self.cutoff_u8 = side["cutoff_u8"]
+        self.window = side["window"]
+        self.cooloff = side["cooloff"]
+        self.version = side.get("version", "")
+        stride = 1
+        for _, _, cfg in layers:
+            stride *= cfg[kernels.CFG_STRIDE]
+        self.stride = stride
+        self._n = len(layers)
+        self._st = [L[0] for L in layers]
+        self._cw = [L[1] for L in layers]
+        self._cfg = [L[2] for L in layers]
+        # Views of each layer's output bytes (the next layer's input), made once.
+        self._out = [memoryview(L[0])[: L[2][kernels.CFG_OUT]] for L in layers]
+        self.reset()
+
+    def reset(self):
+        """Forget all history (rings back to the input zero points, stride counters to 0)."""
+        for i in range(self._n):
+            cfg = self._cfg[i]
+            st = self._st[i]
+            zi = cfg[kernels.CFG_ZI]
+            for j in range(cfg[kernels.CFG_RING], len(st)):
+                st[j] = zi
+            cfg[kernels.CFG_WPOS] = 0
+            cfg[kernels.CFG_PHASE] = 0
+
+    def step(self, frame):
+        """Feed one feature frame (N_MELS bytes); return the probability 0..255 or -1.
+
+        Returns -1 when the network has not completed a model step (between strides).
+        Allocates nothing.
+        """
+        x = frame
+        st = self._st
+        cw = self._cw
+        cfg = self._cfg
+        out = self._out
+        for i in range(self._n):
+            if not layer_step(x, st[i], cw[i], cfg[i]):
+                return -1
+            x = out[i]
+        return x[0]
+
+    def layer_output(self, i):
+        """The newest output of layer i (a view into the layer's buffer, valid until the next step)."""
+        return self._out[i]
+
+
+def firmware_frontend():
+    """The must-match front-end parameters of this firmware: {NAME: value} from dsp.params."""
+    from voicenode.dsp import params
+
+    out = {}
+    for name in dir(params):
+        if name.isupper() and not name.startswith("_"):
+            out[name] = getattr(params, name)
+    return out
+
+
+def _same(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return False
+        for i in range(len(a)):
+            if not _same(a[i], b[i]):
+                return False
+        return True
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            fa = float(a)
+            return abs(fa - float(b)) <= 1e-6 * max(1.0, abs(fa))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def check_frontend(trained, current, where):
+    """Raise ModelError if a front-end parameter recorded by training differs from `current`."""
+    if not isinstance(trained, dict):
+        raise ModelError("%s: 'frontend' must be an object of parameters" % where)
+    for key in current:
+        if key not in trained:
+            raise ModelError("%s: front-end parameter %s not recorded in the model" % (where, key))
+    for key in trained:
+        if key not in current:
+            raise ModelError(
+                "%s: model trained with front-end parameter %s=%r, unknown to this firmware"
+                % (where, key, trained[key])
+            )
+        if not _same(trained[key], current[key]):
+            raise ModelError(
+                "%s: front-end parameter %s: model trained with %r, firmware has %r"
+                % (where, key, trained[key], current[key])
+            )
+
+
+def _read_sidecar(path, crc, in_zp, n_in, frontend):
+    try:
+        with open(path) as f:
+            side = json.load(f)
+    except OSError:
+        raise ModelError("%s: sidecar missing (a model needs its .json)" % path)
+    except ValueError:
+        raise ModelError("%s: sidecar is not valid JSON" % path)
+    if not isinstance(side, dict):
+        raise ModelError("%s: sidecar is not a JSON object" % path)
+    for key in ("format", "name", "wake_phrase", "cutoff_u8", "window", "cooloff", "input",
+                "model_crc32", "frontend", "heap_bytes"):
+        if key not in side:
+            raise ModelError("%s: sidecar lacks %r" % (path, key))
+    if side["format"] != FORMAT_VERSION:
+        raise ModelError("%s: sidecar format %r, expected %d" % (path, side["format"], FORMAT_VERSION))
+    if side["model_crc32"] != crc:
+        raise ModelError("%s: sidecar was written for another model file (checksum differs)" % path)
+    inp = side["input"]
+    if inp.get("zero_point") != in_zp or inp.get("n_mels") != n_in:
+        raise ModelError(
+            "%s: input zero point %r / n_mels %r do not match the model (%d, %d)"
+            % (path, inp.get("zero_point"), inp.get("n_mels"), in_zp, n_in)
+        )
+    if not (isinstance(side["cutoff_u8"], int) and 0 < side["cutoff_u8"] < 256):
+        raise ModelError("%s: cutoff_u8 must be 1..255" % path)
+    if not (isinstance(side["window"], int) and 0 < side["window"] < 256):
+        raise ModelError("%s: window must be 1..255 model steps" % path)
+    if not (isinstance(side["cooloff"], int) and side["cooloff"] >= 0):
+        raise ModelError("%s: cooloff must be >= 0 model steps" % path)
+    if frontend is None:
+        try:
+            frontend = firmware_frontend()
+        except ImportError:
+            raise ModelError("%s: this firmware has no voicenode.dsp.params to check against" % path)
+    check_frontend(side["frontend"], frontend, path)
+    return side
+
+
+def load(path, frontend=None, check_heap=True):
+    """Load `<name>.vnm` and its `<name>.json` sidecar; return a `Model`.
+
+    Args:
+        path: the .vnm path (the sidecar is the same path with .json).
+        frontend: {NAME: value} the sidecar's front-end parameters must equal; None takes
+            this firmware's `voicenode.dsp.params`.
+        check_heap: refuse the model if the sidecar's heap_bytes exceed gc.mem_free().
+
+    Raises:
+        ModelError: with a message naming the file and the problem.
+    """
+    base = path[:-4] if path.endswith(".vnm") else path
+    vnm = base + ".vnm"
+    try:
+        f = open(vnm, "rb")
+    except OSError as e:
+        raise ModelError("%s: cannot open (%s)" % (vnm, e))
+    with f:
+        head = f.read(_HEADER)
+        if len(head) < _HEADER:
+            raise ModelError("%s: %d bytes is too short for a model" % (vnm, len(head)))
+        magic, version, n_layers, n_in, in_zp, _, body_len = struct.unpack("<4sHHHBBI", head)
+        if magic != MAGIC:
+            raise ModelError("%s: not a voicenode model (magic %r)" % (vnm, magic))
+        if version != FORMAT_VERSION:
+            raise ModelError("%s: format version %d, this firmware reads %d" % (vnm, version, FORMAT_VERSION))
+        size = f.seek(0, 2)
+        if size != _HEADER + body_len + 4:
+            raise ModelError(
+                "%s: %d bytes, the header says %d (truncated or padded)" % (vnm, size, _HEADER + body_len + 4)
+            )
+        # Checksum first: nothing is parsed from a corrupt file.
+        f.seek(0)
+        buf = bytearray(256)
+        mv = memoryview(buf)
+        crc = 0
+        left = size - 4
+        while left:
+            n = f.readinto(mv[: min(256, left)])
+            if not n:
+                raise ModelError("%s: read failed" % vnm)
+            crc = _crc32(mv[:n], crc)
+            left -= n
+        (stored,) = struct.unpack("<I", f.read(4))
+        if crc != stored:
+            raise ModelError("%s: checksum mismatch (corrupt file)" % vnm)
+        side = _read_sidecar(base + ".json", stored, in_zp, n_in, frontend)
+        del buf, mv
+        if check_heap:
+            gc.collect()
+            need = side["heap_bytes"]
+            if need > gc.mem_free():
+                raise ModelError("%s: needs %d bytes of heap, %d free" % (vnm, need, gc.mem_free()))
+        f.seek(_HEADER)
+        layers = []
+        zp = in_zp
+        prev_out = n_in
+        for i in range(n_layers):
+            layers.append(_read_layer(f, vnm, i, n_layers, zp, prev_out))
+            zp = layers[-1][2][kernels.CFG_ZO]
+            prev_out = layers[-1][2][kernels.CFG_OUT]
+        if f.tell() != size - 4:
+            raise ModelError("%s: %d stray bytes after the layers" % (vnm, size - 4 - f.tell()))
+    if not layers:
+        raise ModelError("%s: no layers" % vnm)
+    return Model(vnm, side, layers)
+
+
+def _read_layer(f, vnm, i, n_layers, in_zp, in_expected):
+    where = "%s: layer %d" % (vnm, i)
+    h = f.read(_LAYER_HEAD)
+    if len(h) < _LAYER_HEAD:
+        raise ModelError("%s runs past the end" % where)
+    kind, act, k, stride, dil, out_zp, in_ch, out_ch, _ = struct.unpack("<BBBBBBHHH", h)
+    if kind not in (_CONV, _DWCONV, _DENSE) or act > _SIGMOID:
+        raise ModelError("%s: unknown kind %d or activation %d" % (where, kind, act))
+    if in_ch != in_expected:
+        raise ModelError("%s: %d inputs, the previous layer gives %d" % (where, in_ch, in_expected))
+    if not (k and stride and dil and out_ch):
+        raise ModelError("%s: zero kernel, stride, dilation or width" % where)
+    if kind == _DENSE and k != 1:
+        raise ModelError("%s: dense layer with kernel %d" % (where, k))
+    if kind == _DWCONV and in_ch != out_ch:
+        raise ModelError("%s: depthwise layer with %d inputs, %d outputs" % (where, in_ch, out_ch))
+    last = i == n_layers - 1
+    if (act == _SIGMOID) != last or (last and out_ch != 1):
+        raise ModelError("%s: the last layer (only) must be a one-channel sigmoid" % where)
+    per = k if kind == _DWCONV else k * in_ch  # weights per output channel = terms per sum
+    nw = per * out_ch
+    woff = 12 * out_ch
+    tab = 256 if act == _SIGMOID else 0
+    cw = bytearray(woff + nw + tab)
+    if f.readinto(memoryview(cw)[woff : woff + nw]) != nw:
+        raise ModelError("%s runs past the end" % where)
+    kernels.xor80(cw, woff, nw)  # int8 -> w + 128 (unsigned bytes for the inner loop)
+    chan = f.read(_CHAN * out_ch)
+    if len(chan) != _CHAN * out_ch:
+        raise ModelError("%s runs past the end" % where)
+    for o in range(out_ch):
+        b, m, s, _ = struct.unpack_from("<iHBB", chan, _CHAN * o)
+        sum_w = kernels.sum_u8(cw, woff + o * per, per) - 128 * per
+        fb = b - in_zp * sum_w
+        if not -_BIAS_LIMIT < fb < _BIAS_LIMIT:
+            raise ModelError("%s: channel %d bias too large for 32-bit arithmetic" % (where, o))
+        if abs(fb) + 65025 * per >= 2147483648:
+            raise ModelError("%s: %d terms could overflow a 32-bit accumulator" % (where, per))
+        if m >= 32768 or s > 30:
+            raise ModelError("%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s))
+        struct.pack_into("<III", cw, 12 * o, fb + kernels.BIAS_OFFSET, m, s)
+    if tab and f.readinto(memoryview(cw)[woff + nw :]) != tab:
+        raise ModelError("%s runs past the end" % where)
+    span = (k - 1) * dil + 1
+    ring = span * in_ch if k > 1 else 0
+    win = k * in_ch if k > 1 else 0
+    st = bytearray(out_ch + ring + win)
+    cfg = array.array("i", bytes(4 * kernels.CFG_LEN))
+    cfg[kernels.CFG_KIND] = kind
+    cfg[kernels.CFG_ACT] = act
+    cfg[kernels.CFG_K] = k
+    cfg[kernels.CFG_STRIDE] = stride
+    cfg[kernels.CFG_DIL] = dil
+    cfg[kernels.CFG_IN] = in_ch
+    cfg[kernels.CFG_OUT] = out_ch
+    cfg[kernels.CFG_SPAN] = span
+    cfg[kernels.CFG_ZO] = out_zp
+    cfg[kernels.CFG_LO] = out_zp if act == _RELU else 0
+    cfg[kernels.CFG_RING] = out_ch
+    cfg[kernels.CFG_WIN] = out_ch + ring
+    cfg[kernels.CFG_W] = woff
+    cfg[kernels.CFG_TAB] = woff + nw if tab else 0
+    cfg[kernels.CFG_ZI] = in_zp
+    return st, cw, cfg
