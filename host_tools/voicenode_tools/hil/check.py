@@ -98,17 +98,17 @@ def _exec(s, code: str, timeout: float = 10.0) -> tuple[str, str]:
 
 def micropython(path: str, board=None) -> str | None:
     """Steps 1-3: a port, a MicroPython raw REPL, a recent enough version; or the problem."""
-    problems = diagnose(path, board, deployed=False)
-    return problems
+    return diagnose(path, board, deployed=False)
 
 
-def diagnose(path: str, board=None, deployed: bool = True) -> str | None:
+def diagnose(path: str, board=None, deployed: bool = True, timeout: float = 5.0) -> str | None:
     """Check the connection to the node on `path`.
 
     Args:
         path: the serial device.
         board: the VirtualBoard behind it, if any (to tell a dead process).
         deployed: also check that the voice node is deployed and current.
+        timeout: seconds to wait for a raw REPL.
 
     Returns:
         None when everything is right, else one sentence saying what is wrong.
@@ -117,7 +117,7 @@ def diagnose(path: str, board=None, deployed: bool = True) -> str | None:
     if problem:
         return problem
     try:
-        problem = _raw_repl(s, path, board)
+        problem = _raw_repl(s, path, board, timeout)
         if problem:
             return problem
         try:

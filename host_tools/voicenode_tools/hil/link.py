@@ -306,16 +306,36 @@ class NodeLink:
         self._read_until(b"soft reboot\r\n", timeout, "soft-resetting")
         self._read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout, "soft-resetting")
 
-    def boot(self, timeout: float = 20.0) -> str:
+    def boot(self, timeout: float = 20.0, quiet: float = 1.5) -> str:
         """Soft reset in the friendly REPL, so that main.py runs as it does at power on.
 
-        Returns what the board printed from the reset up to the point where it was
-        interrupted again (after main.py returned, or `timeout` s of it running).
+        Waits until main.py returns to the REPL, or has been quiet for `quiet` seconds (the
+        node is running), then interrupts it and enters the raw REPL again.
+
+        Returns:
+            What the board printed from the reset on.
         """
         self._write(b"\r\x02", "leaving the raw REPL")
         self._read_until(b">>> ", timeout, "leaving the raw REPL")
         self._write(b"\x04", "soft-resetting")
-        text = self._read_until(b">>> ", timeout, "booting (main.py)")
+        doing = "booting (main.py)"
+        text = self._read_until(b"soft reboot\r\n", timeout, doing)
+        start = last = time.monotonic()
+        while b">>> " not in self._buf:
+            data = self._read_some(doing)
+            now = time.monotonic()
+            if data:
+                self._buf += data
+                last = now
+                continue
+            if board_death(self.board):
+                raise self._gone(doing)
+            if now - last > quiet:
+                break
+            if now - start > timeout:
+                raise self._gone(doing)
+        text += self._buf
+        self._buf = b""
         self._enter_raw(False)
         return text.decode(errors="replace")
 

@@ -168,7 +168,13 @@ def hil_deployed(request, hil_target):
 
 @pytest.fixture
 def node(hil_target, hil_deployed):
-    """A link to the node after a soft reset (a clean heap and event log for each test)."""
+    """A link to the node after a soft reset (a clean heap and event log for each test).
+
+    A virtual board that a previous test killed is started again first (on its flash), so
+    one dead board fails one test, not the rest of the session.
+    """
+    if hil_target.sim and not hil_target.board.running:
+        hil_target.path = hil_target.board.start()
     link = hil_target.link(soft_reset=True)
     yield link
     link.close()
