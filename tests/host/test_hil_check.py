@@ -10,7 +10,6 @@ import threading
 
 import pytest
 import serial
-
 from voicenode_tools.hil import check
 
 
