@@ -65,9 +65,11 @@ ACC_LIMIT = 1 << 31
 #: stores them offset by 2**29 so that ptr32 loads are never negative (a ptr32 load is
 #: zero-extended on the 64-bit Unix port) and the offset is a small int on the chip.
 BIAS_LIMIT = 1 << 29
-#: Bytes of heap the chip's loader needs per layer on top of its buffers (objects, views).
-LAYER_OVERHEAD = 320
-MODEL_OVERHEAD = 512
+#: Bytes of heap the loader needs per layer on top of its buffers (objects, views, cfg) and
+#: per model, measured with gc.mem_alloc() on the 64-bit Unix port (the 32-bit chip needs
+#: less); buffers are counted in 16-byte heap blocks.
+LAYER_OVERHEAD = 448
+MODEL_OVERHEAD = 640
 
 #: Sidecar keys that the caller of :meth:`QuantModel.save` must give.
 REQUIRED_SIDECAR = ("name", "wake_phrase", "cutoff", "window", "cooloff", "frontend")
@@ -384,7 +386,7 @@ class QuantModel:
             ring = layer.span * layer.in_ch if layer.k > 1 else 0
             window = layer.k * layer.in_ch if layer.k > 1 else 0
             const = 12 * layer.out_ch + layer.weights.size + (256 if layer.table is not None else 0)
-            n += LAYER_OVERHEAD + ring + window + layer.out_ch + const
+            n += LAYER_OVERHEAD + _blocks(ring + window + layer.out_ch) + _blocks(const)
         return int(n)
 
     def check(self) -> None:
@@ -564,6 +566,10 @@ class QuantModel:
             model.sidecar = side
             model.input_scale = float(side["input"]["scale"])
         return model
+
+
+def _blocks(n: int) -> int:
+    return (n + 15) // 16 * 16
 
 
 def _layer_summary(L: QuantLayer) -> str:
