@@ -1,0 +1,252 @@
+"""Microphone capture: I2S slots in, DC-free int16 samples out, nothing allocated per read.
+
+    mic = Microphone(i2s, fmt)          # fmt: voicenode.hal.SAMPLE_FORMAT (or keywords)
+    pcm = mic.read()                    # blocks for one block (10 ms); a shared view
+    fe.process(pcm)
+
+`i2s` is anything with `readinto(buf)` (machine.I2S, the virtual board's, or a test fake).
+The sample format comes from the board definition as arguments, never from a board import:
+
+- slot_bits 16 or 32; channels 1 (MONO) or 2 (STEREO, the microphone in word `channel`);
+- bit_delay: left shift that wraps in 32 bits (the SPH0645 lands one bit late);
+- shift: arithmetic right shift that turns the slot into a 16-bit sample (INMP441: 24
+  significant bits in a 32-bit slot; shift 16 keeps the top 16, shift 14 adds x4 gain).
+
+Then a one-pole integer high-pass removes the microphone's DC offset (cut-off
+rate / (2 pi 2**hp_shift): 2.5 Hz at 16 kHz with hp_shift 10; hp_shift 0 disables it), and
+the result saturates to int16. Counters, reported by `voicenode.status()`:
+
+- mic_blocks: blocks delivered (a small int for 120 days at 10 ms blocks);
+- mic_clipped: samples that saturated;
+- mic_overruns: blocks the I2S driver must have dropped because `read()` came later than its
+  DMA buffering allows (only when `ibuf` is given), plus samples dropped from the ring.
+
+ibuf (the ESP32 I2S driver's DMA buffering, bytes). MicroPython's esp32 port cuts ibuf into DMA
+buffers of 256 frames (16 ms at 16 kHz); a blocking readinto() returns as soon as its bytes are
+in, so ibuf does not add latency: it is the margin against stalls (GC, flash writes, network)
+and costs internal DMA-capable RAM. At 16 kHz with 32-bit slots one second is 64000 bytes mono,
+128000 stereo. We use ibuf_for(250) = 16384 bytes mono (256 ms; 32768 stereo): several times
+the worst GC pause of a 256 KB heap, and well under the 500 ms after which a missed wake word
+becomes likely. `ibuf_for(ms, ...)` computes it for other formats.
+
+An optional ring (`ring=N` samples) keeps the most recent audio for consumers that need
+history (command recognition after the wake word): `available()`, `take(out)`.
+"""
+
+import time
+from array import array
+
+import micropython
+from micropython import const
+
+import voicenode
+
+_DMA_FRAMES = const(256)  # frames per DMA buffer in MicroPython's esp32 machine_i2s.c
+_DC_FRAC = const(12)  # fraction bits of the DC estimate (fewer for very small shifts)
+
+
+def ibuf_for(ms, slot_bits=32, channels=1, rate=16000):
+    """I2S ibuf bytes holding at least `ms` milliseconds, in whole DMA buffers."""
+    frame = (slot_bits // 8) * channels
+    frames = (rate * ms + 999) // 1000
+    bufs = (frames + _DMA_FRAMES - 1) // _DMA_FRAMES
+    return bufs * _DMA_FRAMES * frame
+
+
+@micropython.viper
+def _convert32(raw, n: int, stride: int, bd: int, shift: int, out, state, frac: int) -> int:
+    """out[i] = saturate(highpass((word_i << bd) >> shift)) for n frames of 32-bit words.
+
+    raw holds little-endian words; word i is at word index i*stride (channel pre-added by
+    the caller through `state[2]`). state (int32): [dc estimate in Q(frac), hp_shift,
+    first word]. Returns the number of clipped samples.
+    """
+    p = ptr16(raw)
+    o = ptr16(out)
+    st = ptr32(state)
+    sgn = 1
+    sgn <<= 31  # not folded at compile time: 1 << 31 is no small int on a 32-bit chip
+    dc = (st[0] ^ sgn) - sgn  # ptr32 loads zero-extend on 64-bit hosts
+    hp = int(st[1])
+    j = int(st[2]) << 1  # int16 index of the first word's low half
+    step = stride << 1
+    rnd = (1 << frac) >> 1
+    clipped = 0
+    i = 0
+    while i < n:
+        lo = p[j]
+        hi = p[j + 1]
+        if bd:
+            hi = ((hi << bd) | (lo >> (16 - bd))) & 0xFFFF
+            lo = (lo << bd) & 0xFFFF
+        w = (((hi ^ 0x8000) - 0x8000) << 16) | lo  # the signed 32-bit word
+        s = w >> shift
+        if hp:
+            dc += ((s << frac) - dc) >> hp
+            s -= (dc + rnd) >> frac
+        if s > 32767:
+            s = 32767
+            clipped += 1
+        elif s < -32768:
+            s = -32768
+            clipped += 1
+        o[i] = s
+        i += 1
+        j += step
+    st[0] = dc
+    return clipped
+
+
+@micropython.viper
+def _convert16(raw, n: int, stride: int, shift: int, out, state, frac: int) -> int:
+    """As _convert32 for 16-bit slots (shift is normally 0)."""
+    p = ptr16(raw)
+    o = ptr16(out)
+    st = ptr32(state)
+    sgn = 1
+    sgn <<= 31  # not folded at compile time: 1 << 31 is no small int on a 32-bit chip
+    dc = (st[0] ^ sgn) - sgn
+    hp = int(st[1])
+    j = int(st[2])
+    rnd = (1 << frac) >> 1
+    clipped = 0
+    i = 0
+    while i < n:
+        s = ((p[j] ^ 0x8000) - 0x8000) >> shift
+        if hp:
+            dc += ((s << frac) - dc) >> hp
+            s -= (dc + rnd) >> frac
+        if s > 32767:
+            s = 32767
+            clipped += 1
+        elif s < -32768:
+            s = -32768
+            clipped += 1
+        o[i] = s
+        i += 1
+        j += stride
+    st[0] = dc
+    return clipped
+
+
+@micropython.viper
+def _ring_put(ring, size: int, wpos: int, src, n: int) -> int:
+    """Copy n int16 samples into the ring at wpos (wrapping); returns the new wpos."""
+    r = ptr16(ring)
+    s = ptr16(src)
+    i = 0
+    while i < n:
+        r[wpos] = s[i]
+        wpos += 1
+        if wpos == size:
+            wpos = 0
+        i += 1
+    return wpos
+
+
+@micropython.viper
+def _ring_get(ring, size: int, rpos: int, dst, n: int) -> int:
+    r = ptr16(ring)
+    d = ptr16(dst)
+    i = 0
+    while i < n:
+        d[i] = r[rpos]
+        rpos += 1
+        if rpos == size:
+            rpos = 0
+        i += 1
+    return rpos
+
+
+class Microphone:
+    def __init__(self, i2s, fmt=None, *, slot_bits=32, channels=1, channel=0, bit_delay=0,
+                 shift=14, rate=16000, block=160, hp_shift=10, ring=0, ibuf=None, **_ignored):
+        if fmt:
+            slot_bits = fmt.get("slot_bits", slot_bits)
+            channels = fmt.get("channels", channels)
+            channel = fmt.get("channel", channel)
+            bit_delay = fmt.get("bit_delay", bit_delay)
+            shift = fmt.get("shift", shift)
+            rate = fmt.get("rate", rate)
+        if slot_bits not in (16, 32):
+            raise ValueError("slot_bits must be 16 or 32")
+        if not 0 <= channel < channels <= 2:
+            raise ValueError("channel must be 0 or 1 and below channels")
+        if slot_bits == 32 and not (0 <= bit_delay < 16 and 0 <= shift <= 31):
+            raise ValueError("bit_delay 0..15 and shift 0..31 for 32-bit slots")
+        self._i2s = i2s
+        self._bits = slot_bits
+        self._stride = channels
+        self._bd = bit_delay
+        self._shift = shift
+        self.rate = rate
+        self.block_len = block
+        # DC estimate precision: keep |sample| << frac below 2**30.
+        self._frac = _DC_FRAC if slot_bits == 16 else max(0, min(_DC_FRAC, shift - 1))
+        self._raw = bytearray(block * channels * slot_bits // 8)
+        self._block = array("h", bytes(2 * block))
+        self.block = memoryview(self._block)  # the last block read (shared buffer)
+        self._state = array("i", [0, hp_shift, channel])
+        self._ring_size = ring
+        self._ring = array("h", bytes(2 * ring)) if ring else None
+        self._rpos = self._wpos = self._avail = 0
+        self._ibuf_us = None
+        if ibuf:
+            frame = channels * slot_bits // 8
+            self._ibuf_us = (ibuf // frame) * 1000000 // rate
+        self._last_us = None
+        for name in ("mic_blocks", "mic_clipped", "mic_overruns"):
+            voicenode.count(name, 0)
+
+    def _convert(self, n, out):
+        if self._bits == 32:
+            return _convert32(self._raw, n, self._stride, self._bd, self._shift, out, self._state,
+                              self._frac)
+        return _convert16(self._raw, n, self._stride, self._shift, out, self._state, self._frac)
+
+    def read(self):
+        """Read one block (blocking), convert it, keep it in the ring if any.
+
+        Returns `.block`, a memoryview of a shared buffer overwritten by the next read.
+        """
+        got = self._i2s.readinto(self._raw)
+        frame = self._stride * self._bits // 8
+        n = got // frame if got is not None else self.block_len
+        if self._ibuf_us is not None:
+            now = time.ticks_us()
+            if self._last_us is not None:
+                if time.ticks_diff(now, self._last_us) > self._ibuf_us:
+                    voicenode.count("mic_overruns")
+            self._last_us = now
+        clipped = self._convert(n, self._block)
+        if clipped:
+            voicenode.count("mic_clipped", clipped)
+        voicenode.count("mic_blocks")
+        if self._ring is not None:
+            self._push(n)
+        return self.block if n == self.block_len else self.block[:n]
+
+    def _push(self, n):
+        self._wpos = _ring_put(self._ring, self._ring_size, self._wpos, self._block, n)
+        self._avail += n
+        if self._avail > self._ring_size:
+            voicenode.count("mic_overruns", self._avail - self._ring_size)
+            self._avail = self._ring_size
+            self._rpos = self._wpos
+
+    def available(self):
+        """Samples waiting in the ring."""
+        return self._avail
+
+    def take(self, out):
+        """Move up to len(out) of the oldest ring samples into the int16 buffer out."""
+        n = len(out)
+        if n > self._avail:
+            n = self._avail
+        self._rpos = _ring_get(self._ring, self._ring_size, self._rpos, out, n)
+        self._avail -= n
+        return n
+
+    def reset_dc(self):
+        """Forget the DC estimate (after the microphone was muted or restarted)."""
+        self._state[0] = 0
