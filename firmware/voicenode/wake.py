@@ -1,0 +1,139 @@
+"""Wake-word detector: several models on the same feature frames, integer post-processing.
+
+    >>> from voicenode.wake import Detector
+    >>> det = Detector(["/models/hey_node.vnm"], default="/models/default.vnm")
+    >>> n = det.step(frame)            # after every feature frame (10 ms)
+    >>> for i in range(n): word, score = det.hits[i]
+
+Post-processing as ESPHome's micro_wake_word does it, in integers: every model step's uint8
+probability goes into a ring of `window` bytes; when the ring's sum reaches
+`cutoff_u8 * window` (and no cool-off runs) the word is detected with score `sum // window`,
+the ring is cleared and the next `cooloff` model steps cannot detect.
+
+A model that cannot be loaded (corrupt, truncated, trained for other front-end parameters...)
+is logged (`voicenode.count("model_errors")`, an event with the reason) and replaced by the
+built-in default model the caller names; if that is broken too the detector runs without it
+and says so. `step` allocates nothing: `hits` holds preallocated [word, score] pairs that are
+overwritten by the next step.
+"""
+
+import array
+
+import voicenode
+from voicenode.nn import model as _model
+
+
+def _log(kind, msg):
+    voicenode.count("model_errors")
+    try:
+        from voicenode.actions import eventlog
+
+        eventlog.emit(kind, error=msg)
+    except ImportError:
+        print("wake:", kind, msg)
+
+
+class Detector:
+    """Runs wake-word models side by side on one stream of feature frames.
+
+    Args:
+        models: paths of `.vnm` files, or loaded `voicenode.nn.model.Model` objects.
+        default: path of the built-in default model, loaded in place of any model that fails
+            (once, however many fail). None: no fallback.
+        frontend: front-end parameters to check the sidecars against (None: dsp.params).
+
+    Attributes:
+        models: the models that run. errors: the messages of the models refused.
+        hits: [word, score] pairs, the first n valid after `step` returned n (reused).
+        frame: index of the next frame (counts from 0, wraps at 2**30).
+    """
+
+    def __init__(self, models, default=None, frontend=None):
+        self.models = []
+        self.errors = []
+        failed = False
+        for spec in models:
+            if isinstance(spec, str):
+                try:
+                    self.models.append(_model.load(spec, frontend))
+                except _model.ModelError as e:
+                    failed = True
+                    self._refuse("model_error", "%s; falling back to the default model" % e)
+            else:
+                self.models.append(spec)
+        if (failed or not self.models) and default is not None:
+            try:
+                m = _model.load(default, frontend)
+                if not any(x.path == m.path for x in self.models):
+                    self.models.append(m)
+            except _model.ModelError as e:
+                self._refuse("default_model_error", "%s; the detector runs without it" % e)
+        n = len(self.models)
+        self._rings = [bytearray(m.window) for m in self.models]
+        # per model: ring position, ring sum, cool-off steps left, threshold (cutoff * window)
+        self._st = array.array("i", bytes(16 * n))
+        for i in range(n):
+            self._st[4 * i + 3] = self.models[i].cutoff_u8 * self.models[i].window
+        self.hits = [[m.word, 0] for m in self.models]
+        self.frame = 0
+        self._n = n
+
+    def _refuse(self, kind, msg):
+        self.errors.append(msg)
+        _log(kind, msg)
+
+    def reset(self):
+        """Forget all history: networks, rings, cool-offs (the frame counter keeps going)."""
+        for i in range(self._n):
+            self.models[i].reset()
+            ring = self._rings[i]
+            for j in range(len(ring)):
+                ring[j] = 0
+            self._st[4 * i] = 0
+            self._st[4 * i + 1] = 0
+            self._st[4 * i + 2] = 0
+
+    def step(self, frame):
+        """Feed one feature frame to every model; return the number of detections.
+
+        The detections are `hits[0:n]` ([word, score], score = mean uint8 probability of the
+        window); they stay valid until the next call. Allocates nothing.
+        """
+        nd = 0
+        models = self.models
+        for i in range(self._n):
+            p = models[i].step(frame)
+            if p >= 0:
+                score = self._post(i, p)
+                if score >= 0:
+                    hit = self.hits[nd]
+                    hit[0] = models[i].word
+                    hit[1] = score
+                    nd += 1
+        self.frame = (self.frame + 1) & 0x3FFFFFFF
+        return nd
+
+    def _post(self, i, p):
+        # One model step of post-processing; returns the score of a detection or -1.
+        ring = self._rings[i]
+        st = self._st
+        b = 4 * i
+        pos = st[b]
+        total = st[b + 1] - ring[pos] + p
+        ring[pos] = p
+        pos += 1
+        if pos == len(ring):
+            pos = 0
+        st[b] = pos
+        st[b + 1] = total
+        if st[b + 2] > 0:
+            st[b + 2] -= 1
+            return -1
+        if total < st[b + 3]:
+            return -1
+        for j in range(len(ring)):
+            ring[j] = 0
+        st[b] = 0
+        st[b + 1] = 0
+        st[b + 2] = self.models[i].cooloff
+        return total // len(ring)
