@@ -411,28 +411,60 @@ class NodeLink:
             An `Injection` with every event at the sample position where it was emitted.
         """
         pcm = np.ascontiguousarray(pcm, dtype="<i2")
+        pieces = (pcm[i : i + chunk] for i in range(0, len(pcm), chunk))
+        return self.stream(pieces, window, status_every, reset, stop_after, timeout, chunk)
+
+    def stream(
+        self,
+        pieces,
+        window: int = 4,
+        status_every: int = 0,
+        reset: bool = True,
+        stop_after: int | None = None,
+        timeout: float = REPLY_TIMEOUT,
+        chunk: int = 1024,
+        on_event=None,
+        on_status=None,
+        keep: bool = True,
+    ) -> Injection:
+        """Stream an iterable of int16 arrays (each at most the node's max_chunk samples).
+
+        Like `inject`, for streams too long to hold: `on_event(pos, event)` and
+        `on_status(pos, status)` are called as they arrive, and with `keep=False` the
+        returned `Injection` does not accumulate them.
+        """
         doing = "streaming audio into the test input"
         t0 = time.monotonic()
         res = Injection()
         self._start("import voicenode.testinput as _ti\n_ti.run()", doing)
         ready = self._expect_ready(timeout, res)
-        chunk = min(chunk, int(ready.get("max_chunk", chunk)))
-        lines = []  # (line, samples in it)
-        if reset:
-            lines.append((b"R\n", 0))
-        for k, i in enumerate(range(0, len(pcm), chunk)):
-            piece = pcm[i : i + chunk]
-            lines.append((b"D" + base64.b64encode(piece.tobytes()) + b"\n", len(piece)))
-            if status_every and (k + 1) % status_every == 0:
-                lines.append((b"S\n", 0))
-        lines.append((b"Q\n", 0))
-        sent = acked = 0
+        max_chunk = int(ready.get("max_chunk", chunk))
+
+        def lines():
+            if reset:
+                yield b"R\n", 0
+            for k, piece in enumerate(pieces):
+                piece = np.ascontiguousarray(piece, dtype="<i2")
+                if len(piece) > max_chunk:
+                    raise ValueError(f"chunk of {len(piece)} samples > node's {max_chunk}")
+                yield b"D" + base64.b64encode(piece.tobytes()) + b"\n", len(piece)
+                if status_every and (k + 1) % status_every == 0:
+                    yield b"S\n", 0
+            yield b"Q\n", 0
+
+        source = lines()
+        exhausted = False
+        in_flight = 0
         fed = 0  # samples in the lines sent so far
         pending = []  # events waiting for their @position line
         finished = False
         while not finished:
-            while sent < len(lines) and sent - acked < window:
-                line, n = lines[sent]
+            while not exhausted and in_flight < window:
+                try:
+                    line, n = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
                 if stop_after is not None and fed >= stop_after:
                     self.drop()
                     res.reason = "dropped"
@@ -440,24 +472,32 @@ class NodeLink:
                     return res
                 self._write(line, doing)
                 fed += n
-                sent += 1
+                if line[:1] != b"Q":
+                    in_flight += 1
             raw = self._readline(timeout, doing)
-            if raw == b"\x04":  # run() returned without "HIL-" (cannot happen) or crashed
+            if raw == b"\x04":  # run() ended without its "HIL-" line: it crashed
                 err = self._read_until(b"\x04", timeout, doing)[:-1].decode(errors="replace")
                 self._read_until(b">", timeout, doing)
                 raise NodeError(f"the test input on {self.path} failed: {err.strip()}", err)
             text = raw.decode(errors="replace")
             if text.startswith("A"):
                 res.samples = int(text[1:])
-                acked += 1
+                in_flight -= 1
             elif text.startswith("@"):
                 pos = int(text[1:])
                 for ev in pending:
-                    res.events.append((pos, ev))
+                    if keep:
+                        res.events.append((pos, ev))
+                    if on_event:
+                        on_event(pos, ev)
                 pending = []
             elif text.startswith("S{"):
-                res.statuses.append((res.samples, json.loads(text[1:])))
-                acked += 1
+                st = json.loads(text[1:])
+                if keep:
+                    res.statuses.append((res.samples, st))
+                if on_status:
+                    on_status(res.samples, st)
+                in_flight -= 1
             elif text.startswith("HIL- "):
                 info = json.loads(text[5:])
                 res.reason = info.get("reason", "")
@@ -473,6 +513,8 @@ class NodeLink:
                 res.other.append(text)
         for ev in pending:  # events without a position (should not happen): at the end
             res.events.append((res.samples, ev))
+            if on_event:
+                on_event(res.samples, ev)
         out, err = self._finish(timeout, doing)
         if err.strip():
             raise NodeError(f"the test input on {self.path} failed: {err.strip()}", err)

@@ -1,0 +1,60 @@
+"""The soak's pieces on the host: the audio mix knows where each wake phrase ends, the pass
+criteria judge what was recorded, and the reports (JUnit XML, summary, plot) are written."""
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from voicenode_tools.hil import soak
+from voicenode_tools.hil.clips import speech_bounds
+
+
+def test_mix_marks_where_each_phrase_ends():
+    rate = 16000
+    mix = soak.MixedAudio("hey jarvis", rate, seed=3)
+    expected = []
+    pcm = np.concatenate(list(mix.chunks(120, 1024, expected)))
+    assert len(pcm) == 120 * rate
+    assert all(len(c) <= 1024 for c in mix.chunks(10, 1024, []))
+    assert len(expected) >= 3  # about 15 % of the segments say the phrase
+    for t in expected:
+        end = int(t * rate)
+        before = np.abs(pcm[end - 800 : end].astype(np.int32)).max()
+        after = np.abs(pcm[end + 400 : end + 4000].astype(np.int32)).max()
+        assert before > 300 >= after  # loud speech up to the mark, the quiet room after it
+        # The phrase ends at the clip's own end of speech.
+        s, e = speech_bounds(pcm[end - rate : end + 1])
+        assert e == rate
+
+
+def test_checks_and_matching():
+    r = soak.SoakResult(rate=16000, audio_seconds=3600, wall_seconds=100, port="sim")
+    r.heap = [(t, 40000 + (5000 if t < 30 else (t % 7)), 200000) for t in range(0, 3600, 5)]
+    r.expected = [100.0, 200.0, 300.0]
+    r.events = [
+        (100.3, {"t": 1.0, "event": "wake"}),
+        (300.2, {"t": 2.0, "event": "wake"}),
+        (1000.0, {"t": 3.0, "event": "wake"}),
+    ]
+    lat, misses, false = r.match()
+    assert np.allclose(lat, [0.3, 0.2]) and misses == 1 and false == [1000.0]
+    checks = r.checks()
+    assert all(ok for ok, _ in checks.values()), checks
+    r.heap.append((3600, 43000, 190000))  # a 3 KB step after warm-up: not flat
+    r.events.append((3500, {"event": "error", "msg": "boom"}))
+    checks = r.checks()
+    assert not checks["heap_flat"][0] and not checks["no_crash"][0]
+    assert "1 missed" not in r.summary() and "missed 1" in r.summary()
+
+
+def test_reports_written(tmp_path):
+    r = soak.SoakResult(rate=16000, audio_seconds=600, wall_seconds=20, port="/dev/pts/9")
+    r.heap = [(t, 40000, 200000) for t in range(0, 600, 5)]
+    r.expected = [50.0]
+    r.events = [(50.4, {"t": 9.1, "event": "wake"})]
+    files = soak.save(r, tmp_path)
+    root = ET.parse(files["junit"]).getroot()
+    assert root.tag == "testsuite" and root.get("name") == "voicenode-hil-soak"
+    assert root.get("tests") == "3" and root.get("failures") == "0"
+    assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "detected 1, missed 0" in files["summary"].read_text()
+    assert '"audio_s": 50.4' in files["events"].read_text()
