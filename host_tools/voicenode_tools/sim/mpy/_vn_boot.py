@@ -5,9 +5,10 @@
 # of the host file system, runs /boot.py (and /main.py when the REPL comes up friendly, as on
 # the ESP32 port), prints a sentinel the supervisor strips, and falls into the Unix port's REPL.
 def _vn_boot():
-    import sys
-    import vfs
     import os
+    import sys
+
+    import vfs
 
     flash, port, cause, mode, uid = sys.argv[1:6]
     here = sys.argv[0].rsplit("/", 1)[0]
@@ -63,6 +64,7 @@ def _vn_boot():
 
 
 def _vn_run(name):
+    # Like pyexec_file_if_exists(): True unless the script raised; SystemExit propagates.
     import os
     import sys
 
@@ -82,8 +84,57 @@ def _vn_run(name):
     return True
 
 
-_vn_mode = _vn_boot()
-if _vn_run("boot.py") and _vn_mode == "friendly":
-    _vn_run("main.py")
-del _vn_boot, _vn_run, _vn_mode
-__import__("sys").stdout.write("\x00\x1b[vnsim-ready]\x00")
+def _vn_atexit():
+    # The Unix port exits for a soft reboot. Like gc_sweep_all() on the ESP32 port, drop
+    # every object and run finalisers so files left open are flushed and closed.
+    import gc
+    import sys
+
+    import vfs
+
+    g = globals()
+    for k in list(g):
+        if k != "__name__":
+            del g[k]
+    for k in list(sys.modules):
+        del sys.modules[k]
+    gc.collect()
+    try:
+        vfs.umount("/")
+    except OSError:
+        pass
+
+
+def _vn_main():
+    # Markers (stripped by the supervisor): booting = setup done, Ctrl-C may interrupt from
+    # now on; ready = the REPL follows; softreset = SystemExit in boot.py/main.py; failed =
+    # the board could not be set up (the host FS must never be left mounted at /).
+    import sys
+
+    w = sys.stdout.write
+    try:
+        mode = _vn_boot()
+    except BaseException as e:
+        sys.print_exception(e)
+        w("\x00\x1b[vnsim-failed]\x00")
+        while True:
+            pass
+    w("\x00\x1b[vnsim-booting]\x00")
+    end = "\x00\x1b[vnsim-ready]\x00"
+    try:
+        if _vn_run("boot.py") and mode == "friendly":
+            _vn_run("main.py")
+    except SystemExit:
+        end = "\x00\x1b[vnsim-softreset]\x00"
+    finally:
+        for _ in range(3):  # a late Ctrl-C must not swallow the marker
+            try:
+                w(end)
+                break
+            except KeyboardInterrupt:
+                pass
+
+
+__import__("sys").atexit(_vn_atexit)
+_vn_main()
+del _vn_boot, _vn_run, _vn_main, _vn_atexit

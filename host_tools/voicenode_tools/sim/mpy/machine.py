@@ -206,8 +206,20 @@ class I2S:
     MONO = const(0)
     STEREO = const(1)
 
-    def __init__(self, id, *, sck=None, ws=None, sd=None, mck=None, mode=5, bits=16, format=0,
-                 rate=16000, ibuf=8192):
+    def __init__(
+        self,
+        id,
+        *,
+        sck=None,
+        ws=None,
+        sd=None,
+        mck=None,
+        mode=5,
+        bits=16,
+        format=0,
+        rate=16000,
+        ibuf=8192,
+    ):
         if mode != self.RX:
             raise ValueError("the virtual board only simulates I2S.RX")
         if bits not in (16, 32):
@@ -226,7 +238,11 @@ class I2S:
 
     def _open(self):
         hello = "hello mic %d %d %d %d\n" % (
-            self._bits, 2 if self._format == self.STEREO else 1, self._rate, self._ibuf)
+            self._bits,
+            2 if self._format == self.STEREO else 1,
+            self._rate,
+            self._ibuf,
+        )
         self._sock, _ = _connect(hello.encode())
 
     def readinto(self, buf):
@@ -335,4 +351,3 @@ class I2C:
 
 class SoftI2C(I2C):
     pass
-
