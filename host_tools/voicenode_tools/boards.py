@@ -39,7 +39,9 @@ MIC_FORMATS = ("philips", "left_justified", "pdm")
 MIC_INTERFACES = ("i2s", "codec", "pdm")
 LED_TYPES = ("gpio", "ws2812")
 #: Codec chips the firmware has a driver for: chip -> driver module under voicenode/hal/codecs.
-CODEC_DRIVERS = {"ES7210": "es7210"}
+CODEC_DRIVERS = {"ES7210": "es7210", "ES8311": "es8311"}
+#: Codecs that cannot make their clock from BCLK and need an MCLK pin.
+CODEC_NEEDS_MCLK = {"ES7210"}
 
 _GENERATED_HEADER = (
     "# Generated from boards/{name}/board.json by `voicenode boards --generate`: do not edit.\n"
@@ -228,6 +230,10 @@ class Board:
             if i2c.get("id") not in (0, 1) or not isinstance(i2c.get("freq"), int):
                 errs.append("codec.i2c needs id 0/1 and freq")
             mclk = codec.get("mclk")
+            if chip in CODEC_NEEDS_MCLK and not mclk:
+                errs.append(f"codec {chip} needs MCLK (codec.mclk)")
+            if not mclk and self.mic["pins"].get("mck") is not None:
+                errs.append("microphone.pins.mck is set but codec.mclk is not")
             if mclk and mclk.get("pin") != self.mic["pins"].get("mck"):
                 errs.append("codec.mclk.pin must equal microphone.pins.mck")
             if mclk and mclk.get("multiple") not in (128, 256, 384, 512):

@@ -223,3 +223,14 @@ def test_generated_board_py_compiles_for_the_chip(tmp_path):
             capture_output=True, text=True,
         )
         assert res.returncode == 0, res.stderr
+
+
+def test_bclk_clocked_codec_board_files_and_mclk_rules():
+    files = boards.load("M5STACK_ATOMS3R_ECHO_BASE").device_files()
+    assert "voicenode/hal/codecs/es8311.py" in files
+    assert "voicenode/hal/codecs/es7210.py" not in files
+    # The ES7210 cannot run from BCLK: a definition without MCLK is refused.
+    errors, _ = _broken("ESP32_S3_BOX_3", codec__mclk=None, microphone__pins__mck=None)
+    assert any("ES7210 needs MCLK" in e for e in errors)
+    errors, _ = _broken("M5STACK_ATOMS3R_ECHO_BASE", microphone__pins__mck=21)
+    assert any("mck is set but codec.mclk is not" in e for e in errors)

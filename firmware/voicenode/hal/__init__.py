@@ -96,9 +96,11 @@ def setup_codec():
 
     i2c = _pins.i2c_bus(board.CODEC_I2C_ID, board.CODEC_SCL, board.CODEC_SDA, board.CODEC_I2C_FREQ)
     dev = make(board.CODEC, bus.BusAdapter(i2c), board.CODEC_ADDR)
+    # No MCLK multiple: the codec makes its clock from BCLK.
+    multiple = board.CODEC_MCLK_MULTIPLE
     dev.setup(
         rate=board.MIC_RATE,
-        mclk=board.MIC_RATE * board.CODEC_MCLK_MULTIPLE,
+        mclk=board.MIC_RATE * multiple if multiple else None,
         bits=board.MIC_SIGNIFICANT_BITS,
         mics=board.CODEC_MICS,
         gain_db=board.CODEC_GAIN_DB,

@@ -12,4 +12,8 @@ def make(chip, bus, address):
         from voicenode.hal.codecs.es7210 import ES7210
 
         return ES7210(bus, address)
+    if chip == "ES8311":
+        from voicenode.hal.codecs.es8311 import ES8311
+
+        return ES8311(bus, address)
     raise ValueError("no driver for codec %r" % (chip,))

@@ -1,0 +1,48 @@
+# Generated from boards/M5STACK_ATOMS3R_ECHO_BASE/board.json by `voicenode boards --generate`: do not edit.
+# The only place pin numbers appear in the firmware; only voicenode.hal imports it.
+
+from micropython import const
+
+NAME = 'M5STACK_ATOMS3R_ECHO_BASE'
+SUPPORTED = True
+UNSUPPORTED_REASON = None
+
+# Microphone: machine.I2S receive, and how to turn a slot into an int16 sample.
+MIC_TYPE = 'ES8311 ADC (MEMS mic)'
+MIC_INTERFACE = 'codec'
+MIC_I2S_ID = const(0)
+MIC_SCK = const(8)
+MIC_WS = const(6)
+MIC_SD = const(7)
+MIC_MCK = None
+MIC_RATE = const(16000)
+MIC_IBUF = const(20000)
+MIC_SLOT_BITS = const(32)
+MIC_SIGNIFICANT_BITS = const(24)
+MIC_BIT_DELAY = const(0)
+MIC_SHIFT = const(16)
+MIC_CHANNEL = 'left'
+
+# Codec / ADC set up over I2C before the microphone delivers samples.
+CODEC = 'ES8311'
+CODEC_ADDR = const(24)
+CODEC_I2C_ID = const(0)
+CODEC_SCL = const(39)
+CODEC_SDA = const(38)
+CODEC_I2C_FREQ = const(100000)
+CODEC_MCLK_MULTIPLE = None
+CODEC_GAIN_DB = const(24)
+CODEC_MICS = (1,)
+
+# Status LED: 'gpio' or 'ws2812'.
+LED_TYPE = None
+LED_PIN = None
+LED_ACTIVE_LOW = False
+
+# Mute input (a switch or the board's mute button).
+MUTE_PIN = None
+MUTE_ACTIVE_LOW = False
+MUTE_PULL = None
+
+# Buttons: (name, pin, active_low, pull).
+BUTTONS = (('screen', 41, True, 'up'),)
