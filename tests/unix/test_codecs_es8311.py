@@ -159,7 +159,7 @@ print(json.dumps({"log": [e for e in machine.log if e[0] in ("PWM", "I2S", "I2C"
 """
     out = json.loads(run_hal(tmp_path, BOARD, code))
     assert out["log"] == [
-        ["I2S", 0, 8, 6, 7, None, 0, 32, 0, 16000, 20000],
+        ["I2S", 0, 8, 6, 7, None, 0, 32, 0, 16000, 16384],
         ["I2C", 0, 39, 38, 100000],
     ]
     assert out["mclk"] is None

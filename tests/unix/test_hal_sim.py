@@ -48,3 +48,15 @@ def test_make_i2s_receives_32_bit_slots_and_status_names_the_board(board):
         "i2s.deinit()\n",
     )
     assert out == [f"640 None {DEFAULT}"]
+
+
+def test_microphone_reads_blocks_of_silence(board):
+    out = mpremote(
+        board, "exec",
+        "from voicenode import hal\n"
+        "mic = hal.microphone()\n"
+        "b = mic.read()\n"
+        "b = mic.read()\n"
+        "print(len(b), min(b), max(b))\n",
+    )
+    assert out == ["160 0 0"]

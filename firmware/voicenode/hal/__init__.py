@@ -144,10 +144,14 @@ def make_i2s(ibuf=None):
 
 
 def microphone(**kwargs):
-    """The Microphone (voicenode.hal.mic) reading make_i2s() in this board's format."""
-    from voicenode.hal.mic import Microphone  # type: ignore[import-not-found]
+    """The Microphone (voicenode.hal.mic) reading make_i2s() in this board's format.
 
-    return Microphone(make_i2s(), SAMPLE_FORMAT, **kwargs)
+    Keywords go to Microphone (block, ring, hp_shift...); `ibuf` also sizes machine.I2S.
+    """
+    from voicenode.hal.mic import Microphone
+
+    ibuf = kwargs.pop("ibuf", None) or board.MIC_IBUF
+    return Microphone(make_i2s(ibuf), SAMPLE_FORMAT, ibuf=ibuf, **kwargs)
 
 
 def muted():
