@@ -12,18 +12,22 @@ stays enabled afterwards: the test input exists only for the duration of `run()`
 the event log's hook on the way out (also on Ctrl-C), and it gives up by itself when the host
 goes quiet, so an unplugged host never leaves the node stuck in it.
 
-Lines from the host:
-    D<base64 of little-endian int16 samples>   samples (at most _MAX_CHUNK of them)
-    S                                           status (heap, counters) without leaving
-    R                                           reset the pipeline (a new clip starts)
-    Q                                           quit
+Records from the host (one kind byte, then its body; lengths are given, so the node reads
+each record with `readinto` into a buffer made once, and a record is never split on a line):
+    D<4 hex digits: n><n characters of base64 of little-endian int16 samples>\n
+                        samples (at most _MAX_CHUNK of them)
+    S\n                 status (heap, counters) without leaving
+    R\n                 reset the pipeline (a new clip starts)
+    Q\n                 quit
+Any other byte where a record should start (a Ctrl-C, a new session's `\r\x01`) means the
+host that started the stream is gone: the test input ends at once.
 Lines to the host:
     HIL+ {json}        ready: version, rate, chunk limit
     {"t": .., "event": ..}  an event, as the event log prints it, followed by
     @<n>               the number of samples fed when that event was emitted
-    A<n>               one chunk done; n samples fed in total
+    A<n>               one record done; n samples fed in total
     S{json}            the status, as voicenode.status() returns it
-    HIL- {json}        finished (quit, end of input, timeout or error), with the reason
+    HIL- {json}        finished (quit, end of input, timeout, interrupted or error)
 """
 
 import sys
@@ -33,7 +37,8 @@ from micropython import const
 
 import voicenode
 
-_MAX_CHUNK = const(1024)  # samples per D line: 2 KB of PCM, 2732 characters of base64
+_MAX_CHUNK = const(1024)  # samples per D record: 2 KB of PCM, 2732 characters of base64
+_MAX_B64 = const(2732)
 _SUB = const(160)  # samples fed to the node per call: 10 ms at 16 kHz, the event resolution
 _TIMEOUT_MS = const(10000)  # no line for this long: the host is gone, give up
 
@@ -54,11 +59,6 @@ def _rate():
         return params.SAMPLE_RATE
     except (ImportError, AttributeError):
         return 16000
-
-
-def _wait_line(poller, timeout_ms):
-    # True when a line has started to arrive within timeout_ms (stdin readable).
-    return bool(poller.poll(timeout_ms))
 
 
 def _make_node():
@@ -100,6 +100,10 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
     detail = None
     saved_out = eventlog._out
     stdin = sys.stdin
+    read = getattr(stdin, "buffer", stdin).readinto
+    one = bytearray(1)
+    head = bytearray(5)  # 4 hex digits and, for the short records, room to spare
+    body = bytearray(_MAX_B64 + 1)  # base64 and its newline
     poller = select.poll()
     poller.register(stdin, select.POLLIN)
     try:
@@ -113,21 +117,27 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
             )
         )
         while True:
-            if not _wait_line(poller, timeout_ms):
+            if not poller.poll(timeout_ms):
                 reason = "timeout"
                 break
-            line = stdin.readline()
-            if not line:
+            if not read(one, 1):
                 reason = "eof"
                 break
-            kind = line[0]
-            if kind == "D":
-                data = binascii.a2b_base64(line[1:].strip())
-                n = len(data) // 2
-                if n > _MAX_CHUNK:
-                    reason = "error"
-                    detail = "chunk of %d samples > %d" % (n, _MAX_CHUNK)
+            kind = one[0]
+            if kind == 0x44:  # D
+                if read(head, 4) != 4:
+                    reason = "eof"
                     break
+                n64 = int(bytes(head[:4]), 16)
+                if n64 > _MAX_B64:
+                    reason = "error"
+                    detail = "record of %d base64 characters > %d" % (n64, _MAX_B64)
+                    break
+                if read(body, n64 + 1) != n64 + 1:
+                    reason = "eof"
+                    break
+                data = binascii.a2b_base64(memoryview(body)[:n64])
+                n = len(data) // 2
                 samples = memoryview(array("h", data))
                 i = 0
                 while i < n:
@@ -136,17 +146,22 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
                     node.feed(samples[i:j])
                     i = j
                 print("A%d" % _pos)
-            elif kind == "S":
+            elif kind == 0x53:  # S
+                read(one, 1)
                 print("S" + json.dumps(voicenode.status(out=False)))
-            elif kind == "R":
+            elif kind == 0x52:  # R
+                read(one, 1)
                 if hasattr(node, "reset"):
                     node.reset()
                 print("A%d" % _pos)
-            elif kind == "Q":
+            elif kind == 0x51:  # Q
+                read(one, 1)
                 break
-            elif line.strip():
-                reason = "error"
-                detail = "bad line %r" % line[:20]
+            elif kind == 0x0A:  # a stray newline between records
+                continue
+            else:  # a Ctrl-C or a new session: the host that started this is gone
+                reason = "interrupted"
+                detail = "byte 0x%02x where a record should start" % kind
                 break
     except KeyboardInterrupt:
         reason = "interrupted"

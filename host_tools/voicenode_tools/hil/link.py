@@ -447,7 +447,8 @@ class NodeLink:
                 piece = np.ascontiguousarray(piece, dtype="<i2")
                 if len(piece) > max_chunk:
                     raise ValueError(f"chunk of {len(piece)} samples > node's {max_chunk}")
-                yield b"D" + base64.b64encode(piece.tobytes()) + b"\n", len(piece)
+                b64 = base64.b64encode(piece.tobytes())
+                yield b"D%04x" % len(b64) + b64 + b"\n", len(piece)
                 if status_every and (k + 1) % status_every == 0:
                     yield b"S\n", 0
             yield b"Q\n", 0
