@@ -44,7 +44,8 @@ class Detector:
 
     Attributes:
         models: the models that run. errors: the messages of the models refused.
-        hits: [word, score] pairs, the first n valid after `step` returned n (reused).
+        hits: [name, score] pairs (the model's name, e.g. "hey_jarvis"), the first n valid
+            after `step` returned n (reused).
         frame: index of the next frame (counts from 0, wraps at 2**30).
     """
 
@@ -74,9 +75,15 @@ class Detector:
         self._st = array.array("i", bytes(16 * n))
         for i in range(n):
             self._st[4 * i + 3] = self.models[i].cutoff_u8 * self.models[i].window
-        self.hits = [[m.word, 0] for m in self.models]
+        self.hits = [[m.name, 0] for m in self.models]
         self.frame = 0
         self._n = n
+
+    def set_cutoff(self, i, cutoff_u8):
+        """Override model i's cutoff (0..255 on the window mean of uint8 probabilities)."""
+        if not 0 < cutoff_u8 <= 255:
+            raise ValueError("cutoff_u8 must be in 1..255")
+        self._st[4 * i + 3] = cutoff_u8 * self.models[i].window
 
     def _refuse(self, kind, msg):
         self.errors.append(msg)
@@ -107,7 +114,7 @@ class Detector:
                 score = self._post(i, p)
                 if score >= 0:
                     hit = self.hits[nd]
-                    hit[0] = models[i].word
+                    hit[0] = models[i].name
                     hit[1] = score
                     nd += 1
         self.frame = (self.frame + 1) & 0x3FFFFFFF

@@ -19,8 +19,8 @@ from .nn import ModelFormatError, QuantModel, check_sidecar
 
 @dataclass(frozen=True)
 class Detection:
-    """One detection: the feature frame (from 0) that completed the model step, the wake
-    phrase, and the score (mean uint8 probability of the window)."""
+    """One detection: the feature frame (from 0) that completed the model step, the model's
+    name (e.g. "hey_jarvis"), and the score (mean uint8 probability of the window)."""
 
     frame: int
     word: str
@@ -86,7 +86,8 @@ class Detector:
         models: the models that run; errors: messages of the models refused.
     """
 
-    def __init__(self, models, default=None, frontend=None):
+    def __init__(self, models, default=None, frontend=None, cutoffs=None):
+        self.cutoffs: dict[str, int] = dict(cutoffs or {})  # name -> cutoff_u8 override
         self.models: list[QuantModel] = []
         self.errors: list[str] = []
         failed = False
@@ -115,8 +116,9 @@ class Detector:
         for i, m in enumerate(self.models):
             side = m.sidecar
             probs = m.stream(features)
-            for step, score in postprocess(probs, side["cutoff_u8"], side["window"], side["cooloff"]):
+            cutoff = self.cutoffs.get(side["name"], side["cutoff_u8"])
+            for step, score in postprocess(probs, cutoff, side["window"], side["cooloff"]):
                 frame = (step + 1) * m.stride - 1
-                hits.append((frame, i, Detection(frame, side["wake_phrase"], score)))
+                hits.append((frame, i, Detection(frame, side["name"], score)))
         hits.sort(key=lambda h: (h[0], h[1]))
         return [h[2] for h in hits]

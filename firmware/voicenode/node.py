@@ -1,0 +1,147 @@
+"""The node: microphone -> front end -> wake-word detector -> event log.
+
+Data flows one way. `Node.feed(samples)` takes int16 samples at 16 kHz from any source (the
+microphone in `main()`, the HIL test input, a test) and runs them through the front end; the
+front end calls back for every 10 ms feature frame, the detector runs every wake-word model on
+it, and a detection becomes a "wake" event on the serial event log. Nothing but events leaves
+the node: no samples, no features.
+
+    >>> import voicenode.node as node
+    >>> n = node.Node()                 # models from the app's models/ folder, /config.json
+    >>> n.feed(samples)                 # any length; events are printed as JSON lines
+
+`main()` (started by /main.py) reads the board's microphone forever. The node it runs is
+`current()`, so the REPL and the HIL test input reach the same warm pipeline.
+
+Event times: "t" is seconds since boot (the event log's clock); "at" is the audio time of the
+detection in seconds since this node started listening: the end of the feature window that
+fired, counted in samples, so it is exact and does not depend on how the audio was chunked.
+"""
+
+import gc
+
+from micropython import const
+
+import voicenode
+from voicenode import config
+from voicenode.actions import eventlog
+from voicenode.dsp.frontend import Frontend
+from voicenode.dsp.params import SAMPLE_RATE, STEP, WINDOW
+from voicenode.wake import Detector
+
+DEFAULT_WORD = "hey_jarvis"  # the built-in wake word, and the fallback model
+_U8 = const(255)
+
+_current = None
+
+
+def app_dir():
+    """The folder the firmware runs from (on the board: /app/<id>)."""
+    f = voicenode.__file__
+    for _ in range(2):  # .../voicenode/__init__.mpy -> ...
+        i = f.rfind("/")
+        f = f[:i] if i > 0 else ("/" if i == 0 else ".")
+    return f
+
+
+def models_dir():
+    return app_dir() + "/models"
+
+
+class Node:
+    """One listening pipeline. Buffers and models are made here, once.
+
+    Args:
+        cfg: settings (see voicenode.config); default: config.load().
+        models: folder of the `.vnm` models; default: the app's models/ folder.
+    """
+
+    def __init__(self, cfg=None, models=None):
+        self.cfg = cfg = cfg if cfg is not None else config.load()
+        folder = models if models is not None else models_dir()
+        paths = [folder + "/" + w + ".vnm" for w in cfg["wake_words"]]
+        self.detector = Detector(paths, default=folder + "/" + DEFAULT_WORD + ".vnm")
+        cutoffs = cfg["cutoffs"]
+        for i, m in enumerate(self.detector.models):
+            if m.name in cutoffs:
+                self.detector.set_cutoff(i, int(cutoffs[m.name] * _U8 + 0.5))
+        # Bound once: a bound method made per frame would allocate.
+        self.frontend = Frontend(callback=self._on_frame)
+        self.samples = 0  # samples fed since the node started (or reset)
+        self.wakes = 0
+
+    def reset(self):
+        """Start over: a new recording (audio time back to 0, no history)."""
+        self.frontend.reset()
+        self.detector.reset()
+        self.samples = 0
+
+    def feed(self, samples):
+        """Run int16 samples (any length) through the pipeline. Allocates nothing
+        unless a word is detected (the event is formatted then)."""
+        self.frontend.process(samples)
+        self.samples += len(samples)
+
+    def audio_time(self):
+        """Seconds of audio fed so far."""
+        return self.samples / SAMPLE_RATE
+
+    def _on_frame(self, frame):
+        det = self.detector
+        n = det.step(frame)
+        for i in range(n):
+            hit = det.hits[i]
+            self._wake(hit[0], hit[1])
+
+    def _wake(self, word, score):
+        self.wakes += 1
+        voicenode.count("wakes")
+        end = (self.frontend.count - 1) * STEP + WINDOW
+        eventlog.emit(
+            "wake", word=word, score=round(score / _U8, 3), at=round(end / SAMPLE_RATE, 3)
+        )
+
+
+def current():
+    """The node main() runs (made on first use)."""
+    global _current
+    if _current is None:
+        _current = Node()
+    return _current
+
+
+def main():
+    """Listen to the board's microphone forever (started by /main.py)."""
+    from voicenode import hal
+
+    node = current()
+    mic = hal.microphone()
+    every = node.cfg["status_every_s"] * SAMPLE_RATE
+    next_status = every
+    was_muted = False
+    gc.collect()
+    eventlog.emit(
+        "listening",
+        words=[m.name for m in node.detector.models],
+        board=hal.board_name(),
+        heap_free=gc.mem_free(),
+    )
+    while True:
+        block = mic.read()
+        muted = hal.muted()
+        if muted != was_muted:
+            was_muted = muted
+            eventlog.emit("mute" if muted else "unmute")
+            if not muted:
+                node.reset()  # the audio before muting is gone
+                next_status = every
+        if muted:
+            continue
+        node.feed(block)
+        if every and node.samples >= next_status:
+            next_status += every
+            gc.collect()
+            eventlog.emit(
+                "status", at=round(node.audio_time(), 3), heap_free=gc.mem_free(),
+                counters=voicenode.counters,
+            )
