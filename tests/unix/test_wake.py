@@ -85,10 +85,10 @@ def test_two_models_detect_like_the_host_twin(tmp_path, frames):
     want, _ = host_detect(frames, [a, b])
     assert errors == [] and n_err == 0 and len(paths) == 2
     words = [h[1] for h in want]
-    assert words.count("hey node") >= 3 and words.count("ok lamp") >= 3
+    assert words.count("hey_node") >= 3 and words.count("ok_lamp") >= 3
     assert got == want
     # the cool-off holds: detections of one word are at least `cooloff` model steps apart
-    for word, stride, cool in (("hey node", 3, 8), ("ok lamp", 2, 20)):
+    for word, stride, cool in (("hey_node", 3, 8), ("ok_lamp", 2, 20)):
         f = [h[0] for h in want if h[1] == word]
         assert min(np.diff(f)) > cool * stride
 
