@@ -22,6 +22,7 @@ _COMMANDS = {
     "sim": ("voicenode_tools.commands.sim", "run the virtual board (MicroPython Unix port on a pty)"),
     "features": ("voicenode_tools.commands.features", "front-end feature bytes of a WAV (reference, or --sim: the firmware)"),
     "boards": ("voicenode_tools.commands.boards", "list, check and generate board definitions; draw wiring"),
+    "train-wakeword": ("voicenode_tools.commands.train_wakeword", "train a wake-word model from text (synthesized speech, CPU)"),
     "hil": ("voicenode_tools.commands.hil", "hardware-in-the-loop suite and soak (a real board or --port sim)"),
 }
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from voicenode_tools.train import augment, synth
 
 RATE = 16000
@@ -82,7 +81,6 @@ def test_noise_colours(kind, slope):
     x = augment.noise(1 << 16, np.random.default_rng(2), kind)
     assert abs(augment.rms(x) - 1) < 1e-3
     p = np.abs(np.fft.rfft(x)) ** 2
-    f = np.arange(len(p))
     lo, hi = p[100:200].mean(), p[10000:20000].mean()
     measured = np.log10(hi / lo) / np.log10(15000 / 150)
     assert abs(measured - slope) < 0.3

@@ -21,7 +21,7 @@ def test_data_hash_deterministic_and_sensitive():
 def test_confusables_exclude_the_phrase():
     c = recipe.confusables("hey jarvis", ["hey service"])
     assert "hey jarvis" not in c
-    assert {"jarvis", "hey", "hey service", "hey travis".replace("travis", "tarvis")} <= set(c)
+    assert {"jarvis", "hey", "hey service", "hey garvis", "bey jarvis", "jarvis hey"} <= set(c)
     assert "ey jarvis" not in c
 
 

@@ -33,12 +33,13 @@ def white(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def coloured(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
     """Unit-RMS noise with power spectrum 1/f**exponent (1 pink, 2 brown)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
+    size = 1 << max(0, (n - 1).bit_length())  # FFTs of awkward lengths are slow
+    spec = np.fft.rfft(rng.standard_normal(size))
     f = np.arange(len(spec), dtype=np.float64)
     f[0] = 1.0
     spec /= f ** (exponent / 2.0)
     spec[0] = 0.0
-    x = np.fft.irfft(spec, n).astype(np.float32)
+    x = np.fft.irfft(spec, size)[:n].astype(np.float32)
     return x / (np.sqrt(np.mean(x * x)) + 1e-9)
 
 
@@ -54,7 +55,9 @@ def noise(n: int, rng: np.random.Generator, kind: str | None = None) -> np.ndarr
     raise ValueError(kind)
 
 
-def babble(n: int, rng: np.random.Generator, speech: list[np.ndarray], talkers: int = 4) -> np.ndarray:
+def babble(
+    n: int, rng: np.random.Generator, speech: list[np.ndarray], talkers: int = 4
+) -> np.ndarray:
     """Overlapping speech clips (unit RMS): the noise of a room full of talkers."""
     out = np.zeros(n, np.float32)
     if not speech:
@@ -112,7 +115,9 @@ def convolve_same(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
     return y[: len(x)].astype(np.float32)
 
 
-def reverb(x: np.ndarray, rate: int, rng: np.random.Generator, rt60: float | None = None) -> np.ndarray:
+def reverb(
+    x: np.ndarray, rate: int, rng: np.random.Generator, rt60: float | None = None
+) -> np.ndarray:
     """Put ``x`` in a synthetic room, keeping its RMS level and length."""
     xf = x.astype(np.float32)
     y = convolve_same(xf, room_impulse(rate, rng, rt60))
@@ -123,12 +128,13 @@ def reverb(x: np.ndarray, rate: int, rng: np.random.Generator, rt60: float | Non
 def band_limit(x: np.ndarray, rate: int, low_hz: float, high_hz: float) -> np.ndarray:
     """A microphone-like band: gentle (second order) high-pass and low-pass in the FFT domain."""
     xf = x.astype(np.float32)
-    spec = np.fft.rfft(xf)
-    f = np.fft.rfftfreq(len(xf), 1.0 / rate)
+    size = 1 << max(0, (len(xf) - 1).bit_length())  # zero-padded: fast FFT, no wrap-around
+    spec = np.fft.rfft(xf, size)
+    f = np.fft.rfftfreq(size, 1.0 / rate)
     f[0] = 1e-3
     hp = (f / low_hz) ** 2 / np.sqrt(1 + (f / low_hz) ** 4)
     lp = 1 / np.sqrt(1 + (f / high_hz) ** 4)
-    return np.fft.irfft(spec * hp * lp, len(xf)).astype(np.float32)
+    return np.fft.irfft(spec * hp * lp, size)[: len(xf)].astype(np.float32)
 
 
 def gain(x: np.ndarray, db: float) -> np.ndarray:
@@ -173,7 +179,7 @@ def random_midi(rng: np.random.Generator, seconds: float = 20.0) -> bytes:
                     for _ in range(chord)
                 ]
             vel = int(rng.integers(40, 120))
-            for i, nt in enumerate(notes):
+            for nt in notes:
                 ev += _varlen(0) + bytes([0x90 | channel, nt, vel])
             for i, nt in enumerate(notes):
                 ev += _varlen(dur if i == 0 else 0) + bytes([0x80 | channel, nt, 0])
@@ -205,7 +211,21 @@ def render_music(rng: np.random.Generator, rate: int, seconds: float = 20.0) -> 
         mid, wav = Path(d) / "m.mid", Path(d) / "m.wav"
         mid.write_bytes(random_midi(rng, seconds))
         subprocess.run(
-            [exe, "-ni", "-q", "-g", "0.6", "-F", str(wav), "-r", str(rate), "-T", "wav", sf, str(mid)],
+            [
+                exe,
+                "-ni",
+                "-q",
+                "-g",
+                "0.6",
+                "-F",
+                str(wav),
+                "-r",
+                str(rate),
+                "-T",
+                "wav",
+                sf,
+                str(mid),
+            ],
             capture_output=True,
             check=True,
             timeout=120,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import augment, recipe as recipes, synth, text
+from . import augment, synth, text
+from . import recipe as recipes
 
 GROUPS = (
     "train_pos",  # the phrase, training voices (espeak and piper)
@@ -112,11 +113,11 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
         ("val_piper", d["val_piper_positives"], lambda: (phrase, synth.random_piper_voice(rng))),
         ("val_conf", d["val_confusables"], lambda: (conf_texts[rng.integers(len(conf_texts))], voice(True))),
     ]  # fmt: skip
-    for i, (group, n, draw) in enumerate(plan):
+    for group, n, draw in plan:
         jobs = [draw() for _ in range(n)]
         for j in range(0, n, 200):
             batch = jobs[j : j + 200]
-            for (t, v), pcm in zip(batch, _say_many(batch, workers)):
+            for (t, v), pcm in zip(batch, _say_many(batch, workers), strict=True):
                 clips.add(group, pcm, f"{v.label()}|{t}")
             report(f"synth {group}", (j + len(batch)) / max(n, 1))
     for group, split, minutes in (
@@ -131,7 +132,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
                 s = sents[rng.integers(len(sents))]
                 v = voice(split == "val", d["piper_fraction"] if split == "train" else 0.0)
                 jobs.append((s, v))
-            for (t, v), pcm in zip(jobs, _say_many(jobs, workers)):
+            for (t, v), pcm in zip(jobs, _say_many(jobs, workers), strict=True):
                 clips.add(group, pcm, f"{v.label()}|{t}")
                 total += len(pcm) / rate
             report(f"synth {group}", min(1.0, total / (minutes * 60 + 1e-9)))

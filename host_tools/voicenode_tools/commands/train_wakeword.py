@@ -1,0 +1,94 @@
+"""`voicenode train-wakeword "hey jarvis" --seed 1 -o models/`: a wake-word model from text.
+
+Synthesizes the phrase and its confusables with espeak-ng and piper (all local), lays them over
+generated noise, babble and music in synthetic rooms, computes the chip's features with the
+reference front end, trains a streaming convolutional network on the CPU, quantises it to the
+chip's int8 format, picks the cutoff on held-out voices and writes `<name>.vnm` + `<name>.json`.
+Generated audio is cached in ~/.cache/voicenode/data/<recipe data hash>/ and never committed.
+"""
+
+import json
+from pathlib import Path
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "phrase", nargs="?", default="hey jarvis", help='the wake phrase (default "hey jarvis")'
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (data and training)")
+    parser.add_argument(
+        "-o", "--output", default="models", help="folder for <name>.vnm and <name>.json"
+    )
+    parser.add_argument(
+        "--recipe",
+        metavar="FILE.json",
+        help="a recipe file (default: models/recipes/<name>.json if present)",
+    )
+    parser.add_argument("--steps", type=int, help="training steps (overrides the recipe)")
+    parser.add_argument(
+        "--no-piper",
+        action="store_true",
+        help="train on espeak-ng voices only (piper is still validated)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny run for trying the pipeline (minutes of data, seconds of training)",
+    )
+    parser.add_argument("--name", help="model name (default: from the phrase)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--print-recipe", action="store_true", help="print the full recipe and stop"
+    )
+
+
+QUICK = {
+    "data": {"positives": 60, "confusables": 60, "speech_minutes": 1, "music_clips": 1,
+             "val_positives": 16, "val_piper_positives": 8, "val_confusables": 16,
+             "val_speech_minutes": 1, "augment_copies": 1},
+    "train": {"steps": 30, "batch": 16},
+}  # fmt: skip
+
+
+def run(args):
+    from voicenode_tools.cli import CommandError
+    from voicenode_tools.train import recipe as recipes
+
+    try:
+        if args.recipe:
+            rec = recipes.load(args.recipe)
+            rec["seed"] = args.seed
+        else:
+            rec = recipes.make(args.phrase, seed=args.seed)
+    except (ValueError, OSError) as e:
+        raise CommandError(str(e)) from None
+    if args.quick:
+        rec = recipes._merge(rec, QUICK)
+    if args.steps:
+        rec["train"]["steps"] = args.steps
+    if args.no_piper:
+        rec["data"]["piper_fraction"] = 0.0
+        rec["name"] = rec["name"] + "_nopiper"
+    if args.name:
+        rec["name"] = args.name
+    if args.print_recipe:
+        print(json.dumps(rec, indent=1))
+        return 0
+    try:
+        from voicenode_tools.train import trainer
+    except ImportError as e:
+        raise CommandError(
+            f"training needs the 'train' extra: pip install -e '.[train]' ({e})"
+        ) from None
+    progress = trainer.Progress(enabled=not args.quiet)
+    try:
+        side = trainer.build(rec, Path(args.output), progress, workers=args.workers)
+    except RuntimeError as e:
+        raise CommandError(str(e)) from None
+    s = side["scores"]
+    print(json.dumps({"model": str(Path(args.output) / (rec["name"] + ".vnm")), "cutoff": side["cutoff"],
+                      "fa_per_hour": s["fa_per_hour"], "negative_hours": s["negative_hours"],
+                      "frr": s["frr"], "heap_bytes": side["heap_bytes"],
+                      "macs_per_step": side["macs_per_step"]}))  # fmt: skip
+    return 0

@@ -1,0 +1,304 @@
+"""From a recipe to a shipped model: data, tracks, training, quantisation, validation, export.
+
+`build(recipe, out_dir)` is what `voicenode train-wakeword` runs. Every random choice comes
+from the recipe's seed, so the same recipe gives the same data; PyTorch training on the CPU
+is seeded too (bit-for-bit repeatability across machines is not promised by PyTorch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datamod
+from . import evaluate
+from . import recipe as recipes
+from . import tracks as trk
+
+TRACKS_VERSION = 1
+#: Feature value v (uint8) is fed to the network as v * INPUT_SCALE.
+INPUT_SCALE = 1.0 / 64.0
+VAL_SNRS = (20, 10, 5)
+
+
+class Progress:
+    """A one-line text progress bar on stderr (`voicenode train-wakeword`)."""
+
+    def __init__(self, enabled: bool = True, stream=None):
+        import sys
+
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.t0 = time.time()
+        self.last = ""
+
+    def __call__(self, stage: str, frac: float, note: str = ""):
+        if not self.enabled:
+            return
+        n = int(round(30 * max(0.0, min(1.0, frac))))
+        line = f"\r[{'#' * n}{'.' * (30 - n)}] {100 * frac:5.1f}% {stage:<22} {note:<28} {time.time() - self.t0:6.0f}s"
+        if line != self.last:
+            self.stream.write(line)
+            self.stream.flush()
+            self.last = line
+
+    def done(self, msg: str = ""):
+        if self.enabled:
+            self.stream.write(f"\r{msg:<110}\n")
+            self.stream.flush()
+
+    def log(self, msg: str):
+        if self.enabled:
+            self.stream.write(f"\r{msg:<110}\n")
+            self.stream.flush()
+
+
+def frontend_hash() -> str:
+    """Hash of the must-match front-end parameters (features depend on nothing else)."""
+    from voicenode_tools.reference import nn as ref
+
+    return hashlib.sha256(recipes.canonical(ref.frontend_params()).encode()).hexdigest()[:12]
+
+
+def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
+    """Clips, then tracks (features and labels) of every set, cached next to the clips.
+
+    Returns:
+        {"train": [...], "val_neg": [...], "val_pos_snr20": [...], "val_piper_snr20": [...], ...}
+    """
+    from voicenode_tools.reference import params
+
+    rate = int(params.SAMPLE_RATE)
+    report = progress or (lambda *a, **k: None)
+    clips, folder = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
+    path = folder / f"tracks_{frontend_hash()}_v{TRACKS_VERSION}.npz"
+    names_path = path.with_suffix(".json")
+    if path.exists() and names_path.exists():
+        names = json.loads(names_path.read_text())
+        all_tracks = trk.load(path)
+        out, i = {}, 0
+        for name, n in names:
+            out[name] = all_tracks[i : i + n]
+            i += n
+        return out
+    g = clips.groups
+    seed = rec["seed"]
+    d = rec["data"]
+    rng = np.random.default_rng([seed, 11])
+    babble = [g["train_speech"][i] for i in rng.permutation(len(g["train_speech"]))[:60]]
+    val_babble = [g["val_speech"][i] for i in rng.permutation(len(g["val_speech"]))[:60]]
+    sets = {}
+    items = [(c, "pos") for c in g["train_pos"] for _ in range(d["augment_copies"])]
+    items += [(c, "conf") for c in g["train_conf"]] + [(c, "speech") for c in g["train_speech"]]
+    plans = trk.plan_tracks(items, rng, per_track=10)
+    sets["train"] = trk.make_tracks(
+        plans, rate, seed * 1000 + 1, g["music"], babble, snr_db=d["snr_db"], workers=workers,
+        progress=lambda f: report("features train", f),
+    )  # fmt: skip
+    neg = [(c, "conf") for c in g["val_conf"]] + [(c, "speech") for c in g["val_speech"]]
+    sets["val_neg"] = trk.make_tracks(
+        trk.plan_tracks(neg, rng, per_track=10), rate, seed * 1000 + 2, g["music"], val_babble,
+        snr_db=(5, 25), workers=workers, progress=lambda f: report("features val_neg", f),
+    )  # fmt: skip
+    for group in ("val_pos", "val_piper"):
+        for snr in VAL_SNRS:
+            pos = [(c, "pos") for c in g[group]]
+            if not pos:
+                continue
+            sets[f"{group}_snr{snr}"] = trk.make_tracks(
+                trk.plan_tracks(pos, rng, per_track=8), rate, seed * 1000 + 3 + snr, g["music"],
+                val_babble, snr_db=(snr, snr), workers=workers,
+                progress=lambda f, n=f"features {group} {snr}dB": report(n, f),
+            )  # fmt: skip
+    names = [(k, len(v)) for k, v in sets.items()]
+    trk.save(path, [t for v in sets.values() for t in v])
+    names_path.write_text(json.dumps(names))
+    return sets
+
+
+def fit(rec: dict, train_tracks, progress=None, log=None):
+    """Train the float network on chunks of the training tracks.
+
+    Returns:
+        the trained `model.StreamNet` (eval mode).
+    """
+    import torch
+
+    from .model import StreamNet
+
+    t = rec["train"]
+    torch.manual_seed(rec["seed"])
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    rng = np.random.default_rng([rec["seed"], 21])
+    feats = np.concatenate([x.feats for x in train_tracks])
+    labels = np.concatenate([x.labels for x in train_tracks])
+    n_mels = feats.shape[1]
+    net = StreamNet(n_mels, rec["model"].get("spec"))
+    stride = net.stride
+    chunk = int(t.get("chunk", 600)) // stride * stride
+    warm = -(-net.receptive_field() // stride)  # outputs whose view starts before the chunk
+    starts_ok = len(feats) - chunk
+    if starts_ok <= 0:
+        raise ValueError("not enough training audio for one chunk")
+    xf = torch.from_numpy(feats)
+    lab = torch.from_numpy(labels.astype(np.int64))
+    steps, batch = int(t["steps"]), int(t["batch"])
+    opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=float(t["lr"]), total_steps=steps, pct_start=0.1
+    )
+    neg_w = float(t.get("neg_weight", 2.0))
+    out_frames = torch.arange(chunk // stride) * stride + stride - 1
+    net.train()
+    running = None
+    for step in range(steps):
+        st = torch.from_numpy(rng.integers(0, starts_ok, batch))
+        idx = st[:, None] + torch.arange(chunk)[None, :]
+        x = xf[idx].float() * INPUT_SCALE
+        y = lab[st[:, None] + out_frames[None, :]][:, warm:]
+        logits = net(x)[:, warm:]
+        valid = y >= 0
+        target = (y == 1).float()
+        w = torch.where(y == 1, 1.0, neg_w) * valid
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, target, weight=w, reduction="sum"
+        )
+        loss = loss / w.sum().clamp(min=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        lv = loss.item()
+        running = lv if running is None else 0.98 * running + 0.02 * lv
+        if progress and (step % 10 == 0 or step == steps - 1):
+            progress("train", (step + 1) / steps, f"loss {running:.4f}")
+    net.eval()
+    return net
+
+
+def quantize(net, train_tracks, n_calib: int = 40):
+    """Post-training quantisation through `reference.nn.quantize`, calibrated on training tracks."""
+    from voicenode_tools.reference import nn as ref
+
+    from .model import to_float_layers
+
+    layers = to_float_layers(net)
+    step = max(1, len(train_tracks) // n_calib)
+    calib = [t.feats for t in train_tracks[::step][:n_calib]]
+    return ref.quantize(layers, calib, input_scale=INPUT_SCALE, input_zp=0), layers
+
+
+def validate(qmodel, sets: dict, window: int, cooloff: int, target_fa_per_hour: float) -> dict:
+    """Pick the cutoff on validation negatives and report false rejects per condition.
+
+    The cutoff is the lowest uint8 cutoff whose false accepts on the validation negatives stay
+    within ``target_fa_per_hour`` (so with less than two hours of negatives: none at all).
+    """
+    stride = qmodel.stride
+    neg = sets["val_neg"]
+    neg_probs = [qmodel.stream(t.feats) for t in neg]
+    neg_hours = evaluate.hours(neg)
+    allowed = int(np.floor(target_fa_per_hour * neg_hours))
+    cutoffs = np.arange(1, 255)
+    fa = np.array(
+        [evaluate.score_tracks(neg_probs, neg, stride, int(c), window, cooloff)[2] for c in cutoffs]
+    )
+    ok = np.flatnonzero(fa <= allowed)
+    cutoff_u8 = int(cutoffs[ok[0]]) if len(ok) else 254
+    pos_sets = {
+        k: v for k, v in sets.items() if k.startswith("val_pos") or k.startswith("val_piper")
+    }
+    pos_probs = {k: [qmodel.stream(t.feats) for t in v] for k, v in pos_sets.items()}
+
+    def frr_at(c):
+        out = {}
+        for k, v in pos_sets.items():
+            hit, total, _ = evaluate.score_tracks(pos_probs[k], v, stride, c, window, cooloff)
+            out[k] = round(1.0 - hit / max(total, 1), 4)
+        return out
+
+    frr = frr_at(cutoff_u8)
+    espeak = [frr[k] for k in frr if k.startswith("val_pos")]
+    piper = [frr[k] for k in frr if k.startswith("val_piper")]
+    curve = []
+    for c in (64, 96, 128, 160, 192, 224):
+        f = frr_at(c)
+        n_fa = int(fa[c - 1])
+        curve.append(
+            {"cutoff_u8": c, "fa_per_hour": round(n_fa / neg_hours, 2),
+             "frr_espeak": round(float(np.mean([f[k] for k in f if k.startswith("val_pos")])), 4),
+             "frr_piper": round(float(np.mean([f[k] for k in f if k.startswith("val_piper")] or [0])), 4)}
+        )  # fmt: skip
+    return {
+        "cutoff_u8": cutoff_u8,
+        "negative_hours": round(neg_hours, 3),
+        "false_accepts": int(fa[cutoff_u8 - 1]),
+        "fa_per_hour": round(float(fa[cutoff_u8 - 1]) / neg_hours, 3),
+        "frr": frr,
+        "frr_espeak_mean": round(float(np.mean(espeak)), 4) if espeak else None,
+        "frr_piper_mean": round(float(np.mean(piper)), 4) if piper else None,
+        "curve": curve,
+    }
+
+
+def build(rec: dict, out_dir: Path, progress: Progress | None = None, workers: int = 2) -> dict:
+    """Make the model of ``rec``: returns the sidecar written to ``out_dir/<name>.json``."""
+    from voicenode_tools import __version__
+    from voicenode_tools.reference import nn as ref
+
+    progress = progress or Progress(enabled=False)
+    t0 = time.time()
+    sets = prepare(rec, progress, workers)
+    t_data = time.time() - t0
+    progress.log(f"data ready in {t_data:.0f}s: {len(sets['train'])} training tracks "
+                 f"({evaluate.hours(sets['train']):.2f} h), {evaluate.hours(sets['val_neg']):.2f} h validation negatives")  # fmt: skip
+    net = fit(rec, sets["train"], progress)
+    t_train = time.time() - t0 - t_data
+    qmodel, layers = quantize(net, sets["train"])
+    det = rec["detect"]
+    window, cooloff = int(det["window"]), int(det.get("cooloff", 50))
+    progress("validate", 0.5)
+    scores = validate(qmodel, sets, window, cooloff, float(det["target_fa_per_hour"]))
+    progress("validate", 1.0)
+    # Float vs int8 agreement on validation negatives (quantisation error, in probability).
+    t = sets["val_neg"][0]
+    pf = ref.float_stream(layers, t.feats.astype(np.float64) * INPUT_SCALE)
+    pq = qmodel.stream(t.feats).astype(np.float64) / 255.0
+    scores["quant_max_abs_diff"] = round(float(np.max(np.abs(pf - pq))), 4)
+    scores["quant_mean_abs_diff"] = round(float(np.mean(np.abs(pf - pq))), 5)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = rec["name"]
+    sidecar = {
+        "name": name,
+        "version": f"{__version__}+{recipes.recipe_hash(rec)}",
+        "wake_phrase": rec["phrase"],
+        "frontend": ref.frontend_params(),
+        "cutoff": scores["cutoff_u8"] / 255.0,
+        "window": window,
+        "cooloff": cooloff,
+        "recipe": rec,
+        "recipe_hash": recipes.recipe_hash(rec),
+        "data_hash": recipes.data_hash(rec, int(sidecar_rate())),
+        "seed": rec["seed"],
+        "scores": scores,
+        "train_seconds": {"data": round(t_data, 1), "train": round(t_train, 1),
+                          "total": round(time.time() - t0, 1)},
+    }  # fmt: skip
+    side = qmodel.save(out_dir / f"{name}.vnm", sidecar)
+    progress.done(
+        f"{name}: cutoff {scores['cutoff_u8']}/255, FA {scores['fa_per_hour']}/h on "
+        f"{scores['negative_hours']} h, FRR espeak {scores['frr_espeak_mean']}, piper "
+        f"{scores['frr_piper_mean']}, {time.time() - t0:.0f}s -> {out_dir / (name + '.vnm')}"
+    )
+    return side
+
+
+def sidecar_rate() -> int:
+    from voicenode_tools.reference import params
+
+    return int(params.SAMPLE_RATE)

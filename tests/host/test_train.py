@@ -1,0 +1,118 @@
+"""Wake-word training: export equivalence, labels, detection, a tiny end-to-end run, shipped models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from voicenode_tools.cli import main
+from voicenode_tools.reference import nn as ref
+from voicenode_tools.train import evaluate, recipe, tracks, trainer
+from voicenode_tools.train.model import DEFAULT_SPEC, StreamNet, to_float_layers
+
+
+def _randomize_bn(net, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for layer in net.layers:
+        if layer.bn is not None:
+            n = layer.bn.num_features
+            layer.bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            layer.bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            layer.bn.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            layer.bn.bias.data.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        None,
+        [["conv", 8, 5, 2, 1], ["dwconv", 0, 3, 2, 3], ["dense", 6, 1, 1, 1], ["conv", 1, 4, 1, 2]],
+    ],
+)
+def test_torch_model_matches_reference_streaming(spec):
+    torch.manual_seed(0)
+    net = StreamNet(40, spec)
+    _randomize_bn(net)
+    net.eval()
+    x = np.random.default_rng(1).integers(0, 256, (257, 40)).astype(np.uint8)
+    xf = x * trainer.INPUT_SCALE
+    with torch.no_grad():
+        y = torch.sigmoid(net(torch.tensor(xf, dtype=torch.float32)[None]))[0].numpy()
+    z = ref.float_stream(to_float_layers(net), xf)
+    assert y.shape == z.shape == (257 // net.stride,)
+    assert np.abs(y - z).max() < 1e-5
+
+
+def test_receptive_field_default():
+    net = StreamNet(40, DEFAULT_SPEC)
+    assert net.stride == 3
+    # conv k3 s3, then kernels at 30 ms: 4 + 8 + 32 + 8 + 5 steps of 3 frames.
+    assert net.receptive_field() == 3 + 3 * (4 + 8 + 32 + 8 + 5)
+
+
+def _ring_detector(probs, cutoff_u8, window, cooloff):
+    ring, out, block = [0] * window, [], 0
+    for m, p in enumerate(probs):
+        ring = ring[1:] + [int(p)]
+        if block:
+            block -= 1
+            continue
+        if sum(ring) >= cutoff_u8 * window:
+            out.append(m)
+            ring, block = [0] * window, cooloff
+    return out
+
+
+def test_detections_follow_the_ring_semantics():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = (rng.random(300) ** 3 * 255).astype(np.uint8)
+        c, w, cool = int(rng.integers(1, 255)), int(rng.integers(1, 6)), int(rng.integers(0, 8))
+        assert evaluate.detections(p, c, w, cool) == _ring_detector(p, c, w, cool)
+
+
+def test_labels_mark_the_end_of_the_phrase():
+    rate = 16000
+    events = [(16000, 32000, "pos"), (48000, 56000, "conf")]
+    lab, ev = tracks.label_frames(700, events, rate)
+    (ps, pe, _), (cs, ce, _) = ev
+    assert pe == (32000 - 480 + 159) // 160
+    assert lab[pe] == 1 and lab[pe + 25] == 1 and lab[pe - 6] == -1
+    assert lab[ps] == 0 and lab[ps + 20] == 0  # "hey jar..." must not wake
+    assert lab[pe + 50] == -1 and lab[pe + 90] == 0
+    assert (lab[cs:ce] == 0).all()
+
+
+TINY = {
+    "data": {"positives": 16, "confusables": 16, "speech_minutes": 0.2, "music_clips": 1,
+             "val_positives": 6, "val_piper_positives": 2, "val_confusables": 6, "piper_fraction": 0.0,
+             "val_speech_minutes": 0.2, "augment_copies": 1},
+    "train": {"steps": 4, "batch": 4, "chunk": 300},
+}  # fmt: skip
+
+
+def test_tiny_training_run_makes_a_loadable_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    rec = recipe.make("hey jarvis", seed=3, **TINY)
+    side = trainer.build(rec, tmp_path / "out", workers=1)
+    model = ref.QuantModel.load(tmp_path / "out" / "hey_jarvis.vnm")
+    ref.check_sidecar(model.sidecar, model, frontend=ref.frontend_params())
+    on_disk = json.loads((tmp_path / "out" / "hey_jarvis.json").read_text())
+    assert on_disk == side
+    assert on_disk["recipe"]["phrase"] == "hey jarvis" and on_disk["seed"] == 3
+    assert 0 < on_disk["cutoff"] < 1 and on_disk["window"] >= 1
+    assert set(on_disk["scores"]["frr"]) == {
+        f"val_{g}_snr{s}" for g in ("pos", "piper") for s in (20, 10, 5)
+    }
+    assert on_disk["heap_bytes"] == model.heap_bytes()
+    # The data is cached under its hash and reused.
+    h = recipe.data_hash(rec, 16000)
+    assert (tmp_path / "cache" / "data" / h / "clips.npz").exists()
+    feats = np.zeros((300, 40), np.uint8)
+    assert model.stream(feats).shape == (100,)
+
+
+def test_cli_prints_the_recipe(capsys):
+    assert main(["train-wakeword", "alexa", "--seed", "7", "--print-recipe"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["phrase"] == "alexa" and rec["seed"] == 7 and rec["name"] == "alexa"
