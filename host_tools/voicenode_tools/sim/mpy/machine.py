@@ -193,6 +193,34 @@ class Signal:
         self.value(0)
 
 
+class PWM:
+    """Minimal PWM: keeps its settings (enough for a codec's MCLK fallback)."""
+
+    def __init__(self, dest, *, freq=5000, duty_u16=None, duty_ns=None, invert=False):
+        self._pin = dest
+        self._freq = freq
+        self._duty = duty_u16 if duty_u16 is not None else 32768
+
+    def init(self, *, freq=None, duty_u16=None, duty_ns=None):
+        if freq is not None:
+            self._freq = freq
+        if duty_u16 is not None:
+            self._duty = duty_u16
+
+    def freq(self, value=None):
+        if value is None:
+            return self._freq
+        self._freq = value
+
+    def duty_u16(self, value=None):
+        if value is None:
+            return self._duty
+        self._duty = value
+
+    def deinit(self):
+        pass
+
+
 class I2S:
     """I2S receiver fed by the virtual board's microphone (ESP32 port constructor).
 
