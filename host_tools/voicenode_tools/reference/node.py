@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import frontend, nn, wake
+from . import frontend, mic, nn, wake
 from .params import SAMPLE_RATE, STEP, WINDOW
 
 
@@ -21,7 +21,7 @@ def event_time(frame: int) -> float:
 
 
 def events(pcm: np.ndarray, models, default=None, cutoffs: dict[str, float] | None = None,
-           scores: bool = False) -> list[dict]:
+           scores: bool = False, microphone: bool = False) -> list[dict]:
     """The node's wake events for a recording.
 
     Args:
@@ -30,11 +30,17 @@ def events(pcm: np.ndarray, models, default=None, cutoffs: dict[str, float] | No
         default: the fallback model for models that fail to load (as on the chip).
         cutoffs: per-model-name cutoff overrides in 0..1, as in the node's config.
         scores: also return one {"event": "score", ...} per model step (uint8 probability / 255).
+        microphone: `pcm` is what the microphone hears: pass it through the Microphone's DC
+            high-pass first, as `main()` on a board does (False: `pcm` goes straight to
+            `Node.feed`, as the HIL test input does).
 
     Returns:
         Events in time order, like the firmware prints them, without the boot clock "t".
     """
-    feats = frontend.features(np.asarray(pcm, np.int16))
+    pcm = np.asarray(pcm, np.int16)
+    if microphone:
+        pcm, _ = mic.highpass(pcm)
+    feats = frontend.features(pcm)
     u8 = {k: int(v * 255 + 0.5) for k, v in (cutoffs or {}).items()}
     det = wake.Detector(models, default=default, frontend=nn.frontend_params(), cutoffs=u8)
     if det.errors:
