@@ -82,9 +82,18 @@ def shipped_models() -> list[Path]:
     return sorted(p for p in models_dir().glob("*.vnm") if p.with_suffix(".json").is_file())
 
 
+def default_model() -> Path | None:
+    """The model the node runs by default (`hey_jarvis`), else the first shipped one."""
+    models = shipped_models()
+    for m in models:
+        if m.stem == "hey_jarvis":
+            return m
+    return models[0] if models else None
+
+
 def wake_phrase(model: Path | None = None) -> str | None:
     """The wake phrase of a shipped model, from its sidecar (or recipe); None if none ships."""
-    models = [model] if model else shipped_models()
+    models = [model] if model else [m for m in [default_model()] if m]
     for m in models:
         side = json.loads(Path(m).with_suffix(".json").read_text())
         for key in ("phrase", "wake_phrase", "wake_word"):
@@ -93,6 +102,9 @@ def wake_phrase(model: Path | None = None) -> str | None:
         recipe = side.get("recipe")
         if isinstance(recipe, dict) and isinstance(recipe.get("phrase"), str):
             return recipe["phrase"]
+        name = side.get("name") or Path(m).stem
+        if isinstance(name, str) and name:
+            return name.replace("_", " ")
     return None
 
 

@@ -306,11 +306,17 @@ class NodeLink:
         self._read_until(b"soft reboot\r\n", timeout, "soft-resetting")
         self._read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout, "soft-resetting")
 
-    def boot(self, timeout: float = 20.0, quiet: float = 1.5) -> str:
+    def boot(
+        self,
+        timeout: float = 20.0,
+        quiet: float = 1.5,
+        until: tuple = (b">>> ", b'"event": "listening"'),
+    ) -> str:
         """Soft reset in the friendly REPL, so that main.py runs as it does at power on.
 
-        Waits until main.py returns to the REPL, or has been quiet for `quiet` seconds (the
-        node is running), then interrupts it and enters the raw REPL again.
+        Waits until main.py returns to the REPL or the node says it is listening (any of
+        `until` in the output), or for `quiet` seconds without output; then interrupts it
+        and enters the raw REPL again.
 
         Returns:
             What the board printed from the reset on.
@@ -321,7 +327,7 @@ class NodeLink:
         doing = "booting (main.py)"
         text = self._read_until(b"soft reboot\r\n", timeout, doing)
         start = last = time.monotonic()
-        while b">>> " not in self._buf:
+        while not any(u in self._buf for u in until):
             data = self._read_some(doing)
             now = time.monotonic()
             if data:
@@ -540,6 +546,10 @@ class NodeLink:
             text = raw.decode(errors="replace")
             if text.startswith("HIL+ "):
                 return json.loads(text[5:])
+            if text.startswith("{"):  # an event while the node was made (a model refused)
+                with contextlib.suppress(ValueError):
+                    res.events.append((0, json.loads(text)))
+                    continue
             if text.startswith("HIL- "):
                 info = json.loads(text[5:])
                 # run() ended before it began: it still returns, so finish the call.

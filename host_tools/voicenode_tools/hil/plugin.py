@@ -124,7 +124,9 @@ def hil_target(request, tmp_path_factory):
 
             feeder = SimMicFeeder()
             mic = feeder.spec
-        board = VirtualBoard(str(img), mic=mic, realtime=False)
+        # Real time, as a board: the node's own loop (after a reset) listens at 1x. In
+        # acoustic mode the feeder paces the microphone's stream itself.
+        board = VirtualBoard(str(img), mic=mic, realtime=not acoustic)
         try:
             path = board.start()
         except Exception as e:
@@ -242,7 +244,7 @@ def spare_board(hil_target, hil_deployed, tmp_path):
     img = tmp_path / "flash.img"
     # The session board's flash is quiet between tests (littlefs writes are synchronous).
     shutil.copyfile(hil_target.flash_image, img)
-    board = VirtualBoard(str(img), realtime=False)
+    board = VirtualBoard(str(img), realtime=True)
     board.start()
     yield board
     with contextlib.suppress(Exception):
