@@ -1,22 +1,30 @@
 """Viper kernels of the int8 streaming layers, each with its plain-Python twin.
 
-One call of `layer_step(x, st, cw, cfg)` feeds one input vector to one layer: it writes the
-vector into the layer's ring, advances the stride counter and, when the layer emits, gathers
-the taps and computes every output channel (dot product, fixed-point requantisation, clamp,
-optional logistic table) into the layer's output bytes. It returns 1 if it emitted, else 0.
+One call of `layer_step(x, buf, 0, cfg)` feeds one input vector `x` to one layer: it writes
+the vector into the layer's ring, advances the stride counter and, when the layer emits,
+computes every output channel (dot product, fixed-point requantisation, clamp, optional
+logistic table) into the layer's output bytes. It returns 1 if it emitted, else 0.
 Nothing is allocated: all buffers are made once by the loader (`voicenode.nn.model`).
 
-Buffers of one layer (offsets in `cfg`):
-  st   bytearray  [out: out_ch][ring: span*in_ch][window: k*in_ch]   (state, mutable)
-  cw   bytearray  [channels: out_ch * 3 int32][weights: int8 ^ 0x80][table: 256]  (constant)
-  cfg  array("i") the integers below (wpos and phase change as the layer runs)
+One bytearray per layer holds everything (offsets in `cfg`, an array("i")):
+  [channels: out_ch * 3 int32 (bias + 2**29, m, s)][weights: int8 ^ 0x80][table: 256]
+  [out: out_ch][ring: 2 * span * in_ch][window: k * in_ch, dilated conv only]
+The channel records come first so that they are 4-byte aligned (the ESP32-S3 faults on
+unaligned 32-bit loads). The ring is doubled: input n goes to slots n % span and
+n % span + span, so the last `span` inputs are always contiguous, oldest first, and the
+taps of a layer are read in place (a dilated conv gathers its k taps into the window).
 
 Arithmetic (docs/MODEL_FORMAT.md), every intermediate within signed 32 bits so that the
-64-bit Unix port and the 32-bit ESP32-S3 give the same bytes:
-  weights are stored as w ^ 0x80 = w + 128 (unsigned), so the inner loop multiplies two
-  unsigned bytes (no sign extension) and the kernel subtracts 128 * sum(x) once per channel
-  (once per layer for conv/dense); the channel record holds (bias - x_zp * sum(w)) + 2**29
-  (non-negative: a ptr32 load is zero-extended on the 64-bit port), m and s.
+64-bit Unix port and the 32-bit ESP32-S3 give the same bytes: weights are stored as
+w ^ 0x80 = w + 128 (unsigned), so the inner loop multiplies two unsigned bytes (no sign
+extension) and the kernel subtracts 128 * sum(x) once per channel (once per layer for
+conv/dense); the channel record holds (bias - x_zp * sum(w)) + 2**29, non-negative because a
+ptr32 load is zero-extended on the 64-bit port.
+
+Speed: viper keeps only the first three locals of a function in machine registers, and the
+arguments come first. So the hot loops walk the argument pointers `x` (inputs) and `w`
+(weights) and sum into the argument `acc` (the caller passes 0); everything else lives on the
+stack and is touched once per channel, not once per multiply.
 """
 
 import micropython
@@ -30,90 +38,78 @@ CFG_STRIDE = const(3)
 CFG_DIL = const(4)
 CFG_IN = const(5)
 CFG_OUT = const(6)
-CFG_SPAN = const(7)  # (k - 1) * dilation + 1 input vectors kept in the ring
-CFG_WPOS = const(8)  # ring slot of the next input
+CFG_SPAN = const(7)  # (k - 1) * dilation + 1 inputs kept in the ring
+CFG_WPOS = const(8)  # ring slot of the next input (0 .. span-1)
 CFG_PHASE = const(9)  # inputs since the last emission
 CFG_ZO = const(10)  # output zero point
 CFG_LO = const(11)  # lower clamp (zo after ReLU, else 0)
-CFG_RING = const(12)  # offset of the ring in st
-CFG_WIN = const(13)  # offset of the window in st
-CFG_W = const(14)  # offset of the weights in cw
-CFG_TAB = const(15)  # offset of the table in cw (0: no table)
+CFG_RING = const(12)  # offset of the ring in buf
+CFG_WIN = const(13)  # offset of the gather window in buf (0: taps read in place)
+CFG_W = const(14)  # offset of the weights in buf
+CFG_TAB = const(15)  # offset of the table in buf (0: no table)
 CFG_ZI = const(16)  # input zero point (ring fill on reset)
-CFG_LEN = const(17)
+CFG_OUTOFF = const(17)  # offset of the output bytes in buf
+CFG_LEN = const(18)
 
 BIAS_OFFSET = const(0x20000000)  # 2**29, a small int on the chip
 _DWCONV = const(2)
 
 
 @micropython.viper
-def layer_step(x, st, cw, cfg) -> int:
-    c = ptr32(cfg)
-    px = ptr8(x)
-    sbase = int(ptr8(st))
-    cbase = int(ptr8(cw))
+def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
+    c = cfg
+    base = int(w)
     k = int(c[CFG_K])
     nin = int(c[CFG_IN])
-    # 1. the new input into the ring (kernels of one tap read the input directly)
-    newest = 0
-    ring = sbase + int(c[CFG_RING])
-    span = int(c[CFG_SPAN])
+    d = int(c[CFG_DIL])
+    # 1. the new input into both halves of the ring (one-tap layers read the input directly)
+    xa = int(x)
     if k > 1:
-        newest = int(c[CFG_WPOS])
-        dst = ptr8(ring + newest * nin)
+        span = int(c[CFG_SPAN])
+        p = int(c[CFG_WPOS])
+        ring = base + int(c[CFG_RING])
+        d0 = ptr8(ring + p * nin)
+        d1 = ptr8(ring + (p + span) * nin)
         i = 0
         while i < nin:
-            dst[i] = px[i]
+            v = x[i]
+            d0[i] = v
+            d1[i] = v
             i += 1
-        wpos = newest + 1
-        if wpos == span:
-            wpos = 0
-        c[CFG_WPOS] = wpos
+        p += 1
+        if p == span:
+            p = 0
+        c[CFG_WPOS] = p
+        xa = ring + p * nin  # the oldest of the last `span` inputs (tap 0)
     # 2. stride: emit on every stride-th input
     phase = int(c[CFG_PHASE]) + 1
     if phase < int(c[CFG_STRIDE]):
         c[CFG_PHASE] = phase
         return 0
     c[CFG_PHASE] = 0
-    # 3. the taps, oldest first, side by side in the window
-    xa = int(px)
-    if k > 1:
-        d = int(c[CFG_DIL])
-        xa = sbase + int(c[CFG_WIN])
-        j = 0
-        while j < k:
-            f = newest - (k - 1 - j) * d
-            if f < 0:
-                f += span
-            src = ptr8(ring + f * nin)
-            dst = ptr8(xa + j * nin)
-            i = 0
-            while i < nin:
-                dst[i] = src[i]
-                i += 1
-            j += 1
     nout = int(c[CFG_OUT])
     zo = int(c[CFG_ZO])
     lo = int(c[CFG_LO])
     tab = int(c[CFG_TAB])
-    ptab = ptr8(cbase + tab)
-    po = ptr8(sbase)
-    wbase = cbase + int(c[CFG_W])
-    pxa = ptr8(xa)
+    ptab = ptr8(base + tab)
+    po = ptr8(base + int(c[CFG_OUTOFF]))
+    wbase = base + int(c[CFG_W])
     if int(c[CFG_KIND]) == _DWCONV:
+        # depthwise: channel o's taps are k bytes d * in_ch apart in the ring
+        step = d * nin
         o = 0
         while o < nout:
-            pp = ptr32(cbase + o * 12)
+            pp = ptr32(base + o * 12)
             acc = int(pp[0]) - BIAS_OFFSET
-            pw = ptr8(wbase + o * k)
+            x = ptr8(xa + o)
+            w = ptr8(wbase + o * k)
             sx = 0
-            xi = o
             j = 0
             while j < k:
-                xv = pxa[xi]
-                acc += pw[j] * xv
-                sx += xv
-                xi += nin
+                v = x[0]
+                acc += w[j] * v
+                sx += v
+                x = ptr8(int(x) + step)
                 j += 1
             acc -= sx << 7
             m = int(pp[1])
@@ -129,35 +125,49 @@ def layer_step(x, st, cw, cfg) -> int:
             po[o] = v
             o += 1
         return 1
-    # conv / dense: one contiguous dot product of n = k * in_ch terms per output channel
+    # 3. conv / dense: one contiguous dot product of n = k * in_ch terms per output channel
+    if k > 1 and d > 1:  # a dilated conv gathers its taps side by side
+        win = base + int(c[CFG_WIN])
+        j = 0
+        while j < k:
+            src = ptr8(xa + j * d * nin)
+            dst = ptr8(win + j * nin)
+            i = 0
+            while i < nin:
+                dst[i] = src[i]
+                i += 1
+            j += 1
+        xa = win
     n = k * nin
-    sx = 0
-    i = 0
-    while i < n:
-        sx += pxa[i]
-        i += 1
-    sx128 = sx << 7
     n4 = n - (n & 3)
+    # sum of the inputs (for the 128 * sum(x) correction), in the registers
+    x = ptr8(xa)
+    end = xa + n4
+    acc = 0
+    while int(x) < end:
+        acc += x[0] + x[1] + x[2] + x[3]
+        x = ptr8(int(x) + 4)
+    end = xa + n
+    while int(x) < end:
+        acc += x[0]
+        x = ptr8(int(x) + 1)
+    sx128 = acc << 7
+    w = ptr8(wbase)
     o = 0
-    wa = wbase
     while o < nout:
-        pp = ptr32(cbase + o * 12)
+        pp = ptr32(base + o * 12)
         acc = int(pp[0]) - BIAS_OFFSET - sx128
-        xp = xa
-        wend = wa + n4
-        while wa < wend:
-            a = ptr8(wa)
-            b = ptr8(xp)
-            acc += a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3]
-            wa += 4
-            xp += 4
-        wend += n & 3
-        while wa < wend:
-            a = ptr8(wa)
-            b = ptr8(xp)
-            acc += a[0] * b[0]
-            wa += 1
-            xp += 1
+        x = ptr8(xa)
+        end = xa + n4
+        while int(x) < end:
+            acc += x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3]
+            x = ptr8(int(x) + 4)
+            w = ptr8(int(w) + 4)
+        end = xa + n
+        while int(x) < end:
+            acc += x[0] * w[0]
+            x = ptr8(int(x) + 1)
+            w = ptr8(int(w) + 1)
         m = int(pp[1])
         s = int(pp[2])
         t = (acc >> 16) * m + (((acc & 0xFFFF) * m) >> 16)
@@ -173,57 +183,54 @@ def layer_step(x, st, cw, cfg) -> int:
     return 1
 
 
-def layer_step_py(x, st, cw, cfg):
+def layer_step_py(x, buf, acc, cfg):
     """Plain-Python twin of `layer_step` (same buffers, same integers; slow)."""
     k = cfg[CFG_K]
     nin = cfg[CFG_IN]
-    ring = cfg[CFG_RING]
-    span = cfg[CFG_SPAN]
-    newest = 0
+    d = cfg[CFG_DIL]
+    xs, xo = x, 0
     if k > 1:
-        newest = cfg[CFG_WPOS]
+        span = cfg[CFG_SPAN]
+        p = cfg[CFG_WPOS]
+        ring = cfg[CFG_RING]
         for i in range(nin):
-            st[ring + newest * nin + i] = x[i]
-        cfg[CFG_WPOS] = (newest + 1) % span
+            buf[ring + p * nin + i] = x[i]
+            buf[ring + (p + span) * nin + i] = x[i]
+        p = (p + 1) % span
+        cfg[CFG_WPOS] = p
+        xs, xo = buf, ring + p * nin
     phase = cfg[CFG_PHASE] + 1
     if phase < cfg[CFG_STRIDE]:
         cfg[CFG_PHASE] = phase
         return 0
     cfg[CFG_PHASE] = 0
-    if k > 1:
-        d = cfg[CFG_DIL]
+    dw = cfg[CFG_KIND] == _DWCONV
+    if not dw and k > 1 and d > 1:
         win = cfg[CFG_WIN]
         for j in range(k):
-            f = (newest - (k - 1 - j) * d) % span
             for i in range(nin):
-                st[win + j * nin + i] = st[ring + f * nin + i]
-        xs = st
-        xo = win
-    else:
-        xs = x
-        xo = 0
-    nout = cfg[CFG_OUT]
+                buf[win + j * nin + i] = buf[xo + j * d * nin + i]
+        xs, xo = buf, win
     wb = cfg[CFG_W]
     tab = cfg[CFG_TAB]
-    for o in range(nout):
-        bias = _u32(cw, o * 12) - BIAS_OFFSET
-        m = _u32(cw, o * 12 + 4)
-        s = _u32(cw, o * 12 + 8)
-        acc = bias
-        if cfg[CFG_KIND] == _DWCONV:
+    out = cfg[CFG_OUTOFF]
+    for o in range(cfg[CFG_OUT]):
+        acc = _u32(buf, o * 12) - BIAS_OFFSET
+        m = _u32(buf, o * 12 + 4)
+        s = _u32(buf, o * 12 + 8)
+        if dw:
             for j in range(k):
-                xv = xs[xo + j * nin + o]
-                acc += (cw[wb + o * k + j] - 128) * xv
+                acc += (buf[wb + o * k + j] - 128) * xs[xo + j * d * nin + o]
         else:
             n = k * nin
             for i in range(n):
-                acc += (cw[wb + o * n + i] - 128) * xs[xo + i]
+                acc += (buf[wb + o * n + i] - 128) * xs[xo + i]
         t = (acc >> 16) * m + (((acc & 0xFFFF) * m) >> 16)
         v = cfg[CFG_ZO] + ((t + ((1 << s) >> 1)) >> s)
         v = min(max(v, cfg[CFG_LO]), 255)
         if tab:
-            v = cw[tab + v]
-        st[o] = v
+            v = buf[tab + v]
+        buf[out + o] = v
     return 1
 
 

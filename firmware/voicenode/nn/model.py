@@ -34,6 +34,10 @@ _DENSE = const(3)
 _RELU = const(1)
 _SIGMOID = const(2)
 _BIAS_LIMIT = const(0x20000000)  # 2**29
+# layer meta tuple: kind, act, k, stride, dil, out_zp, in_ch, out_ch, then these
+_M_PER = const(8)  # terms per sum = weights per output channel
+_M_DATA = const(9)  # bytes after the layer head in the file
+_M_SIZE = const(10)  # bytes of the layer's buffer
 
 try:
     from binascii import crc32 as _crc32
@@ -68,25 +72,29 @@ class Model:
         self.cooloff = side["cooloff"]
         self.version = side.get("version", "")
         stride = 1
-        for _, _, cfg in layers:
+        for _, cfg in layers:
             stride *= cfg[kernels.CFG_STRIDE]
         self.stride = stride
         self._n = len(layers)
-        self._st = [L[0] for L in layers]
-        self._cw = [L[1] for L in layers]
-        self._cfg = [L[2] for L in layers]
+        self._buf = [L[0] for L in layers]
+        self._cfg = [L[1] for L in layers]
         # Views of each layer's output bytes (the next layer's input), made once.
-        self._out = [memoryview(L[0])[: L[2][kernels.CFG_OUT]] for L in layers]
+        self._out = [
+            memoryview(buf)[cfg[kernels.CFG_OUTOFF] : cfg[kernels.CFG_OUTOFF] + cfg[kernels.CFG_OUT]]
+            for buf, cfg in layers
+        ]
         self.reset()
 
     def reset(self):
         """Forget all history (rings back to the input zero points, stride counters to 0)."""
         for i in range(self._n):
             cfg = self._cfg[i]
-            st = self._st[i]
+            buf = self._buf[i]
             zi = cfg[kernels.CFG_ZI]
-            for j in range(cfg[kernels.CFG_RING], len(st)):
-                st[j] = zi
+            ring = cfg[kernels.CFG_RING]
+            if cfg[kernels.CFG_K] > 1:
+                for j in range(ring, ring + 2 * cfg[kernels.CFG_SPAN] * cfg[kernels.CFG_IN]):
+                    buf[j] = zi
             cfg[kernels.CFG_WPOS] = 0
             cfg[kernels.CFG_PHASE] = 0
 
@@ -97,12 +105,11 @@ class Model:
         Allocates nothing.
         """
         x = frame
-        st = self._st
-        cw = self._cw
+        buf = self._buf
         cfg = self._cfg
         out = self._out
         for i in range(self._n):
-            if not layer_step(x, st[i], cw[i], cfg[i]):
+            if not layer_step(x, buf[i], 0, cfg[i]):
                 return -1
             x = out[i]
         return x[0]
@@ -253,27 +260,49 @@ def load(path, frontend=None, check_heap=True):
             need = side["heap_bytes"]
             if need > gc.mem_free():
                 raise ModelError("%s: needs %d bytes of heap, %d free" % (vnm, need, gc.mem_free()))
-        f.seek(_HEADER)
-        layers = []
+        # Pass 1: every layer's shape (headers only), so that the big buffers can be made
+        # first, largest first, before any small object: a fragmented heap could otherwise
+        # refuse a 7 KB buffer with 30 KB free.
+        metas = []
+        hb = bytearray(_LAYER_HEAD)
         zp = in_zp
         prev_out = n_in
+        pos = _HEADER
         for i in range(n_layers):
-            layers.append(_read_layer(f, vnm, i, n_layers, zp, prev_out))
-            zp = layers[-1][2][kernels.CFG_ZO]
-            prev_out = layers[-1][2][kernels.CFG_OUT]
-        if f.tell() != size - 4:
-            raise ModelError("%s: %d stray bytes after the layers" % (vnm, size - 4 - f.tell()))
-    if not layers:
-        raise ModelError("%s: no layers" % vnm)
-    return Model(vnm, side, layers)
+            f.seek(pos)
+            if f.readinto(hb) != _LAYER_HEAD:
+                raise ModelError("%s: layer %d runs past the end" % (vnm, i))
+            meta = _layer_meta(hb, "%s: layer %d" % (vnm, i), i == n_layers - 1, zp, prev_out)
+            metas.append(meta)
+            zp = meta[5]
+            prev_out = meta[7]
+            pos += _LAYER_HEAD + meta[_M_DATA]
+            if pos > size - 4:
+                raise ModelError("%s: layer %d runs past the end" % (vnm, i))
+        if pos != size - 4:
+            raise ModelError("%s: %d stray bytes after the layers" % (vnm, size - 4 - pos))
+        if not metas:
+            raise ModelError("%s: no layers" % vnm)
+        del hb
+        gc.collect()
+        order = sorted(range(n_layers), key=lambda i: -metas[i][_M_SIZE])
+        bufs = [None] * n_layers
+        for i in order:
+            bufs[i] = bytearray(metas[i][_M_SIZE])
+        cfgs = [array.array("i", bytes(4 * kernels.CFG_LEN)) for _ in range(n_layers)]
+        chan = bytearray(_CHAN * max(m[7] for m in metas))
+        # Pass 2: read the weights, channel records and tables into place.
+        f.seek(_HEADER)
+        zp = in_zp
+        for i in range(n_layers):
+            f.seek(_LAYER_HEAD, 1)
+            _fill(f, "%s: layer %d" % (vnm, i), metas[i], zp, bufs[i], cfgs[i], chan)
+            zp = metas[i][5]
+    return Model(vnm, side, [(bufs[i], cfgs[i]) for i in range(n_layers)])
 
 
-def _read_layer(f, vnm, i, n_layers, in_zp, in_expected):
-    where = "%s: layer %d" % (vnm, i)
-    h = f.read(_LAYER_HEAD)
-    if len(h) < _LAYER_HEAD:
-        raise ModelError("%s runs past the end" % where)
-    kind, act, k, stride, dil, out_zp, in_ch, out_ch, _ = struct.unpack("<BBBBBBHHH", h)
+def _layer_meta(hb, where, last, in_zp, in_expected):
+    kind, act, k, stride, dil, out_zp, in_ch, out_ch, _ = struct.unpack("<BBBBBBHHH", hb)
     if kind not in (_CONV, _DWCONV, _DENSE) or act > _SIGMOID:
         raise ModelError("%s: unknown kind %d or activation %d" % (where, kind, act))
     if in_ch != in_expected:
@@ -284,23 +313,39 @@ def _read_layer(f, vnm, i, n_layers, in_zp, in_expected):
         raise ModelError("%s: dense layer with kernel %d" % (where, k))
     if kind == _DWCONV and in_ch != out_ch:
         raise ModelError("%s: depthwise layer with %d inputs, %d outputs" % (where, in_ch, out_ch))
-    last = i == n_layers - 1
     if (act == _SIGMOID) != last or (last and out_ch != 1):
         raise ModelError("%s: the last layer (only) must be a one-channel sigmoid" % where)
-    per = k if kind == _DWCONV else k * in_ch  # weights per output channel = terms per sum
+    per = k if kind == _DWCONV else k * in_ch
+    tab = 256 if act == _SIGMOID else 0
+    data = per * out_ch + _CHAN * out_ch + tab
+    span = (k - 1) * dil + 1
+    size = 12 * out_ch + per * out_ch + tab + out_ch
+    if k > 1:
+        size += 2 * span * in_ch
+        if kind != _DWCONV and dil > 1:
+            size += k * in_ch
+    return kind, act, k, stride, dil, out_zp, in_ch, out_ch, per, data, size
+
+
+def _fill(f, where, meta, in_zp, buf, cfg, chan):
+    # Read one layer's data (the file is positioned after its head) into buf; set up cfg.
+    kind, act, k, stride, dil, out_zp, in_ch, out_ch, per, _, size = meta
     nw = per * out_ch
     woff = 12 * out_ch
     tab = 256 if act == _SIGMOID else 0
-    cw = bytearray(woff + nw + tab)
-    if f.readinto(memoryview(cw)[woff : woff + nw]) != nw:
+    span = (k - 1) * dil + 1
+    outoff = woff + nw + tab
+    ring = outoff + out_ch
+    win = ring + (2 * span * in_ch if k > 1 else 0)
+    mv = memoryview(buf)
+    if f.readinto(mv[woff : woff + nw]) != nw:
         raise ModelError("%s runs past the end" % where)
-    kernels.xor80(cw, woff, nw)  # int8 -> w + 128 (unsigned bytes for the inner loop)
-    chan = f.read(_CHAN * out_ch)
-    if len(chan) != _CHAN * out_ch:
+    kernels.xor80(buf, woff, nw)  # int8 -> w + 128 (unsigned bytes for the inner loop)
+    if f.readinto(memoryview(chan)[: _CHAN * out_ch]) != _CHAN * out_ch:
         raise ModelError("%s runs past the end" % where)
     for o in range(out_ch):
         b, m, s, _ = struct.unpack_from("<iHBB", chan, _CHAN * o)
-        sum_w = kernels.sum_u8(cw, woff + o * per, per) - 128 * per
+        sum_w = kernels.sum_u8(buf, woff + o * per, per) - 128 * per
         fb = b - in_zp * sum_w
         if not -_BIAS_LIMIT < fb < _BIAS_LIMIT:
             raise ModelError("%s: channel %d bias too large for 32-bit arithmetic" % (where, o))
@@ -308,14 +353,9 @@ def _read_layer(f, vnm, i, n_layers, in_zp, in_expected):
             raise ModelError("%s: %d terms could overflow a 32-bit accumulator" % (where, per))
         if m >= 32768 or s > 30:
             raise ModelError("%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s))
-        struct.pack_into("<III", cw, 12 * o, fb + kernels.BIAS_OFFSET, m, s)
-    if tab and f.readinto(memoryview(cw)[woff + nw :]) != tab:
+        struct.pack_into("<III", buf, 12 * o, fb + kernels.BIAS_OFFSET, m, s)
+    if tab and f.readinto(mv[woff + nw : outoff]) != tab:
         raise ModelError("%s runs past the end" % where)
-    span = (k - 1) * dil + 1
-    ring = span * in_ch if k > 1 else 0
-    win = k * in_ch if k > 1 else 0
-    st = bytearray(out_ch + ring + win)
-    cfg = array.array("i", bytes(4 * kernels.CFG_LEN))
     cfg[kernels.CFG_KIND] = kind
     cfg[kernels.CFG_ACT] = act
     cfg[kernels.CFG_K] = k
@@ -326,9 +366,9 @@ def _read_layer(f, vnm, i, n_layers, in_zp, in_expected):
     cfg[kernels.CFG_SPAN] = span
     cfg[kernels.CFG_ZO] = out_zp
     cfg[kernels.CFG_LO] = out_zp if act == _RELU else 0
-    cfg[kernels.CFG_RING] = out_ch
-    cfg[kernels.CFG_WIN] = out_ch + ring
+    cfg[kernels.CFG_RING] = ring
+    cfg[kernels.CFG_WIN] = win if size > win else 0
     cfg[kernels.CFG_W] = woff
     cfg[kernels.CFG_TAB] = woff + nw if tab else 0
     cfg[kernels.CFG_ZI] = in_zp
-    return st, cw, cfg
+    cfg[kernels.CFG_OUTOFF] = outoff

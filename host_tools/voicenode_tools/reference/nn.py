@@ -382,11 +382,13 @@ class QuantModel:
     def heap_bytes(self) -> int:
         """Heap the chip's loader allocates for this model (buffers plus object overhead)."""
         n = MODEL_OVERHEAD
-        for layer in self.layers:
-            ring = layer.span * layer.in_ch if layer.k > 1 else 0
-            window = layer.k * layer.in_ch if layer.k > 1 else 0
-            const = 12 * layer.out_ch + layer.weights.size + (256 if layer.table is not None else 0)
-            n += LAYER_OVERHEAD + _blocks(ring + window + layer.out_ch) + _blocks(const)
+        for L in self.layers:
+            # one buffer per layer: channel records, weights, table, outputs, doubled ring,
+            # gather window (dilated conv only); see firmware/voicenode/nn/kernels.py
+            ring = 2 * L.span * L.in_ch if L.k > 1 else 0
+            window = L.k * L.in_ch if L.k > 1 and L.dilation > 1 and L.kind != KIND_DWCONV else 0
+            const = 12 * L.out_ch + L.weights.size + (256 if L.table is not None else 0)
+            n += LAYER_OVERHEAD + _blocks(const + L.out_ch + ring + window)
         return int(n)
 
     def check(self) -> None:

