@@ -8,7 +8,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--board",
         default=None,
-        help="board whose files are deployed (default ESP32_S3_DEVKITC_INMP441)",
+        help="board whose files are deployed (default ESP32_S3_DEVKITC_INMP441; 'none': none)",
     )
     parser.add_argument("--arch", default=None, help="mpy-cross -march (default: ask the board)")
     parser.add_argument(
@@ -29,7 +29,7 @@ def run(args) -> int:
     with ports.session(args.port, args.flash) as path:
         report = deploy.deploy(
             path,
-            board=args.board or deploy.DEFAULT_BOARD,
+            board=None if args.board == "none" else (args.board or deploy.DEFAULT_BOARD),
             arch=args.arch,
             source=args.source or FIRMWARE_DIR,
             reset=not args.no_reset,

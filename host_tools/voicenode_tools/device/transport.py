@@ -8,7 +8,9 @@ fails into one clear sentence. `run_json(t, code)` runs code that prints one JSO
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import time
 
 from voicenode_tools.cli import CommandError
 
@@ -16,6 +18,9 @@ from . import ports
 
 #: Seconds a single read may wait; a board that sends nothing for this long mid-reply is gone.
 READ_TIMEOUT = 2.0
+#: Tries at entering the raw REPL, and seconds each may take.
+CONNECT_ATTEMPTS = 3
+RAW_REPL_TIMEOUT = 4
 
 
 def lost_message(path: str) -> str:
@@ -74,15 +79,26 @@ def connect(port=None, soft_reset=True):
 
     path = ports.resolve(port)
     t = open_serial(path)
-    try:
-        t.enter_raw_repl(soft_reset=soft_reset)
-    except (TransportError, serial.SerialException, OSError) as e:
-        with contextlib.suppress(Exception):
-            t.close()
-        raise CommandError(
-            f"no MicroPython REPL answers on {path}: is MicroPython flashed (voicenode flash), "
-            "is it the right port, or is a program on the board not letting go of Ctrl-C?"
-        ) from e
+    # A board that has just been reset is still printing its boot log and running boot.py /
+    # main.py, and may miss the first Ctrl-C / Ctrl-A: try a few times before giving up.
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it got
+                t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=RAW_REPL_TIMEOUT)
+            break
+        except (TransportError, serial.SerialException, OSError) as e:
+            if attempt + 1 < CONNECT_ATTEMPTS and not isinstance(e, serial.SerialException):
+                time.sleep(0.3)
+                continue
+            with contextlib.suppress(Exception):
+                t.close()
+            if isinstance(e, serial.SerialException):
+                raise CommandError(lost_message(path)) from e
+            raise CommandError(
+                f"no MicroPython REPL answers on {path}: is MicroPython flashed (voicenode "
+                "flash), is it the right port, or is a program on the board not letting go "
+                "of Ctrl-C?"
+            ) from e
     return t
 
 
