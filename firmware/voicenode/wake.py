@@ -106,19 +106,19 @@ class Detector:
         The detections are `hits[0:n]` ([word, score], score = mean uint8 probability of the
         window); they stay valid until the next call. Allocates nothing.
         """
-        nd = 0
+        n_hits = 0
         models = self.models
         for i in range(self._n):
             p = models[i].step(frame)
             if p >= 0:
                 score = self._post(i, p)
                 if score >= 0:
-                    hit = self.hits[nd]
+                    hit = self.hits[n_hits]
                     hit[0] = models[i].name
                     hit[1] = score
-                    nd += 1
+                    n_hits += 1
         self.frame = (self.frame + 1) & 0x3FFFFFFF
-        return nd
+        return n_hits
 
     def _post(self, i, p):
         # One model step of post-processing; returns the score of a detection or -1.

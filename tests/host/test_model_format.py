@@ -6,7 +6,6 @@ import zlib
 
 import numpy as np
 import pytest
-
 from voicenode_tools.reference import nn
 
 SMALL = [
@@ -15,9 +14,18 @@ SMALL = [
     ("dense", 5, 1, 3, 1, "relu"),
     ("conv", 1, 3, 1, 1, "sigmoid"),
 ]
-SIDE = dict(name="hey_node", wake_phrase="hey node", cutoff=0.7, window=5, cooloff=12,
-            frontend={"N_MELS": 7}, version="1.2.0", seed=42, recipe={"epochs": 3},
-            scores={"frr": 0.05})
+SIDE = dict(
+    name="hey_node",
+    wake_phrase="hey node",
+    cutoff=0.7,
+    window=5,
+    cooloff=12,
+    frontend={"N_MELS": 7},
+    version="1.2.0",
+    seed=42,
+    recipe={"epochs": 3},
+    scores={"frr": 0.05},
+)
 
 
 def small_model(seed=0, zp=0):
@@ -63,7 +71,9 @@ def corrupt_cases():
     return [(truncate, "truncated"), (flip, "checksum"), (magic, "magic"), (version, "version 9")]
 
 
-@pytest.mark.parametrize("corrupt,message", corrupt_cases(), ids=lambda c: getattr(c, "__name__", c))
+@pytest.mark.parametrize(
+    "corrupt,message", corrupt_cases(), ids=lambda c: getattr(c, "__name__", c)
+)
 def test_corrupt_files_are_refused_with_a_clear_message(corrupt, message, tmp_path):
     path = tmp_path / "m.vnm"
     small_model().save(path, SIDE)
@@ -105,7 +115,9 @@ def test_frontend_params_are_the_firmware_file():
 
 def test_quantize_multiplier_is_accurate_and_32_bit_safe():
     rng = np.random.default_rng(3)
-    reals = np.concatenate([10 ** rng.uniform(-9, np.log10(0.4999), 2000), [0.4999, 2.0**-16, 1e-15]])
+    reals = np.concatenate(
+        [10 ** rng.uniform(-9, np.log10(0.4999), 2000), [0.4999, 2.0**-16, 1e-15]]
+    )
     for r in reals:
         m, s = nn.quantize_multiplier(float(r))
         assert 0 <= m < 1 << 15 and 0 <= s <= 30
@@ -128,7 +140,9 @@ def reference_requant(acc, m, s, zp, lo):
 
 def test_requantize_matches_the_documented_formula_and_rounds():
     rng = np.random.default_rng(4)
-    acc = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 3000), [-(1 << 31), (1 << 31) - 1, 0, -1]])
+    acc = np.concatenate(
+        [rng.integers(-(1 << 31), 1 << 31, 3000), [-(1 << 31), (1 << 31) - 1, 0, -1]]
+    )
     for real in (0.49, 1e-3, 3.7e-6, 1e-9):
         m, s = nn.quantize_multiplier(real)
         got = nn.requantize(acc, m, s, 100, 0)
@@ -175,6 +189,7 @@ def test_vectorised_stream_equals_the_per_step_definition():
 
 def test_torch_recipe_matches_float_stream():
     import torch
+
     rng = np.random.default_rng(8)
     layers, in_ch = [], 7
     for kind, out_ch, k, s, d, act in SMALL[:-1] + [("conv", 1, 3, 2, 1, "sigmoid")]:
@@ -195,8 +210,14 @@ def test_torch_recipe_matches_float_stream():
             w = w[:, :, None]
         p = (L.k - 1) * L.dilation - (L.stride - 1)
         h = torch.nn.functional.pad(h, (p, 0)) if p >= 0 else h[:, :, -p:]
-        h = torch.nn.functional.conv1d(h, w, torch.tensor(L.b), stride=L.stride, dilation=L.dilation,
-                                       groups=L.in_ch if L.kind == "dwconv" else 1)
+        h = torch.nn.functional.conv1d(
+            h,
+            w,
+            torch.tensor(L.b),
+            stride=L.stride,
+            dilation=L.dilation,
+            groups=L.in_ch if L.kind == "dwconv" else 1,
+        )
         if L.activation == "relu":
             h = torch.relu(h)
     probs = torch.sigmoid(h[0, 0]).numpy()
@@ -234,8 +255,10 @@ def test_quantize_widens_the_output_range_instead_of_overflowing():
     w = np.zeros((2, 3, 1))
     w[0, 0, 0] = 1.0
     w[1, 1, 0] = 1e-3
-    layers = [nn.FloatLayer("conv", w, None, activation="relu"),
-              nn.FloatLayer("dense", np.ones((1, 2)), None, activation="sigmoid")]
+    layers = [
+        nn.FloatLayer("conv", w, None, activation="relu"),
+        nn.FloatLayer("dense", np.ones((1, 2)), None, activation="sigmoid"),
+    ]
     calib = np.zeros((50, 3), np.uint8)
     calib[:, 1] = 255
     model = nn.quantize(layers, calib)

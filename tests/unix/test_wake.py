@@ -10,17 +10,24 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.reference import nn, wake
 
-SMALL = [("conv", 12, 3, 2, 1, "relu"), ("dwconv", 0, 5, 1, 2, "relu"), ("dense", 1, 1, 1, 1, "sigmoid")]
+SMALL = [
+    ("conv", 12, 3, 2, 1, "relu"),
+    ("dwconv", 0, 5, 1, 2, "relu"),
+    ("dense", 1, 1, 1, 1, "sigmoid"),
+]
 
 
 def run_mpy(code, heapsize="1m"):
     prog = f"import sys\nsys.path.insert(0, {str(FIRMWARE_DIR)!r})\n" + code
-    out = subprocess.run(["micropython", "-X", f"heapsize={heapsize}", "-c", prog],
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        ["micropython", "-X", f"heapsize={heapsize}", "-c", prog],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     return out.stdout.strip().splitlines()
 
@@ -31,8 +38,14 @@ def make_model(path, seed, spec, frames, window, cooloff, frac=0.97, **side):
     p = model.stream(frames).astype(np.float64)
     means = np.convolve(p, np.ones(window) / window, mode="valid")
     cutoff = float(np.clip(np.quantile(means, frac) / 255.0, 0.01, 0.99))
-    info = dict(name=path.stem, wake_phrase=path.stem.replace("_", " "), cutoff=cutoff,
-                window=window, cooloff=cooloff, frontend=nn.frontend_params())
+    info = dict(
+        name=path.stem,
+        wake_phrase=path.stem.replace("_", " "),
+        cutoff=cutoff,
+        window=window,
+        cooloff=cooloff,
+        frontend=nn.frontend_params(),
+    )
     info.update(side)
     model.save(path, info)
     return path
@@ -61,15 +74,23 @@ print(voicenode.counters.get('model_errors', 0))
 def firmware_detect(tmp_path, frames, models, default=None):
     fpath = tmp_path / "frames.bin"
     fpath.write_bytes(frames.tobytes())
-    lines = run_mpy(DETECT_CODE.format(models=[str(m) for m in models],
-                                       default=None if default is None else str(default), frames=str(fpath)))
+    lines = run_mpy(
+        DETECT_CODE.format(
+            models=[str(m) for m in models],
+            default=None if default is None else str(default),
+            frames=str(fpath),
+        )
+    )
     hits, paths, errors, n_err = lines[-4:]
     return [tuple(h) for h in json.loads(hits)], json.loads(paths), json.loads(errors), int(n_err)
 
 
 def host_detect(frames, models, default=None):
-    det = wake.Detector([str(m) for m in models], default=None if default is None else str(default),
-                        frontend=nn.frontend_params())
+    det = wake.Detector(
+        [str(m) for m in models],
+        default=None if default is None else str(default),
+        frontend=nn.frontend_params(),
+    )
     return [(d.frame, d.word, d.score) for d in det.run(frames)], det
 
 
@@ -94,7 +115,9 @@ def test_two_models_detect_like_the_host_twin(tmp_path, frames):
 
 
 def test_postprocess_counts_in_integers():
-    probs = np.array([0, 200, 200, 200, 0, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 255, 255, 255])
+    probs = np.array(
+        [0, 200, 200, 200, 0, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 255, 255, 255]
+    )
     # window 3, cutoff 200: the mean of 200,200,200 reaches it (step 3); the ring is cleared,
     # steps 4..7 cannot detect but still fill it, so step 8 (255,255,255) detects again
     assert wake.postprocess(probs, 200, 3, 4) == [(3, 200), (8, 255), (17, 255)]
@@ -121,10 +144,14 @@ print(hits, det.frame)
 
 
 def test_detector_step_allocates_nothing_even_when_detecting(tmp_path, frames):
-    a = make_model(tmp_path / "hey_node.vnm", 1, nn.BENCH_SPEC, frames[:600], window=3, cooloff=8, frac=0.9)
+    a = make_model(
+        tmp_path / "hey_node.vnm", 1, nn.BENCH_SPEC, frames[:600], window=3, cooloff=8, frac=0.9
+    )
     b = make_model(tmp_path / "ok_lamp.vnm", 2, SMALL, frames[:600], window=5, cooloff=20, frac=0.9)
     (tmp_path / "f.bin").write_bytes(frames[:600].tobytes())
-    hits, n = run_mpy(ALLOC_CODE.format(models=[str(a), str(b)], frames=str(tmp_path / "f.bin")))[-1].split()
+    hits, n = run_mpy(ALLOC_CODE.format(models=[str(a), str(b)], frames=str(tmp_path / "f.bin")))[
+        -1
+    ].split()
     assert int(n) == 600
     assert int(hits) >= 5  # detections happened inside the locked region
 
@@ -160,7 +187,9 @@ CASES = [
 @pytest.mark.parametrize("how,message", CASES, ids=[c[0] for c in CASES])
 def test_a_bad_model_is_refused_and_the_default_takes_over(how, message, tmp_path, frames):
     bad = make_model(tmp_path / "custom.vnm", 3, SMALL, frames, window=4, cooloff=10)
-    default = make_model(tmp_path / "default.vnm", 4, SMALL, frames, window=4, cooloff=10, frac=0.95)
+    default = make_model(
+        tmp_path / "default.vnm", 4, SMALL, frames, window=4, cooloff=10, frac=0.95
+    )
     corrupt(bad, how)
     got, paths, errors, n_err = firmware_detect(tmp_path, frames, [bad], default=default)
     assert paths == [str(default)]
@@ -217,18 +246,37 @@ def test_detections_do_not_depend_on_the_audio_chunk_size(tmp_path):
     from voicenode_tools.reference import frontend
 
     wav = tmp_path / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en", "-s", "140", "-w", str(wav),
-                    "hey node. switch on the lamp. hey node, what time is it. ok lamp, off."],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "en",
+            "-s",
+            "140",
+            "-w",
+            str(wav),
+            "hey node. switch on the lamp. hey node, what time is it. ok lamp, off.",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pcm = load_16k(wav)
     feats = frontend.features(pcm)
-    a = make_model(tmp_path / "hey_node.vnm", 6, nn.BENCH_SPEC, feats, window=3, cooloff=6, frac=0.9)
+    a = make_model(
+        tmp_path / "hey_node.vnm", 6, nn.BENCH_SPEC, feats, window=3, cooloff=6, frac=0.9
+    )
     b = make_model(tmp_path / "ok_lamp.vnm", 7, SMALL, feats, window=4, cooloff=10, frac=0.9)
     want, _ = host_detect(feats, [a, b])
     assert len(want) >= 4
     (tmp_path / "pcm.bin").write_bytes(pcm.astype("<i2").tobytes())
     chunks = [160, 77, 1000]
-    result = json.loads(run_mpy(CHUNK_CODE.format(pcm=str(tmp_path / "pcm.bin"), chunks=chunks,
-                                                  models=[str(a), str(b)]), heapsize="2m")[-1])
+    result = json.loads(
+        run_mpy(
+            CHUNK_CODE.format(
+                pcm=str(tmp_path / "pcm.bin"), chunks=chunks, models=[str(a), str(b)]
+            ),
+            heapsize="2m",
+        )[-1]
+    )
     for hits in result:
         assert [tuple(h) for h in hits] == want

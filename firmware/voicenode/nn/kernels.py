@@ -60,7 +60,7 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
     c = cfg
     base = int(w)
     k = int(c[CFG_K])
-    nin = int(c[CFG_IN])
+    n_in = int(c[CFG_IN])
     d = int(c[CFG_DIL])
     # 1. the new input into both halves of the ring (one-tap layers read the input directly)
     xa = int(x)
@@ -68,10 +68,10 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
         span = int(c[CFG_SPAN])
         p = int(c[CFG_WPOS])
         ring = base + int(c[CFG_RING])
-        d0 = ptr8(ring + p * nin)
-        d1 = ptr8(ring + (p + span) * nin)
+        d0 = ptr8(ring + p * n_in)
+        d1 = ptr8(ring + (p + span) * n_in)
         i = 0
-        while i < nin:
+        while i < n_in:
             v = x[i]
             d0[i] = v
             d1[i] = v
@@ -80,7 +80,7 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
         if p == span:
             p = 0
         c[CFG_WPOS] = p
-        xa = ring + p * nin  # the oldest of the last `span` inputs (tap 0)
+        xa = ring + p * n_in  # the oldest of the last `span` inputs (tap 0)
     # 2. stride: emit on every stride-th input
     phase = int(c[CFG_PHASE]) + 1
     if phase < int(c[CFG_STRIDE]):
@@ -96,7 +96,7 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
     wbase = base + int(c[CFG_W])
     if int(c[CFG_KIND]) == _DWCONV:
         # depthwise: channel o's taps are k bytes d * in_ch apart in the ring
-        step = d * nin
+        step = d * n_in
         o = 0
         while o < nout:
             pp = ptr32(base + o * 12)
@@ -130,15 +130,15 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
         win = base + int(c[CFG_WIN])
         j = 0
         while j < k:
-            src = ptr8(xa + j * d * nin)
-            dst = ptr8(win + j * nin)
+            src = ptr8(xa + j * d * n_in)
+            dst = ptr8(win + j * n_in)
             i = 0
-            while i < nin:
+            while i < n_in:
                 dst[i] = src[i]
                 i += 1
             j += 1
         xa = win
-    n = k * nin
+    n = k * n_in
     n4 = n - (n & 3)
     # sum of the inputs (for the 128 * sum(x) correction), in the registers
     x = ptr8(xa)
@@ -186,19 +186,19 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
 def layer_step_py(x, buf, acc, cfg):
     """Plain-Python twin of `layer_step` (same buffers, same integers; slow)."""
     k = cfg[CFG_K]
-    nin = cfg[CFG_IN]
+    n_in = cfg[CFG_IN]
     d = cfg[CFG_DIL]
     xs, xo = x, 0
     if k > 1:
         span = cfg[CFG_SPAN]
         p = cfg[CFG_WPOS]
         ring = cfg[CFG_RING]
-        for i in range(nin):
-            buf[ring + p * nin + i] = x[i]
-            buf[ring + (p + span) * nin + i] = x[i]
+        for i in range(n_in):
+            buf[ring + p * n_in + i] = x[i]
+            buf[ring + (p + span) * n_in + i] = x[i]
         p = (p + 1) % span
         cfg[CFG_WPOS] = p
-        xs, xo = buf, ring + p * nin
+        xs, xo = buf, ring + p * n_in
     phase = cfg[CFG_PHASE] + 1
     if phase < cfg[CFG_STRIDE]:
         cfg[CFG_PHASE] = phase
@@ -208,8 +208,8 @@ def layer_step_py(x, buf, acc, cfg):
     if not dw and k > 1 and d > 1:
         win = cfg[CFG_WIN]
         for j in range(k):
-            for i in range(nin):
-                buf[win + j * nin + i] = buf[xo + j * d * nin + i]
+            for i in range(n_in):
+                buf[win + j * n_in + i] = buf[xo + j * d * n_in + i]
         xs, xo = buf, win
     wb = cfg[CFG_W]
     tab = cfg[CFG_TAB]
@@ -220,9 +220,9 @@ def layer_step_py(x, buf, acc, cfg):
         s = _u32(buf, o * 12 + 8)
         if dw:
             for j in range(k):
-                acc += (buf[wb + o * k + j] - 128) * xs[xo + j * d * nin + o]
+                acc += (buf[wb + o * k + j] - 128) * xs[xo + j * d * n_in + o]
         else:
-            n = k * nin
+            n = k * n_in
             for i in range(n):
                 acc += (buf[wb + o * n + i] - 128) * xs[xo + i]
         t = (acc >> 16) * m + (((acc & 0xFFFF) * m) >> 16)

@@ -80,7 +80,9 @@ class Model:
         self._cfg = [L[1] for L in layers]
         # Views of each layer's output bytes (the next layer's input), made once.
         self._out = [
-            memoryview(buf)[cfg[kernels.CFG_OUTOFF] : cfg[kernels.CFG_OUTOFF] + cfg[kernels.CFG_OUT]]
+            memoryview(buf)[
+                cfg[kernels.CFG_OUTOFF] : cfg[kernels.CFG_OUTOFF] + cfg[kernels.CFG_OUT]
+            ]
             for buf, cfg in layers
         ]
         self.reset()
@@ -172,17 +174,29 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend):
         with open(path) as f:
             side = json.load(f)
     except OSError:
-        raise ModelError("%s: sidecar missing (a model needs its .json)" % path)
+        raise ModelError("%s: sidecar missing (a model needs its .json)" % path) from None
     except ValueError:
-        raise ModelError("%s: sidecar is not valid JSON" % path)
+        raise ModelError("%s: sidecar is not valid JSON" % path) from None
     if not isinstance(side, dict):
         raise ModelError("%s: sidecar is not a JSON object" % path)
-    for key in ("format", "name", "wake_phrase", "cutoff_u8", "window", "cooloff", "input",
-                "model_crc32", "frontend", "heap_bytes"):
+    for key in (
+        "format",
+        "name",
+        "wake_phrase",
+        "cutoff_u8",
+        "window",
+        "cooloff",
+        "input",
+        "model_crc32",
+        "frontend",
+        "heap_bytes",
+    ):
         if key not in side:
             raise ModelError("%s: sidecar lacks %r" % (path, key))
     if side["format"] != FORMAT_VERSION:
-        raise ModelError("%s: sidecar format %r, expected %d" % (path, side["format"], FORMAT_VERSION))
+        raise ModelError(
+            "%s: sidecar format %r, expected %d" % (path, side["format"], FORMAT_VERSION)
+        )
     if side["model_crc32"] != crc:
         raise ModelError("%s: sidecar was written for another model file (checksum differs)" % path)
     inp = side["input"]
@@ -201,7 +215,9 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend):
         try:
             frontend = firmware_frontend()
         except ImportError:
-            raise ModelError("%s: this firmware has no voicenode.dsp.params to check against" % path)
+            raise ModelError(
+                "%s: this firmware has no voicenode.dsp.params to check against" % path
+            ) from None
     check_frontend(side["frontend"], frontend, path)
     return side
 
@@ -223,7 +239,7 @@ def load(path, frontend=None, check_heap=True):
     try:
         f = open(vnm, "rb")
     except OSError as e:
-        raise ModelError("%s: cannot open (%s)" % (vnm, e))
+        raise ModelError("%s: cannot open (%s)" % (vnm, e)) from None
     with f:
         head = f.read(_HEADER)
         if len(head) < _HEADER:
@@ -232,11 +248,14 @@ def load(path, frontend=None, check_heap=True):
         if magic != MAGIC:
             raise ModelError("%s: not a voicenode model (magic %r)" % (vnm, magic))
         if version != FORMAT_VERSION:
-            raise ModelError("%s: format version %d, this firmware reads %d" % (vnm, version, FORMAT_VERSION))
+            raise ModelError(
+                "%s: format version %d, this firmware reads %d" % (vnm, version, FORMAT_VERSION)
+            )
         size = f.seek(0, 2)
         if size != _HEADER + body_len + 4:
             raise ModelError(
-                "%s: %d bytes, the header says %d (truncated or padded)" % (vnm, size, _HEADER + body_len + 4)
+                "%s: %d bytes, the header says %d (truncated or padded)"
+                % (vnm, size, _HEADER + body_len + 4)
             )
         # Checksum first: nothing is parsed from a corrupt file.
         f.seek(0)
@@ -352,7 +371,9 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
         if abs(fb) + 65025 * per >= 2147483648:
             raise ModelError("%s: %d terms could overflow a 32-bit accumulator" % (where, per))
         if m >= 32768 or s > 30:
-            raise ModelError("%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s))
+            raise ModelError(
+                "%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s)
+            )
         struct.pack_into("<III", buf, 12 * o, fb + kernels.BIAS_OFFSET, m, s)
     if tab and f.readinto(mv[woff + nw : outoff]) != tab:
         raise ModelError("%s runs past the end" % where)

