@@ -50,7 +50,7 @@ def _raw_repl(s, path: str, board=None, timeout: float = 5.0) -> str | None:
     from .link import board_death
 
     try:
-        s.write(b"\r\x03\x03")
+        s.write(b"\r\x03")
         time.sleep(0.1)
         s.reset_input_buffer()
         s.write(b"\r\x01")

@@ -204,7 +204,8 @@ class NodeLink:
     def _enter_raw(self, soft_reset: bool, timeout: float = 10.0) -> None:
         """Interrupt whatever runs and enter the raw REPL (like mpremote, with deadlines)."""
         doing = "entering the raw REPL"
-        self._write(b"\r\x03\x03", doing)
+        # One Ctrl-C, as mpremote sends: a second one can land in the cleanup of the first.
+        self._write(b"\r\x03", doing)
         time.sleep(0.1)
         with contextlib.suppress(Exception):
             self._t.serial.reset_input_buffer()
