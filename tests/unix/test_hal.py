@@ -321,3 +321,23 @@ print(json.dumps({"got": list(block[:10]), "want": [hal.to_int16(w) for w in mac
     out = json.loads(run_hal(tmp_path, board, code))
     assert out["got"] == out["want"]
     assert out["i2s"] == [["I2S", 0, 4, 5, 6, None, 0, 32, 0, 16000, 16384]]
+
+
+@pytest.mark.parametrize("board", ["ESP32_S3_DEVKITC_INMP441", "ESP32_S3_KORVO_2"])
+def test_muted_allocates_nothing(tmp_path, board):
+    """node.main() asks hal.muted() for every 10 ms block: it must not touch the heap."""
+    code = """
+import micropython, machine
+from voicenode import hal
+hal.muted()
+n = 0
+micropython.heap_lock()
+try:
+    for i in range(1000):
+        if hal.muted():
+            n += 1
+finally:
+    micropython.heap_unlock()
+print("ok", n)
+"""
+    assert run_hal(tmp_path, board, code) == "ok 0"
