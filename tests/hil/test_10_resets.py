@@ -52,3 +52,25 @@ def test_killed_board_is_named_not_a_hang(spare_board):
     assert f"the node on {spare_board.port} stopped answering" in msg
     assert "its process died" in msg
     assert took < 5, f"noticed the death after {took:.1f} s"
+
+
+def test_killed_board_mid_injection(spare_board):
+    """The same while audio streams: the injection fails at once and says why."""
+    import numpy as np
+
+    # Soft reset: the board has just started, and a Ctrl-C that lands in boot.py leaves the
+    # app off sys.path.
+    link = NodeLink(spare_board.port, spare_board, soft_reset=True)
+    pcm = np.zeros(16000 * 3600, np.int16)  # an hour: far longer than the test lets it run
+    killer = threading.Timer(0.5, spare_board.kill)
+    killer.start()
+    t0 = time.monotonic()
+    with pytest.raises(NodeGone) as err:
+        link.inject(pcm, window=8)
+    took = time.monotonic() - t0
+    killer.join()
+    link.drop()
+    msg = str(err.value)
+    assert msg.startswith(f"the node on {spare_board.port} stopped answering while streaming")
+    assert "its process died" in msg
+    assert took < 5, f"noticed the death after {took:.1f} s"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicenode_tools import REPO_ROOT
+from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 
 #: The voice for the suite's positives: espeak-ng's default American voice, plain settings.
 VOICE = ("en-us", "", 150, 50)
@@ -73,13 +73,18 @@ def rate() -> int:
     return default_rate()
 
 
-def models_dir() -> Path:
-    return REPO_ROOT / "models"
+def models_dirs() -> list[Path]:
+    """Where shipped models live: deployed with the app (firmware/models), or models/."""
+    return [FIRMWARE_DIR / "models", REPO_ROOT / "models"]
 
 
 def shipped_models() -> list[Path]:
-    """The shipped wake-word models (`models/*.vnm` with a JSON sidecar next to them)."""
-    return sorted(p for p in models_dir().glob("*.vnm") if p.with_suffix(".json").is_file())
+    """The shipped wake-word models (`*.vnm` with a JSON sidecar next to them)."""
+    for d in models_dirs():
+        found = sorted(p for p in d.glob("*.vnm") if p.with_suffix(".json").is_file())
+        if found:
+            return found
+    return []
 
 
 def default_model() -> Path | None:
