@@ -106,8 +106,14 @@ class I2S:
 
 
 class PWM:
+    made_hz = None  # what the LEDC divider really makes (None: exactly what was asked)
+
     def __init__(self, pin, *, freq, duty_u16):
+        self._freq = PWM.made_hz or freq
         log.append(["PWM", pin.id, freq, duty_u16])
+
+    def freq(self):
+        return self._freq
 
 
 def bitstream(pin, encoding, timing, buf):
@@ -170,7 +176,7 @@ machine.I2C.devices[0x40] = bytearray(256)
 from voicenode import hal
 hal.make_i2s()
 print(json.dumps({"log": machine.log, "mclk": hal.mclk_source, "mics": hal.codec.mics,
-                  "regs": list(machine.I2C.devices[0x40][:0x50])}))
+                  "hz": hal.mclk_hz, "regs": list(machine.I2C.devices[0x40][:0x50])}))
 """
     out = json.loads(run_hal(tmp_path, "ESP32_S3_BOX_3", code))
     kinds = [e[0] for e in out["log"] if e[0] in ("PWM", "I2S", "I2C")]
@@ -179,7 +185,7 @@ print(json.dumps({"log": machine.log, "mclk": hal.mclk_source, "mics": hal.codec
     assert ["PWM", 2, 4096000, 32768] in out["log"]
     assert ["I2S", 0, 17, 45, 16, None, 0, 32, 0, 16000, 16384] in out["log"]
     assert ["I2C", 0, 18, 8, 100000] in out["log"]
-    assert out["mclk"] == "pwm"
+    assert out["mclk"] == "pwm" and out["hz"] == 4096000
     assert out["mics"] == [1, 2]
     regs = out["regs"]
     assert regs[0x02] == 0xC1 and regs[0x04] == 0x01 and regs[0x05] == 0x00  # 4.096 MHz / 16 kHz
@@ -341,3 +347,15 @@ finally:
 print("ok", n)
 """
     assert run_hal(tmp_path, board, code) == "ok 0"
+
+
+def test_pwm_mclk_reports_the_frequency_it_really_made(tmp_path):
+    code = """
+import machine
+machine.I2C.devices[0x40] = bytearray(256)
+machine.PWM.made_hz = 4102564
+from voicenode import hal
+hal.make_i2s()
+print(hal.mclk_source, hal.mclk_hz)
+"""
+    assert run_hal(tmp_path, "ESP32_S3_BOX_3", code) == "pwm 4102564"

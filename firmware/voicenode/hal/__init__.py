@@ -54,6 +54,8 @@ SAMPLE_FORMAT = {
 
 #: How MCLK reaches a codec: None (no MCLK), "i2s" (machine.I2S mck=) or "pwm" (fallback).
 mclk_source = None
+#: The MCLK frequency made (Hz), or None without MCLK.
+mclk_hz = None
 #: The codec driver object once make_i2s() set it up (None without a codec).
 codec = None
 _mclk_pwm = None  # kept referenced so the PWM clock is not collected
@@ -81,9 +83,15 @@ def to_int16(word, bit_delay=BIT_DELAY, shift=SHIFT):
 
 def _start_mclk():
     """Make MCLK (rate x multiple) with PWM when machine.I2S cannot output it."""
-    global _mclk_pwm
+    global _mclk_pwm, mclk_hz
     freq = board.MIC_RATE * board.CODEC_MCLK_MULTIPLE
     _mclk_pwm = machine.PWM(machine.Pin(board.MIC_MCK), freq=freq, duty_u16=32768)
+    # The LEDC divider may not hit 4.096 MHz exactly (it depends on the duty resolution the
+    # port picks); report what it made, so status can show a codec clocked off-ratio.
+    try:
+        mclk_hz = _mclk_pwm.freq()
+    except (AttributeError, TypeError):
+        mclk_hz = freq
     return _mclk_pwm
 
 
@@ -116,7 +124,7 @@ def make_i2s(ibuf=None):
     and runs from MCLK/BCLK). Boards that need MCLK pass `mck=` to machine.I2S; a stock
     ESP32 firmware refuses that keyword (TypeError), and MCLK then comes from machine.PWM.
     """
-    global mclk_source
+    global mclk_source, mclk_hz
     I2S = machine.I2S
     Pin = machine.Pin
     kw = {
@@ -135,6 +143,7 @@ def make_i2s(ibuf=None):
         try:
             i2s = I2S(board.MIC_I2S_ID, mck=Pin(board.MIC_MCK), **kw)
             mclk_source = "i2s"
+            mclk_hz = board.MIC_RATE * board.CODEC_MCLK_MULTIPLE
         except TypeError:
             _start_mclk()
             i2s = I2S(board.MIC_I2S_ID, **kw)
