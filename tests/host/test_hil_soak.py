@@ -58,3 +58,16 @@ def test_reports_written(tmp_path):
     assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "detected 1, missed 0" in files["summary"].read_text()
     assert '"audio_s": 50.4' in files["events"].read_text()
+
+
+def test_truncated_ring_events_keep_their_kind():
+    from voicenode_tools.hil.link import parse_event
+
+    full = '{"t": 0.028, "event": "model_error", "error": "/app/x/models/hey_jarvis.vnm: not a'
+    ev = parse_event(full)
+    assert ev["event"] == "model_error" and ev["t"] == 0.028 and ev["truncated"] == full
+    assert parse_event('{"t": 1.5, "event": "wake", "at": 2.0}') == {
+        "t": 1.5,
+        "event": "wake",
+        "at": 2.0,
+    }

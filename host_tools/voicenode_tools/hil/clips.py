@@ -73,8 +73,14 @@ def rate() -> int:
     return default_rate()
 
 
+#: A folder of models to use instead of the shipped ones (the plugin's --models).
+MODELS_OVERRIDE = None
+
+
 def models_dirs() -> list[Path]:
     """Where shipped models live: deployed with the app (firmware/models), or models/."""
+    if MODELS_OVERRIDE:
+        return [Path(MODELS_OVERRIDE)]
     return [FIRMWARE_DIR / "models", REPO_ROOT / "models"]
 
 

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -69,6 +70,27 @@ def board_death(board) -> str | None:
     if code < 0:
         return f"its process died (signal {-code})"
     return f"its process died (exit status {code})"
+
+
+def parse_event(line: str) -> dict:
+    """One event line as a dict; a line the node's ring truncated keeps its head.
+
+    The event log keeps at most 160 bytes of each event in its ring, so a long event (an
+    error message) comes back from `eventlog.last()` cut off: its "t" and "event" are still
+    there, and the rest is kept as text under "truncated".
+    """
+    try:
+        ev = json.loads(line)
+        if isinstance(ev, dict):
+            return ev
+    except ValueError:
+        pass
+    ev = {"truncated": line}
+    m = re.match(r'\{"t": ([0-9.eE+-]+), "event": "([^"]*)"', line)
+    if m:
+        ev["t"] = float(m.group(1))
+        ev["event"] = m.group(2)
+    return ev
 
 
 @dataclass
@@ -271,11 +293,7 @@ class NodeLink:
             "import json\nfrom voicenode.actions import eventlog\nprint(json.dumps(eventlog.last()))",
             doing="reading the event log",
         )
-        out = []
-        for ln in lines:
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(ln))
-        return out
+        return [parse_event(ln) for ln in lines]
 
     def clear_events(self) -> None:
         """Forget the node's kept events."""

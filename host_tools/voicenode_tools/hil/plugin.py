@@ -9,6 +9,7 @@ Options:
     --acoustic           play clips through the host's loudspeaker into the board's own
                          microphone (the virtual board: into its simulated microphone)
     --no-deploy          use the app already on the board (a real board deployed by hand)
+    --models DIR         the models that app runs, for the host twin (default: shipped ones)
     --hil-soak SECONDS   audio seconds for the in-suite soak test (default 120)
 
 Fixtures:
@@ -52,6 +53,12 @@ def pytest_addoption(parser):
         "--no-deploy", action="store_true", default=False, help="use the app already deployed"
     )
     group.addoption(
+        "--models",
+        action="store",
+        default=None,
+        help="folder of the models the board runs, for the host twin (default: the shipped ones)",
+    )
+    group.addoption(
         "--hil-soak",
         action="store",
         type=float,
@@ -62,6 +69,14 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "hil: a hardware-in-the-loop test (tests/hil)")
+
+
+def pytest_sessionstart(session):
+    models = session.config.getoption("--models", default=None)
+    if models:
+        from . import clips
+
+        clips.MODELS_OVERRIDE = os.path.abspath(models)
 
 
 def pytest_report_header(config):
