@@ -321,16 +321,27 @@ def plot(res: SoakResult, path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, height_ratios=[3, 1])
     if res.heap:
         t = np.array([x[0] for x in res.heap]) / 3600
-        ax1.plot(t, [x[1] for x in res.heap], lw=1, label="heap_alloc")
-        ax1.plot(t, [x[2] for x in res.heap], lw=1, label="heap_free")
-        ax1.legend(loc="upper right")
-    ax1.set_ylabel("bytes")
+        ax1.plot(t, [x[1] for x in res.heap], lw=1, color="C0")
+        ax1.set_ylabel("heap_alloc (bytes)", color="C0")
+        ax1b = ax1.twinx()
+        ax1b.plot(t, [x[2] for x in res.heap], lw=1, color="C1")
+        ax1b.set_ylabel("heap_free (bytes)", color="C1")
+        spread = res.heap_spread
+        if spread is not None:
+            ax1.text(
+                0.01,
+                0.95,
+                f"after warm-up: heap_alloc within {spread} bytes",
+                transform=ax1.transAxes,
+                va="top",
+            )
     ax1.set_title(f"soak on {res.port}: {res.audio_seconds / 3600:.2f} h of audio")
     lat, misses, false = res.match()
+    hits = [t for t, _ in res.detections if t not in set(false)]
     ax2.eventplot(
         [
             [t / 3600 for t in res.expected],
-            [t / 3600 for t, _ in res.detections],
+            [t / 3600 for t in hits],
             [t / 3600 for t in false],
         ],
         lineoffsets=[2, 1, 0],
