@@ -3,7 +3,7 @@
     >>> from voicenode.wake import Detector
     >>> det = Detector(["/models/hey_node.vnm"], default="/models/default.vnm")
     >>> n = det.step(frame)            # after every feature frame (10 ms)
-    >>> for i in range(n): word, score = det.hits[i]
+    >>> for i in range(n): name, score = det.hits[i]      # the model name, e.g. "hey_node"
 
 Post-processing as ESPHome's micro_wake_word does it, in integers: every model step's uint8
 probability goes into a ring of `window` bytes; when the ring's sum reaches
@@ -13,14 +13,19 @@ the ring is cleared and the next `cooloff` model steps cannot detect.
 A model that cannot be loaded (corrupt, truncated, trained for other front-end parameters...)
 is logged (`voicenode.count("model_errors")`, an event with the reason) and replaced by the
 built-in default model the caller names; if that is broken too the detector runs without it
-and says so. `step` allocates nothing: `hits` holds preallocated [word, score] pairs that are
+and says so. `step` allocates nothing: `hits` holds preallocated [name, score] pairs that are
 overwritten by the next step.
 """
 
 import array
 
+import micropython
+from micropython import const
+
 import voicenode
 from voicenode.nn import model as _model
+
+_ST = const(6)  # words of state per model in Detector._st
 
 
 def _log(kind, msg):
@@ -71,11 +76,16 @@ class Detector:
                 self._refuse("default_model_error", "%s; the detector runs without it" % e)
         n = len(self.models)
         self._rings = [bytearray(m.window) for m in self.models]
-        # per model: ring position, ring sum, cool-off steps left, threshold (cutoff * window)
-        self._st = array.array("i", bytes(16 * n))
+        # per model (_ST words): ring position, ring sum, cool-off steps left, threshold
+        # (cutoff_u8 * window), window, cooloff
+        self._st = array.array("i", bytes(4 * _ST * n))
         for i in range(n):
-            self._st[4 * i + 3] = self.models[i].cutoff_u8 * self.models[i].window
+            m = self.models[i]
+            self._st[_ST * i + 3] = m.cutoff_u8 * m.window
+            self._st[_ST * i + 4] = m.window
+            self._st[_ST * i + 5] = m.cooloff
         self.hits = [[m.name, 0] for m in self.models]
+        self._ctx = [self.models, self._rings, self._st, self.hits, [m.name for m in self.models]]
         self.frame = 0
         self._n = n
 
@@ -83,7 +93,7 @@ class Detector:
         """Override model i's cutoff (0..255 on the window mean of uint8 probabilities)."""
         if not 0 < cutoff_u8 <= 255:
             raise ValueError("cutoff_u8 must be in 1..255")
-        self._st[4 * i + 3] = cutoff_u8 * self.models[i].window
+        self._st[_ST * i + 3] = cutoff_u8 * self.models[i].window
 
     def _refuse(self, kind, msg):
         self.errors.append(msg)
@@ -96,51 +106,91 @@ class Detector:
             ring = self._rings[i]
             for j in range(len(ring)):
                 ring[j] = 0
-            self._st[4 * i] = 0
-            self._st[4 * i + 1] = 0
-            self._st[4 * i + 2] = 0
+            for j in range(3):
+                self._st[_ST * i + j] = 0
 
     def step(self, frame):
         """Feed one feature frame to every model; return the number of detections.
 
-        The detections are `hits[0:n]` ([word, score], score = mean uint8 probability of the
+        The detections are `hits[0:n]` ([model name, score], score = mean uint8 probability of the
         window); they stay valid until the next call. Allocates nothing.
         """
-        n_hits = 0
-        models = self.models
-        for i in range(self._n):
-            p = models[i].step(frame)
-            if p >= 0:
-                score = self._post(i, p)
-                if score >= 0:
-                    hit = self.hits[n_hits]
-                    hit[0] = models[i].name
-                    hit[1] = score
-                    n_hits += 1
+        n = detect(frame, self._ctx)
         self.frame = (self.frame + 1) & 0x3FFFFFFF
-        return n_hits
+        return n
 
-    def _post(self, i, p):
-        # One model step of post-processing; returns the score of a detection or -1.
-        ring = self._rings[i]
-        st = self._st
-        b = 4 * i
-        pos = st[b]
-        total = st[b + 1] - ring[pos] + p
-        ring[pos] = p
-        pos += 1
-        if pos == len(ring):
-            pos = 0
-        st[b] = pos
+
+@micropython.viper
+def detect(frame, ctx) -> int:
+    """One frame through every model and its post-processing; returns the detections.
+
+    ctx = [models, rings, st, hits, names] (see Detector). Viper, so that no call frame is
+    taken from the heap (see voicenode.nn.kernels.run_layers).
+    """
+    models = ctx[0]
+    rings = ctx[1]
+    st = ptr32(ctx[2])
+    hits = ctx[3]
+    names = ctx[4]
+    n = int(len(models))
+    n_hits = 0
+    i = 0
+    while i < n:
+        p = int(models[i].step(frame))
+        if p >= 0:
+            ring = ptr8(rings[i])
+            b = i * _ST
+            w = int(st[b + 4])
+            pos = int(st[b])
+            total = int(st[b + 1]) - ring[pos] + p
+            ring[pos] = p
+            pos += 1
+            if pos == w:
+                pos = 0
+            st[b] = pos
+            st[b + 1] = total
+            cool = int(st[b + 2])
+            if cool > 0:
+                st[b + 2] = cool - 1
+            elif total >= int(st[b + 3]):
+                j = 0
+                while j < w:
+                    ring[j] = 0
+                    j += 1
+                st[b] = 0
+                st[b + 1] = 0
+                st[b + 2] = st[b + 5]
+                hit = hits[n_hits]
+                hit[0] = names[i]
+                hit[1] = total // w
+                n_hits += 1
+        i += 1
+    return n_hits
+
+
+def detect_py(frame, ctx):
+    """Plain-Python twin of `detect`."""
+    models, rings, st, hits, names = ctx
+    n_hits = 0
+    for i in range(len(models)):
+        p = models[i].step(frame)
+        if p < 0:
+            continue
+        ring = rings[i]
+        b = i * _ST
+        w = st[b + 4]
+        total = st[b + 1] - ring[st[b]] + p
+        ring[st[b]] = p
+        st[b] = (st[b] + 1) % w
         st[b + 1] = total
         if st[b + 2] > 0:
             st[b + 2] -= 1
-            return -1
-        if total < st[b + 3]:
-            return -1
-        for j in range(len(ring)):
-            ring[j] = 0
-        st[b] = 0
-        st[b + 1] = 0
-        st[b + 2] = self.models[i].cooloff
-        return total // len(ring)
+        elif total >= st[b + 3]:
+            for j in range(w):
+                ring[j] = 0
+            st[b] = st[b + 1] = 0
+            st[b + 2] = st[b + 5]
+            hits[n_hits][0] = names[i]
+            hits[n_hits][1] = total // w
+            n_hits += 1
+    return n_hits

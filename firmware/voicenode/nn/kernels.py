@@ -267,3 +267,29 @@ def sum_u8(buf, start: int, n: int) -> int:
 
 def sum_u8_py(buf, start, n):
     return sum(buf[start : start + n])
+
+
+@micropython.viper
+def run_layers(x, bufs, cfgs, outs) -> int:
+    """Feed x through the layers while they emit; the last layer's first output byte, or -1.
+
+    Viper rather than bytecode on purpose: a bytecode function whose frame exceeds 11 words
+    takes its frame from the heap on every call (and frees it; `heap_lock` hides that because
+    the VM then falls back to the C stack), a native function never does.
+    """
+    n = int(len(bufs))
+    i = 0
+    while i < n:
+        if int(layer_step(x, bufs[i], 0, cfgs[i])) == 0:
+            return -1
+        x = outs[i]
+        i += 1
+    return int(ptr8(x)[0])
+
+
+def run_layers_py(x, bufs, cfgs, outs):
+    for i in range(len(bufs)):
+        if not layer_step_py(x, bufs[i], 0, cfgs[i]):
+            return -1
+        x = outs[i]
+    return x[0]

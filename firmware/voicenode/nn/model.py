@@ -21,7 +21,7 @@ import struct
 from micropython import const
 
 from . import kernels
-from .kernels import layer_step
+from .kernels import run_layers
 
 FORMAT_VERSION = const(1)
 MAGIC = b"VNNM"
@@ -106,15 +106,7 @@ class Model:
         Returns -1 when the network has not completed a model step (between strides).
         Allocates nothing.
         """
-        x = frame
-        buf = self._buf
-        cfg = self._cfg
-        out = self._out
-        for i in range(self._n):
-            if not layer_step(x, buf[i], 0, cfg[i]):
-                return -1
-            x = out[i]
-        return x[0]
+        return run_layers(frame, self._buf, self._cfg, self._out)
 
     def layer_output(self, i):
         """The newest output of layer i (a view into the layer's buffer, valid until the next step)."""

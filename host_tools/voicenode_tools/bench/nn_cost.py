@@ -1,14 +1,15 @@
 """Benchmark: cost of the int8 network plus detector on the MicroPython Unix port.
 
-    python -m voicenode_tools.bench.nn_cost [--model PATH.vnm] [--seconds 20] [--no-callgrind]
-                                            [--json OUT]
+    python -m voicenode_tools.bench.nn_cost [--model PATH.vnm | --spec bench|train]
+                                            [--seconds 20] [--no-callgrind] [--json OUT]
 
 For a model (default: a seeded random model of `reference.nn.BENCH_SPEC`, microWakeWord-sized,
 22.4k MACs per 30 ms step) run by `voicenode.wake.Detector` on random feature frames:
 
 - instructions per second of audio: `valgrind --tool=callgrind` on `micropython`, the same
   script on a tiny input (same set-up, 30 frames) subtracted to remove start-up and loading;
-  also per model step and per multiply-accumulate;
+  also per model step and per multiply-accumulate, for the network alone, and for the dense
+  kernel alone (a 256 -> 256 layer);
 - wall time per second of audio on this machine (best of 3, start-up subtracted);
 - heap: `gc.mem_alloc()` around loading the model into a Detector (buffers, state, objects),
   the sidecar's `heap_bytes` estimate, and the smallest `-X heapsize` (bisection) that imports
@@ -52,9 +53,14 @@ for fr in frames:
 f.close()
 total = int(sys.argv[4])
 hits = 0
-for i in range(total):
-    hits += det.step(frames[i % n])
-print(hits, det.frame)
+if sys.argv[5] == "det":  # network + detector
+    for i in range(total):
+        hits += det.step(frames[i % n])
+else:  # the network alone
+    m = det.models[0]
+    for i in range(total):
+        hits += m.step(frames[i % n]) >= 0
+print(hits, total)
 """
 
 _IMPORT_ONLY = """
@@ -144,26 +150,35 @@ def _compile_firmware(dest: Path):
         )
 
 
-def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
+def _save(model, path, name):
+    model.save(
+        path,
+        dict(name=name, wake_phrase=name, cutoff=0.99, window=5, cooloff=20, frontend=_frontend()),
+    )
+
+
+def _frontend():
+    from voicenode_tools.reference import nn
+
+    return nn.frontend_params()
+
+
+def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, spec="bench", log=print):
+    """Measure and log the figures; return them as a dict (see the module docstring)."""
     from voicenode_tools.reference import nn
 
     res = {"seconds": seconds}
     with tempfile.TemporaryDirectory(prefix="vn-nn-bench-") as d:
         d = Path(d)
         if model_path is None:
-            model = nn.random_model(np.random.default_rng(seed))
-            model_path = d / "bench.vnm"
-            model.save(
-                model_path,
-                dict(
-                    name="bench",
-                    wake_phrase="bench",
-                    cutoff=0.99,
-                    window=5,
-                    cooloff=20,
-                    frontend=nn.frontend_params(),
-                ),
-            )
+            layers = nn.BENCH_SPEC
+            if spec == "train":  # the training's default network (torch is imported for it)
+                from voicenode_tools.train.model import DEFAULT_SPEC
+
+                layers = [tuple(x) + ("relu",) for x in DEFAULT_SPEC[:-1]]
+                layers.append(tuple(DEFAULT_SPEC[-1]) + ("sigmoid",))
+            model_path = d / f"{spec}.vnm"
+            _save(nn.random_model(np.random.default_rng(seed), spec=layers), model_path, spec)
         model = nn.QuantModel.load(model_path)
         n_mels = model.n_in
         res.update(
@@ -175,10 +190,11 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
             heap_estimate=model.heap_bytes(),
         )
         log(
-            f"model: {model_path} ({len(model.layers)} layers, stride {model.stride}, "
+            f"model: {model_path.name if hasattr(model_path, 'name') else model_path} "
+            f"({len(model.layers)} layers, stride {model.stride}, "
             f"{model.macs_per_step} MACs per step, {res['macs_per_s'] / 1e3:.0f}k MACs/s)"
         )
-        frames = np.random.default_rng(seed + 1).integers(0, 256, (300, n_mels), dtype=np.uint8)
+        frames = np.random.default_rng(seed + 1).integers(0, 256, (30, n_mels), dtype=np.uint8)
         (d / "frames.bin").write_bytes(frames.tobytes())
         (d / "run.py").write_text(_RUN.format(n_mels=n_mels))
         (d / "import.py").write_text(_IMPORT_ONLY)
@@ -186,11 +202,16 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
         total = int(seconds * FRAMES_PER_S)
         tiny = 30
 
-        def script(n, fw=FIRMWARE_DIR):
-            return [str(d / "run.py"), str(fw), str(model_path), str(d / "frames.bin"), str(n)]
+        def script(n, fw=FIRMWARE_DIR, mode="det", path=model_path, frames="frames.bin"):
+            return [str(d / "run.py"), str(fw), str(path), str(d / frames), str(n), mode]
 
-        def run(n):
-            return _micropython_cmd() + script(n)
+        def run(n, **kw):
+            return _micropython_cmd() + script(n, **kw)
+
+        def per_s(cmd_big, cmd_small, n_big, n_small):
+            return (_callgrind(cmd_big) - _callgrind(cmd_small)) / (
+                (n_big - n_small) / FRAMES_PER_S
+            )
 
         wall = min(_run(run(total))[0] for _ in range(3)) - min(
             _run(run(tiny))[0] for _ in range(3)
@@ -203,30 +224,47 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, log=print):
         if callgrind:
             if shutil.which("valgrind") is None:
                 raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-            big = _callgrind(run(total))
-            small = _callgrind(run(tiny))
-            per_s = (big - small) / ((total - tiny) / FRAMES_PER_S)
+            total_s = per_s(run(total), run(tiny), total, tiny)
             steps_per_s = FRAMES_PER_S / model.stride
             res.update(
-                instr_per_s=per_s,
-                instr_per_step=per_s / steps_per_s,
-                instr_per_mac=per_s / res["macs_per_s"],
+                instr_per_s=total_s,
+                instr_per_step=total_s / steps_per_s,
+                instr_per_mac=total_s / res["macs_per_s"],
                 target_instr_per_s=TARGET_INSTR_PER_S,
             )
             log(
-                f"callgrind: {per_s / 1e6:.2f} M instructions per second of audio "
+                f"callgrind: {total_s / 1e6:.2f} M instructions per second of audio "
                 f"(target <= {TARGET_INSTR_PER_S / 1e6:.0f} M): "
                 f"{res['instr_per_step'] / 1e3:.0f}k per model step, "
                 f"{res['instr_per_mac']:.1f} per MAC (network + detector)"
             )
-        res["heap_alloc"] = int(
-            _run(_micropython_cmd() + [str(d / "heap.py"), str(FIRMWARE_DIR), str(model_path)])[
-                1
-            ].split()[-1]
-        )
+            net = per_s(run(total, mode="net"), run(tiny, mode="net"), total, tiny)
+            res["instr_per_s_network"] = net
+            log(
+                f"  the network alone: {net / 1e6:.2f} M/s; detector (post-processing, frame "
+                f"loop): {(total_s - net) / 1e6:.2f} M/s"
+            )
+            # The dense kernel alone: one 256 -> 256 layer (65,536 MACs per frame).
+            dense = nn.random_model(
+                np.random.default_rng(seed),
+                n_mels=256,
+                spec=[("dense", 256, 1, 1, 1, "relu"), ("dense", 1, 1, 1, 1, "sigmoid")],
+            )
+            _save(dense, d / "dense.vnm", "dense")
+            rows = np.random.default_rng(seed).integers(0, 256, (30, 256), dtype=np.uint8)
+            (d / "dense.bin").write_bytes(rows.tobytes())
+            kw = dict(mode="net", path=d / "dense.vnm", frames="dense.bin")
+            kernel = per_s(run(200, **kw), run(20, **kw), 200, 20) / FRAMES_PER_S
+            res["dense_instr_per_mac"] = kernel / dense.macs_per_step
+            log(
+                f"  dense kernel (256 -> 256 per frame, requantisation and calls included): "
+                f"{res['dense_instr_per_mac']:.2f} instructions per MAC"
+            )
+        heap_cmd = _micropython_cmd() + [str(d / "heap.py"), str(FIRMWARE_DIR), str(model_path)]
+        res["heap_alloc"] = int(_run(heap_cmd)[1].split()[-1])
         log(
-            f"heap: {res['heap_alloc']} bytes allocated by Detector([model]) "
-            f"(estimate {res['heap_estimate']}, target <= {TARGET_HEAP})"
+            f"heap: {res['heap_alloc']} bytes allocated by Detector([model]) on the 64-bit port "
+            f"(sidecar estimate {res['heap_estimate']}, target <= {TARGET_HEAP})"
         )
         _compile_firmware(d / "mpy")
         for label, fw in (("py", FIRMWARE_DIR), ("mpy", d / "mpy")):
@@ -247,13 +285,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m voicenode_tools.bench.nn_cost", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--model", help="a .vnm model (default: a seeded random BENCH_SPEC model)")
+    p.add_argument("--model", help="a .vnm model (default: a seeded random model of --spec)")
+    p.add_argument(
+        "--spec",
+        choices=("bench", "train"),
+        default="bench",
+        help="random model shape: reference.nn.BENCH_SPEC or the training's DEFAULT_SPEC",
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of audio (frames) to run")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args(argv)
-    res = bench(args.model, args.seconds, not args.no_callgrind, args.seed)
+    res = bench(args.model, args.seconds, not args.no_callgrind, args.seed, args.spec)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
     return 0
