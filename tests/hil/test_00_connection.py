@@ -14,3 +14,14 @@ def test_node_answers_status(node):
     assert info["version"] == check.firmware_version()
     assert info["heap_free"] > 0 and info["heap_alloc"] > 0
     assert isinstance(info["counters"], dict)
+
+
+def test_deployed_app_is_active(node, hil_deployed):
+    """The session's deploy is the app the board boots (/app/current names it)."""
+    if hil_deployed is None:  # --no-deploy: whatever is there must still be complete
+        app = node.exec("print(open('/app/current').read().strip())").strip()
+    else:
+        app = hil_deployed.app_id
+        assert node.exec("print(open('/app/current').read().strip())").strip() == app
+    manifest = node.json(f"print(open('/app/{app}/manifest.json').read())")
+    assert manifest["id"] == app and manifest["files"]
