@@ -210,7 +210,10 @@ def play_and_listen(target, link, pcm: np.ndarray, tail: float = TAIL, **_ignore
             except ValueError:
                 res.other.append(text)
                 return
-            res.events.append((position() if state["started"] else 0, ev))
+            if state["started"]:
+                res.events.append((position(), ev))
+            else:  # before the clip: the room, not the clip (kept, but not as its event)
+                res.other.append(text)
         elif text.strip():
             res.other.append(text)
 
