@@ -143,6 +143,7 @@ class DeployReport:
     removed: list[str] = field(default_factory=list)
     bytes_uploaded: int = 0
     seconds: float = 0.0
+    booted: bool | None = None  # the new version reported its boot event (None: no reset)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -161,6 +162,8 @@ class DeployReport:
             f"  previous version: {self.previous_id or 'none'}",
             f"  time {self.seconds:.2f} s",
         ]
+        if self.booted:
+            lines.append("  the board rebooted and reports the new version")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -186,6 +189,29 @@ def arch_of(survey: dict) -> str | None:
     if code not in build_mod.ARCH_NAMES:
         raise CommandError(f"unknown native architecture code {code} on the board")
     return build_mod.ARCH_NAMES[code]
+
+
+BOOT_WAIT = 5.0  # seconds to wait for the boot event after the final soft reset
+
+
+def _wait_boot(t, app_id: str) -> bool:
+    """Read the console after the soft reset until the node's boot event names `app_id`.
+
+    Waiting also means the next command does not interrupt a board that is still booting.
+    """
+    from .monitor import parse_event
+
+    deadline = time.monotonic() + BOOT_WAIT
+    buf = b""
+    t.serial.timeout = 0.1
+    while time.monotonic() < deadline:
+        buf += t.serial.read(512)
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            ev = parse_event(raw.decode("utf-8", errors="replace"))
+            if ev and ev.get("event") == "boot" and ev.get("app") == f"/app/{app_id}":
+                return True
+    return False
 
 
 class _Session:
@@ -367,6 +393,12 @@ def deploy(
             if reset:
                 t.exit_raw_repl()
                 t.serial.write(b"\x04")  # soft reset: boot.py and main.py run the new version
+                report.booted = _wait_boot(t, b.app_id)
+                if not report.booted:
+                    report.notes.append(
+                        f"no boot event naming /app/{b.app_id} within {BOOT_WAIT:.0f} s of the "
+                        "soft reset: check the console (voicenode monitor --reset)"
+                    )
     finally:
         transport.close(t)
     report.seconds = time.monotonic() - start

@@ -18,7 +18,8 @@ from . import ports
 
 #: Seconds a single read may wait; a board that sends nothing for this long mid-reply is gone.
 READ_TIMEOUT = 2.0
-#: Tries at entering the raw REPL, and seconds each may take.
+#: Tries at entering the raw REPL; the first is short (a REPL answers in milliseconds), the
+#: later ones wait longer for a board that is still booting.
 CONNECT_ATTEMPTS = 3
 RAW_REPL_TIMEOUT = 4
 
@@ -84,7 +85,8 @@ def connect(port=None, soft_reset=True):
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it got
-                t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=RAW_REPL_TIMEOUT)
+                wait = RAW_REPL_TIMEOUT if attempt else min(1.0, RAW_REPL_TIMEOUT)
+                t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=wait)
             break
         except (TransportError, serial.SerialException, OSError) as e:
             if attempt + 1 < CONNECT_ATTEMPTS and not isinstance(e, serial.SerialException):
