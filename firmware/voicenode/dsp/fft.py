@@ -1,18 +1,31 @@
-"""Viper kernels of the front end: window, block-floating-point shift, radix-4 FFT, power and
-mel filterbank, log and noise floor.
+"""Viper kernels of the front end: copy with block peaks, window with block-floating-point
+shift, radix-4 FFT, power and mel filterbank, log and noise floor.
 
-Every kernel has a plain-Python twin in `twins.py`; tests on the Unix port check they agree,
-and the host's numpy reference (`voicenode_tools.reference.frontend`) checks the whole chain.
+All state and tables live in one arena (an `array("i")` made by `new_arena()`), passed to
+every kernel as a `ptr16`/`ptr32` argument; everything is at fixed offsets. That is for
+speed: the x64 viper emitter keeps only the first three locals (arguments included) in
+registers, so the arena pointer is the first argument and the two hottest locals follow it,
+and constant offsets replace a pointer per buffer.
+
+Every kernel has a plain-Python twin in `twins.py` (the same arithmetic on the same arena);
+tests on the Unix port check they agree, and the host's numpy reference
+(`voicenode_tools.reference.frontend`) checks the whole chain bit for bit.
 
 Integer rules (so that the x64 Unix port and the 32-bit ESP32-S3 give the same bits):
-- `ptr16` loads are unsigned: samples and FFT values are sign-extended by `(v ^ 0x8000) - 0x8000`.
-- `ptr32` is only used for values that are never negative (energies, noise floors), because
-  an x64 load zero-extends.
-- Every intermediate stays below 2**31 (bounds in the comments).
+- `ptr16` loads are unsigned. Samples and twiddles are sign-extended by
+  `(v ^ 0x8000) - 0x8000`. The FFT buffer holds v + BIAS (8192; |v| < 5800 always), so a
+  butterfly needs no sign extension: biases cancel in differences and fold into the rounding
+  constants of sums and products.
+- `ptr32` is only used for values that are never negative (header, energies, noise floors),
+  because an x64 load zero-extends.
+- Every intermediate stays below 2**31 (bounds in the comments), and no literal reaches
+  2**30 (a bigger literal is no small int on the chip: it is built at run time instead).
 """
 
 import micropython
+from micropython import const
 
+from . import tables as T
 from .params import (
     FFT_SIZE,
     LOG_FRAC_BITS,
@@ -32,246 +45,540 @@ from .params import (
     WINDOW_BITS,
 )
 
+# Arena layout, in bytes. The kernels are written for WINDOW 480 = 3 * STEP, FFT_SIZE 512,
+# Q15 window and twiddles, Q7 mel weights (checked in new_arena()).
+HDR = const(0)  # int32 words, see _H_*
+WORK = const(32)  # 256 complex int16 + BIAS: the FFT buffer
+RING = const(1056)  # 480 int16 ^ 0x8000 (= + 32768): the last WINDOW samples
+WIN = const(2016)  # 480 uint16: Hann window, Q15
+FTW = const(2976)  # 486 int16 + 32768: radix-4 twiddles, in the order fft() walks them
+PTW = const(3948)  # 256 int16 + 32768: split twiddles e^{-2 pi i k / 512}, k = 1..128
+ENERGY = const(4460)  # N_MELS + 2 uint32 slots
+FLOOR = const(4628)  # N_MELS uint32: noise floor, Q(LOG_FRAC_BITS + 8)
+POS = const(4788)  # 256 int16: int16 index in the arena of FFT output k (digit reversal)
+MSLOT = const(5300)  # 257 uint8, indexed by bin: lower mel slot of the bin
+MW = const(5557)  # 257 uint8, indexed by bin: weight of the upper slot (Q7)
+LOGT = const(5814)  # 128 uint8: log2 mantissa table
+SIZE = const(5944)
+
+# Header words (int32).
+H_POS = const(0)  # ring write position = oldest sample of the next window
+H_SHIFT = const(1)  # the frame's shift + 64
+H_FIRST = const(2)  # 1: the next frame seeds the noise floor
+H_PEAK = const(3)  # 3 words: per STEP block of the ring, max << 16 | min of sample ^ 0x8000
+
+BIAS = const(8192)
+_WORK_H = const(16)  # the offsets in int16 units
+_RING_H = const(528)
+_WIN_H = const(1008)
+_FTW_H = const(1488)
+_PTW_H = const(1974)
+_POS_H = const(2394)
+_ENERGY_W = const(1115)  # and in int32 units
+_FLOOR_W = const(1157)
+_SHIFT_BIAS = const(64)
+
 
 @micropython.viper
-def copy_in(ring, pos: int, src, off: int, n: int):
-    """ring[pos:pos+n] = src[off:off+n] (int16; the caller keeps pos+n within the ring)."""
-    d = ptr16(ring)
-    s = ptr16(src)
+def _put(d: ptr8, off: int, s: ptr8, n: int):
     i = 0
     while i < n:
-        d[pos + i] = s[off + i]
+        d[off + i] = s[i]
+        i += 1
+
+
+def new_arena():
+    """The arena with the tables copied in and the state cleared (5.7 KB)."""
+    from array import array
+
+    assert WINDOW == 480 and STEP == 160 and FFT_SIZE == 512 and WINDOW_BITS == 15
+    assert TWIDDLE_BITS == 15 and MEL_WEIGHT_BITS == 7 and N_MELS + 2 <= 42
+    assert 1 <= T.MEL_K_LO and T.MEL_K_HI <= 255 and NORM_BIT <= 11
+    a = array("i", bytes(SIZE))
+    for off, tab in ((WIN, T.WINDOW_TAB), (FTW, T.FFT_TW), (PTW, T.POST_TW), (LOGT, T.LOG_TAB),
+                     (MSLOT + T.MEL_K_LO, T.MEL_SLOT), (MW + T.MEL_K_LO, T.MEL_W)):
+        _put(a, off, tab, len(tab))
+    _bias(a, FTW + 1, len(T.FFT_TW) // 2)  # twiddles + 32768: one op to sign them
+    _bias(a, PTW + 1, len(T.POST_TW) // 2)
+    _pos(a, T.DIGITREV)
+    a[H_FIRST] = 1
+    return a
+
+
+@micropython.viper
+def _bias(d: ptr8, off: int, n: int):
+    i = 0
+    while i < n:
+        d[off + 2 * i] ^= 0x80
         i += 1
 
 
 @micropython.viper
-def window(ring, pos: int, wtab, out) -> int:
-    """out[0:WINDOW] = ring (oldest sample at pos) * Hann in Q15, rounded; out[WINDOW:] = 0.
+def _pos(d: ptr16, rev: ptr8):
+    k = 0
+    while k < 256:
+        d[_POS_H + k] = _WORK_H + (rev[k] << 1)
+        k += 1
 
-    Returns the peak absolute windowed value (at most 32767).
+
+@micropython.viper
+def copy_in(h: ptr32, s: ptr16, offn: int):
+    """Append samples to the ring and track each STEP block's peak.
+
+    offn = off * 256 + n: copy s[off:off+n]; the caller keeps n within the current block
+    (n <= STEP), so nothing wraps inside.
     """
-    r = ptr16(ring)
-    w = ptr16(wtab)
-    o = ptr16(out)
-    nw = int(WINDOW)
-    nfft = int(FFT_SIZE)
-    wb = int(WINDOW_BITS)
-    rnd = 1 << (wb - 1)
-    peak = 0
-    i = 0
-    j = pos
-    while i < nw:
-        x = (r[j] ^ 0x8000) - 0x8000
-        v = (x * w[i] + rnd) >> wb  # |x * w| < 2**30
-        o[i] = v
-        if v < 0:
-            v = 0 - v
-        if v > peak:
-            peak = v
+    i = int(offn) >> 8
+    pos = int(h[0])
+    n = offn & 255
+    d = ptr16(h)
+    b = 0
+    if pos >= 160:
+        b = 1
+        if pos >= 320:
+            b = 2
+    mx = 0
+    mn = 65535
+    if pos != b * 160:  # within a block: go on from its peak so far
+        mx = (int(h[3 + b]) >> 16) & 0xFFFF
+        mn = int(h[3 + b]) & 0xFFFF
+    j = _RING_H + pos
+    e = i + n
+    while i < e:
+        v = s[i] ^ 0x8000  # order-preserving unsigned
+        d[j] = v
+        if v > mx:
+            mx = v
+        if v < mn:
+            mn = v
         i += 1
         j += 1
-        if j == nw:
-            j = 0
-    while i < nfft:
-        o[i] = 0
-        i += 1
-    return peak
+    h[3 + b] = (mx << 16) | mn
+    pos += n
+    if pos == 480:
+        pos = 0
+    h[0] = pos
 
 
 @micropython.viper
-def norm_shift(peak: int) -> int:
-    """The left shift that moves the top bit of peak to NORM_BIT (negative: right shift)."""
-    if peak == 0:
-        return 0
-    m = 0
-    if peak >> 8:
-        peak >>= 8
-        m += 8
-    if peak >> 4:
-        peak >>= 4
-        m += 4
-    if peak >> 2:
-        peak >>= 2
-        m += 2
-    if peak >> 1:
-        m += 1
-    return int(NORM_BIT) - m
+def window(p: ptr16):
+    """WORK = ring (oldest first) * Hann, normalised by the frame's shift, plus BIAS.
 
-
-@micropython.viper
-def normalise(buf, s: int):
-    """buf <<= s in place (s < 0: rounded right shift). Afterwards |buf| <= 2**(NORM_BIT+1)."""
-    p = ptr16(buf)
-    n = int(FFT_SIZE)
-    i = 0
-    if s >= 0:
-        while i < n:
-            p[i] = (((p[i] ^ 0x8000) - 0x8000)) << s
-            i += 1
-    else:
-        s = 0 - s
-        h = 1 << (s - 1)
-        while i < n:
-            p[i] = (((p[i] ^ 0x8000) - 0x8000) + h) >> s
-            i += 1
-
-
-@micropython.viper
-def fft256(buf, tw):
-    """In-place 256-point complex FFT of interleaved int16 (re, im), radix-4 decimation in
-    frequency, each stage scaled by 1/4 with rounding. Output in base-4 digit-reversed order.
-
-    tw holds the twiddles W^j, W^2j, W^3j (Q15 re, im) for j = 1..L-1 of each stage in the
-    order used here. Bounds: inputs |z| <= 2**12.5, so a 4-point sum stays below 2**15 and a
-    product with a Q15 twiddle below 2**30.
+    The shift s puts the top bit of the window's peak |sample| (from the block peaks) at
+    NORM_BIT; s = 0 for silence. Windowed value = (x * w + 2**(14 - s)) >> (15 - s), and
+    15 - s >= 4, so |value| <= 4096. s is stored in the header for finish().
     """
-    p = ptr16(buf)
-    t = ptr16(tw)
-    tb = int(TWIDDLE_BITS) + 2
-    rnd = 1 << (tb - 1)
-    n = int(FFT_SIZE)  # int16 units: 256 complex values
-    q2 = n >> 2  # quarter length in int16 units (64 complex)
-    ti = 0
-    while q2 >= 2:
-        step = q2 << 2
-        j = 0
-        w1r = 0
-        w1i = 0
-        w2r = 0
-        w2i = 0
-        w3r = 0
-        w3i = 0
-        while j < q2:
-            if j:
-                w1r = (t[ti] ^ 0x8000) - 0x8000
-                w1i = (t[ti + 1] ^ 0x8000) - 0x8000
-                w2r = (t[ti + 2] ^ 0x8000) - 0x8000
-                w2i = (t[ti + 3] ^ 0x8000) - 0x8000
-                w3r = (t[ti + 4] ^ 0x8000) - 0x8000
-                w3i = (t[ti + 5] ^ 0x8000) - 0x8000
-                ti += 6
-            g = j
-            while g < n:
-                ib = g + q2
-                ic = ib + q2
-                id = ic + q2
-                ar = (p[g] ^ 0x8000) - 0x8000
-                ai = (p[g + 1] ^ 0x8000) - 0x8000
-                br = (p[ib] ^ 0x8000) - 0x8000
-                bi = (p[ib + 1] ^ 0x8000) - 0x8000
-                cr = (p[ic] ^ 0x8000) - 0x8000
-                ci = (p[ic + 1] ^ 0x8000) - 0x8000
-                dr = (p[id] ^ 0x8000) - 0x8000
-                di = (p[id + 1] ^ 0x8000) - 0x8000
-                t0r = ar + cr
-                t0i = ai + ci
-                t1r = ar - cr
-                t1i = ai - ci
-                t2r = br + dr
-                t2i = bi + di
-                t3r = br - dr
-                t3i = bi - di
-                p[g] = (t0r + t2r + 2) >> 2
-                p[g + 1] = (t0i + t2i + 2) >> 2
-                y1r = t1r + t3i
-                y1i = t1i - t3r
-                y2r = t0r - t2r
-                y2i = t0i - t2i
-                y3r = t1r - t3i
-                y3i = t1i + t3r
-                if j:
-                    p[ib] = (y1r * w1r - y1i * w1i + rnd) >> tb
-                    p[ib + 1] = (y1r * w1i + y1i * w1r + rnd) >> tb
-                    p[ic] = (y2r * w2r - y2i * w2i + rnd) >> tb
-                    p[ic + 1] = (y2r * w2i + y2i * w2r + rnd) >> tb
-                    p[id] = (y3r * w3r - y3i * w3i + rnd) >> tb
-                    p[id + 1] = (y3r * w3i + y3i * w3r + rnd) >> tb
-                else:
-                    p[ib] = (y1r + 2) >> 2
-                    p[ib + 1] = (y1i + 2) >> 2
-                    p[ic] = (y2r + 2) >> 2
-                    p[ic + 1] = (y2i + 2) >> 2
-                    p[id] = (y3r + 2) >> 2
-                    p[id + 1] = (y3i + 2) >> 2
-                g += step
+    i = 0
+    j = 0
+    h = ptr32(p)
+    pos = int(h[0])
+    peak = 0
+    while j < 3:
+        v = int(h[3 + j])
+        if ((v >> 16) & 0xFFFF) - 32768 > peak:
+            peak = ((v >> 16) & 0xFFFF) - 32768
+        if 32768 - (v & 0xFFFF) > peak:
+            peak = 32768 - (v & 0xFFFF)
+        j += 1
+    s = 0
+    if peak > 0:
+        m = 0
+        v = peak
+        if v >> 8:
+            v >>= 8
+            m += 8
+        if v >> 4:
+            v >>= 4
+            m += 4
+        if v >> 2:
+            v >>= 2
+            m += 2
+        if v >> 1:
+            m += 1
+        s = int(NORM_BIT) - m
+    h[1] = s + _SHIFT_BIAS
+    rs = 15 - s
+    rnd = 1 << (rs - 1)
+    seg = 0
+    while seg < 3:
+        j = pos + seg * 160
+        if j >= 480:
+            j -= 480
+        j += _RING_H
+        e = i + 160
+        while i < e:
+            p[_WORK_H + i] = (((p[j] - 32768) * p[_WIN_H + i] + rnd) >> rs) + BIAS
+            p[_WORK_H + 1 + i] = (((p[j + 1] - 32768) * p[_WIN_H + 1 + i] + rnd) >> rs) + BIAS
+            i += 2
             j += 2
-        q2 >>= 2
+        seg += 1
+    while i < 512:
+        p[_WORK_H + i] = BIAS
+        i += 1
 
 
 @micropython.viper
-def power_mel(buf, rev, ptw, slot, wts, energy, klo: int, khi: int):
-    """Split the 256-point complex FFT (digit-reversed in buf) into the 512-point real
-    spectrum scaled by 1/512, and add each bin's power to its two mel slots.
+def fft(p: ptr16):
+    """In-place 256-point complex FFT of WORK (interleaved re, im, + BIAS), radix-4
+    decimation in frequency, each stage scaled by 1/4 with rounding; output in base-4
+    digit-reversed order, + BIAS.
 
-    energy (uint32, N_MELS + 2 slots) is cleared first. Bins klo..khi only (1 <= klo,
-    khi <= 255). Bound: the sum of all powers is below 2**24 (Parseval on a normalised
-    frame), so each slot stays below 2**31 with Q7 weights.
+    Bounds: |z| <= 4096 * sqrt(2) < 5800 at every stage, so a 4-point sum |y| < 2**15 and
+    a twiddle product plus rb = 2**30 + 2**16 (rounding and bias) stays in 0..2**31.
     """
-    p = ptr16(buf)
-    rv = ptr8(rev)
-    t = ptr16(ptw)
-    sl = ptr8(slot)
-    ww = ptr8(wts)
-    e = ptr32(energy)
-    tb = int(TWIDDLE_BITS)
-    sh = tb + 2
-    rnd = 1 << (sh - 1)
-    wb = int(MEL_WEIGHT_BITS)
-    half = int(FFT_SIZE) >> 1
-    i = 0
-    ns = int(N_MELS) + 2
-    while i < ns:
-        e[i] = 0
-        i += 1
-    k = 1
+    g = 0
+    yr = 0
     ti = 0
-    while k <= (half >> 1):
-        m = half - k
-        ia = rv[k] << 1
-        ic = rv[m] << 1
-        a = (p[ia] ^ 0x8000) - 0x8000
-        b = (p[ia + 1] ^ 0x8000) - 0x8000
-        c = (p[ic] ^ 0x8000) - 0x8000
-        d = (p[ic + 1] ^ 0x8000) - 0x8000
-        wr = (t[ti] ^ 0x8000) - 0x8000
-        wi = (t[ti + 1] ^ 0x8000) - 0x8000
+    rb = 1
+    rb <<= 30  # BIAS << 17, built at run time (2**30 is no small int on the chip)
+    rb += 65536
+    # Stage 1: quarter 64, one group. j = 0 has no twiddle; z[240:256] is zero padding, so
+    # the fourth input is zero (biased) from j = 48 on.
+    g = 16
+    ar = p[g]
+    ai = p[g + 1]
+    cr = p[g + 256]
+    ci = p[g + 257]
+    t0r = ar + cr
+    t0i = ai + ci
+    t1r = ar - cr
+    t1i = ai - ci
+    br = p[g + 128]
+    bi = p[g + 129]
+    dr = p[g + 384]
+    di = p[g + 385]
+    t2r = br + dr
+    t2i = bi + di
+    t3r = br - dr
+    t3i = bi - di
+    p[g] = (t0r + t2r + 2) >> 2
+    p[g + 1] = (t0i + t2i + 2) >> 2
+    p[g + 128] = (t1r + t3i + 32770) >> 2
+    p[g + 129] = (t1i - t3r + 32770) >> 2
+    p[g + 256] = (t0r - t2r + 32770) >> 2
+    p[g + 257] = (t0i - t2i + 32770) >> 2
+    p[g + 384] = (t1r - t3i + 32770) >> 2
+    p[g + 385] = (t1i + t3r + 32770) >> 2
+    g = 18
+    ti = _FTW_H
+    while g < 112:
+        w1r = p[ti] - 32768
+        w1i = p[ti + 1] - 32768
+        w2r = p[ti + 2] - 32768
+        w2i = p[ti + 3] - 32768
+        w3r = p[ti + 4] - 32768
+        w3i = p[ti + 5] - 32768
+        ti += 6
+        ar = p[g]
+        ai = p[g + 1]
+        cr = p[g + 256]
+        ci = p[g + 257]
+        t0r = ar + cr
+        t0i = ai + ci
+        t1r = ar - cr
+        t1i = ai - ci
+        br = p[g + 128]
+        bi = p[g + 129]
+        dr = p[g + 384]
+        di = p[g + 385]
+        t2r = br + dr
+        t2i = bi + di
+        t3r = br - dr
+        t3i = bi - di
+        p[g] = (t0r + t2r + 2) >> 2
+        p[g + 1] = (t0i + t2i + 2) >> 2
+        yr = t1r + t3i
+        yi = t1i - t3r
+        p[g + 128] = (yr * w1r - yi * w1i + rb) >> 17
+        p[g + 129] = (yr * w1i + yi * w1r + rb) >> 17
+        yr = t0r - t2r
+        yi = t0i - t2i
+        p[g + 256] = (yr * w2r - yi * w2i + rb) >> 17
+        p[g + 257] = (yr * w2i + yi * w2r + rb) >> 17
+        yr = t1r - t3i
+        yi = t1i + t3r
+        p[g + 384] = (yr * w3r - yi * w3i + rb) >> 17
+        p[g + 385] = (yr * w3i + yi * w3r + rb) >> 17
+        g += 2
+    while g < 144:
+        w1r = p[ti] - 32768
+        w1i = p[ti + 1] - 32768
+        w2r = p[ti + 2] - 32768
+        w2i = p[ti + 3] - 32768
+        w3r = p[ti + 4] - 32768
+        w3i = p[ti + 5] - 32768
+        ti += 6
+        ar = p[g]
+        ai = p[g + 1]
+        cr = p[g + 256]
+        ci = p[g + 257]
+        t0r = ar + cr
+        t0i = ai + ci
+        t1r = ar - cr
+        t1i = ai - ci
+        br = p[g + 128]
+        bi = p[g + 129]
+        t2r = br + 8192
+        t2i = bi + 8192
+        t3r = br - 8192
+        t3i = bi - 8192
+        p[g] = (t0r + t2r + 2) >> 2
+        p[g + 1] = (t0i + t2i + 2) >> 2
+        yr = t1r + t3i
+        yi = t1i - t3r
+        p[g + 128] = (yr * w1r - yi * w1i + rb) >> 17
+        p[g + 129] = (yr * w1i + yi * w1r + rb) >> 17
+        yr = t0r - t2r
+        yi = t0i - t2i
+        p[g + 256] = (yr * w2r - yi * w2i + rb) >> 17
+        p[g + 257] = (yr * w2i + yi * w2r + rb) >> 17
+        yr = t1r - t3i
+        yi = t1i + t3r
+        p[g + 384] = (yr * w3r - yi * w3i + rb) >> 17
+        p[g + 385] = (yr * w3i + yi * w3r + rb) >> 17
+        g += 2
+    # Stage 2: quarter 16, four groups.
+    g = 16
+    while g < 528:
+        ar = p[g]
+        ai = p[g + 1]
+        cr = p[g + 64]
+        ci = p[g + 65]
+        t0r = ar + cr
+        t0i = ai + ci
+        t1r = ar - cr
+        t1i = ai - ci
+        br = p[g + 32]
+        bi = p[g + 33]
+        dr = p[g + 96]
+        di = p[g + 97]
+        t2r = br + dr
+        t2i = bi + di
+        t3r = br - dr
+        t3i = bi - di
+        p[g] = (t0r + t2r + 2) >> 2
+        p[g + 1] = (t0i + t2i + 2) >> 2
+        p[g + 32] = (t1r + t3i + 32770) >> 2
+        p[g + 33] = (t1i - t3r + 32770) >> 2
+        p[g + 64] = (t0r - t2r + 32770) >> 2
+        p[g + 65] = (t0i - t2i + 32770) >> 2
+        p[g + 96] = (t1r - t3i + 32770) >> 2
+        p[g + 97] = (t1i + t3r + 32770) >> 2
+        g += 128
+    j = 2
+    while j < 32:
+        w1r = p[ti] - 32768
+        w1i = p[ti + 1] - 32768
+        w2r = p[ti + 2] - 32768
+        w2i = p[ti + 3] - 32768
+        w3r = p[ti + 4] - 32768
+        w3i = p[ti + 5] - 32768
+        ti += 6
+        g = 16 + j
+        while g < 528:
+            ar = p[g]
+            ai = p[g + 1]
+            cr = p[g + 64]
+            ci = p[g + 65]
+            t0r = ar + cr
+            t0i = ai + ci
+            t1r = ar - cr
+            t1i = ai - ci
+            br = p[g + 32]
+            bi = p[g + 33]
+            dr = p[g + 96]
+            di = p[g + 97]
+            t2r = br + dr
+            t2i = bi + di
+            t3r = br - dr
+            t3i = bi - di
+            p[g] = (t0r + t2r + 2) >> 2
+            p[g + 1] = (t0i + t2i + 2) >> 2
+            yr = t1r + t3i
+            yi = t1i - t3r
+            p[g + 32] = (yr * w1r - yi * w1i + rb) >> 17
+            p[g + 33] = (yr * w1i + yi * w1r + rb) >> 17
+            yr = t0r - t2r
+            yi = t0i - t2i
+            p[g + 64] = (yr * w2r - yi * w2i + rb) >> 17
+            p[g + 65] = (yr * w2i + yi * w2r + rb) >> 17
+            yr = t1r - t3i
+            yi = t1i + t3r
+            p[g + 96] = (yr * w3r - yi * w3i + rb) >> 17
+            p[g + 97] = (yr * w3i + yi * w3r + rb) >> 17
+            g += 128
+        j += 2
+    # Stage 3: quarter 4, sixteen groups.
+    g = 16
+    while g < 528:
+        ar = p[g]
+        ai = p[g + 1]
+        cr = p[g + 16]
+        ci = p[g + 17]
+        t0r = ar + cr
+        t0i = ai + ci
+        t1r = ar - cr
+        t1i = ai - ci
+        br = p[g + 8]
+        bi = p[g + 9]
+        dr = p[g + 24]
+        di = p[g + 25]
+        t2r = br + dr
+        t2i = bi + di
+        t3r = br - dr
+        t3i = bi - di
+        p[g] = (t0r + t2r + 2) >> 2
+        p[g + 1] = (t0i + t2i + 2) >> 2
+        p[g + 8] = (t1r + t3i + 32770) >> 2
+        p[g + 9] = (t1i - t3r + 32770) >> 2
+        p[g + 16] = (t0r - t2r + 32770) >> 2
+        p[g + 17] = (t0i - t2i + 32770) >> 2
+        p[g + 24] = (t1r - t3i + 32770) >> 2
+        p[g + 25] = (t1i + t3r + 32770) >> 2
+        g += 32
+    j = 2
+    while j < 8:
+        w1r = p[ti] - 32768
+        w1i = p[ti + 1] - 32768
+        w2r = p[ti + 2] - 32768
+        w2i = p[ti + 3] - 32768
+        w3r = p[ti + 4] - 32768
+        w3i = p[ti + 5] - 32768
+        ti += 6
+        g = 16 + j
+        while g < 528:
+            ar = p[g]
+            ai = p[g + 1]
+            cr = p[g + 16]
+            ci = p[g + 17]
+            t0r = ar + cr
+            t0i = ai + ci
+            t1r = ar - cr
+            t1i = ai - ci
+            br = p[g + 8]
+            bi = p[g + 9]
+            dr = p[g + 24]
+            di = p[g + 25]
+            t2r = br + dr
+            t2i = bi + di
+            t3r = br - dr
+            t3i = bi - di
+            p[g] = (t0r + t2r + 2) >> 2
+            p[g + 1] = (t0i + t2i + 2) >> 2
+            yr = t1r + t3i
+            yi = t1i - t3r
+            p[g + 8] = (yr * w1r - yi * w1i + rb) >> 17
+            p[g + 9] = (yr * w1i + yi * w1r + rb) >> 17
+            yr = t0r - t2r
+            yi = t0i - t2i
+            p[g + 16] = (yr * w2r - yi * w2i + rb) >> 17
+            p[g + 17] = (yr * w2i + yi * w2r + rb) >> 17
+            yr = t1r - t3i
+            yi = t1i + t3r
+            p[g + 24] = (yr * w3r - yi * w3i + rb) >> 17
+            p[g + 25] = (yr * w3i + yi * w3r + rb) >> 17
+            g += 32
+        j += 2
+    # Stage 4: quarter 1, sixty-four groups of four neighbours, no twiddles.
+    g = 16
+    while g < 528:
+        ar = p[g]
+        ai = p[g + 1]
+        cr = p[g + 4]
+        ci = p[g + 5]
+        t0r = ar + cr
+        t0i = ai + ci
+        t1r = ar - cr
+        t1i = ai - ci
+        br = p[g + 2]
+        bi = p[g + 3]
+        dr = p[g + 6]
+        di = p[g + 7]
+        t2r = br + dr
+        t2i = bi + di
+        t3r = br - dr
+        t3i = bi - di
+        p[g] = (t0r + t2r + 2) >> 2
+        p[g + 1] = (t0i + t2i + 2) >> 2
+        p[g + 2] = (t1r + t3i + 32770) >> 2
+        p[g + 3] = (t1i - t3r + 32770) >> 2
+        p[g + 4] = (t0r - t2r + 32770) >> 2
+        p[g + 5] = (t0i - t2i + 32770) >> 2
+        p[g + 6] = (t1r - t3i + 32770) >> 2
+        p[g + 7] = (t1i + t3r + 32770) >> 2
+        g += 8
+
+
+
+@micropython.viper
+def power_mel(p: ptr16):
+    """Split the 256-point complex FFT into the 512-point real spectrum scaled by 1/512 and
+    add each bin's power (bins MEL_K_LO..MEL_K_HI) to its two mel slots (ENERGY, cleared).
+
+    Bins k and 256 - k come from the same pair of FFT outputs. Bound: the powers of a
+    normalised frame sum to less than 2**24 (Parseval), so a slot stays below 2**31 with
+    Q7 weights.
+    """
+    k = 0
+    e = ptr32(uint(p) + ENERGY)
+    x = 0
+    b = ptr8(p)
+    klo = int(T.MEL_K_LO)
+    khi = int(T.MEL_K_HI)
+    while k < 42:
+        e[k] = 0
+        k += 1
+    k = klo
+    ti = _PTW_H + ((klo - 1) << 1)
+    while k <= 128:
+        m = 256 - k
+        ia = p[_POS_H + k]
+        ic = p[_POS_H + m]
+        ar = p[ia]
+        ai = p[ia + 1]
+        cr = p[ic]
+        ci = p[ic + 1]
+        wr = p[ti] - 32768
+        wi = p[ti + 1] - 32768
         ti += 2
-        xr = (a + c) << tb
-        xi = (b - d) << tb
-        br = a - c
-        bi = b + d
+        xr = (ar + cr - 2 * BIAS) << 15
+        xi = (ai - ci) << 15
+        br = ar - cr
+        bi = ai + ci - 2 * BIAS
         pp = wi * br + wr * bi
         qq = wi * bi - wr * br
-        if k >= klo and k <= khi:
-            re = (xr + pp + rnd) >> sh
-            im = (xi + qq + rnd) >> sh
+        re = (xr + pp + 65536) >> 17
+        im = (xi + qq + 65536) >> 17
+        pw = re * re + im * im
+        s = b[MSLOT + k]
+        x = pw * b[MW + k]
+        e[s] += (pw << 7) - x
+        e[s + 1] += x
+        if m <= khi and m != k:
+            re = (xr - pp + 65536) >> 17
+            im = (qq - xi + 65536) >> 17
             pw = re * re + im * im
-            s = sl[k - klo]
-            x = pw * ww[k - klo]
-            e[s] += (pw << wb) - x
-            e[s + 1] += x
-        if m != k and m >= klo and m <= khi:
-            re = (xr - pp + rnd) >> sh
-            im = (qq - xi + rnd) >> sh
-            pw = re * re + im * im
-            s = sl[m - klo]
-            x = pw * ww[m - klo]
-            e[s] += (pw << wb) - x
+            s = b[MSLOT + m]
+            x = pw * b[MW + m]
+            e[s] += (pw << 7) - x
             e[s + 1] += x
         k += 1
 
 
 @micropython.viper
-def finish(energy, logtab, shift: int, floor, out, ring, roff: int, first: int):
+def finish(h: ptr32, o: ptr8, r: ptr8):
     """log2 of each band (Q6, undoing the frame's shift), noise floor update, output bytes.
 
-    Writes N_MELS bytes to out[0:] and to ring[roff:]. first=1 seeds the floor.
+    Writes N_MELS bytes to o[0:] and r[0:] (the caller passes the ring slot). Header word
+    H_FIRST = 1 seeds the floor (and is cleared).
     """
-    e = ptr32(energy)
-    lt = ptr8(logtab)
-    fl = ptr32(floor)
-    o = ptr8(out)
-    r = ptr8(ring)
+    c = 0
+    x = 0
+    e = ptr32(uint(h) + ENERGY)
+    fl = ptr32(uint(h) + FLOOR)
+    lt = ptr8(uint(h) + LOGT)
+    shift = int(h[1]) - _SHIFT_BIAS
+    first = int(h[2])
     nm = int(N_MELS)
     lfb = int(LOG_FRAC_BITS)
     ltb = int(LOG_TABLE_BITS)
@@ -282,9 +589,8 @@ def finish(energy, logtab, shift: int, floor, out, ring, roff: int, first: int):
     fall = int(NOISE_FALL_SHIFT)
     gain = int(OUT_GAIN)
     ooff = int(OUT_OFFSET)
-    c = 0
     while c < nm:
-        x = e[c + 1]
+        x = int(e[c + 1])
         lg = 0
         if x:
             m = 0
@@ -313,7 +619,7 @@ def finish(energy, logtab, shift: int, floor, out, ring, roff: int, first: int):
         if first:
             n = lg << 8
         else:
-            n = fl[c]
+            n = int(fl[c])
             d = (lg << 8) - n
             if d > 0:
                 n += d >> rise
@@ -328,5 +634,6 @@ def finish(energy, logtab, shift: int, floor, out, ring, roff: int, first: int):
         if y > 255:
             y = 255
         o[c] = y
-        r[roff + c] = y
+        r[c] = y
         c += 1
+    h[2] = 0

@@ -15,13 +15,10 @@ Output does not depend on how the audio is chunked. Frame i covers samples
 [i*STEP, i*STEP + WINDOW). Buffers are made once in __init__; `process` allocates nothing.
 """
 
-from array import array
-
 from micropython import const
 
-from . import tables as T
-from .fft import copy_in, fft256, finish, norm_shift, normalise, power_mel, window
-from .params import FFT_SIZE, N_MELS, STEP, WINDOW
+from .fft import H_FIRST, H_POS, copy_in, fft, finish, new_arena, power_mel, window
+from .params import N_MELS, STEP, WINDOW
 
 _BLOCKS = const(3)  # WINDOW // STEP: blocks needed before the first frame
 
@@ -29,23 +26,25 @@ _BLOCKS = const(3)  # WINDOW // STEP: blocks needed before the first frame
 class Frontend:
     def __init__(self, callback=None, ring=8):
         assert WINDOW == _BLOCKS * STEP
-        self._ring = array("h", bytes(2 * WINDOW))  # the last WINDOW samples
-        self._work = array("h", bytes(2 * FFT_SIZE))  # window / FFT, in place
-        self._energy = array("I", bytes(4 * (N_MELS + 2)))
-        self._floor = array("I", bytes(4 * N_MELS))
+        # Ring of the last WINDOW samples, FFT buffer, energies, noise floor and tables:
+        # one arena (see fft.py for why). Header word 2 = 1 seeds the noise floor.
+        self._arena = new_arena()
         self.frame = bytearray(N_MELS)  # newest frame (shared buffer)
         self.frames = bytearray(N_MELS * ring)  # the last `ring` frames
+        mv = memoryview(self.frames)
+        self._slots = [mv[i * N_MELS : (i + 1) * N_MELS] for i in range(ring)]
         self.ring = ring
         self.count = 0  # frames made since construction
         self._cb = callback
         self._slot = 0  # where the next frame goes in .frames
-        self._pos = 0  # ring write position = oldest sample
         self._fill = 0  # samples in the current block
         self._blocks = 0  # complete blocks seen, up to _BLOCKS
 
     def reset(self):
         """Forget the audio and the noise floor (the next frame needs WINDOW samples)."""
-        self._pos = self._fill = self._blocks = self._slot = 0
+        self._fill = self._blocks = self._slot = 0
+        self._arena[H_POS] = 0
+        self._arena[H_FIRST] = 1  # seed the noise floor again
         self.count = 0
 
     def frame_offset(self, i):
@@ -61,11 +60,8 @@ class Frontend:
             k = STEP - self._fill
             if k > n - i:
                 k = n - i
-            copy_in(self._ring, self._pos, samples, i, k)
+            copy_in(self._arena, samples, (i << 8) | k)
             i += k
-            self._pos += k
-            if self._pos == WINDOW:
-                self._pos = 0
             self._fill += k
             if self._fill == STEP:
                 self._fill = 0
@@ -77,15 +73,11 @@ class Frontend:
         return new
 
     def _step(self):
-        work = self._work
-        peak = window(self._ring, self._pos, T.WINDOW_TAB, work)
-        s = norm_shift(peak)
-        normalise(work, s)
-        fft256(work, T.FFT_TW)
-        power_mel(work, T.DIGITREV, T.POST_TW, T.MEL_SLOT, T.MEL_W, self._energy,
-                  T.MEL_K_LO, T.MEL_K_HI)
-        finish(self._energy, T.LOG_TAB, s, self._floor, self.frame, self.frames,
-               self._slot * N_MELS, 0 if self.count else 1)
+        a = self._arena
+        window(a)
+        fft(a)
+        power_mel(a)
+        finish(a, self.frame, self._slots[self._slot])
         self.count += 1  # a small int for 170 days of audio
         self._slot += 1
         if self._slot == self.ring:

@@ -6,8 +6,9 @@ frames of a recording (only the noise-floor recurrence runs step by step, on 40-
 
 The pipeline, per 10 ms step over the last 30 ms:
 
-1. Hann window in Q15, then a per-frame shift `s` that puts the peak sample's top bit at
-   NORM_BIT (block floating point: quiet and loud frames get the same FFT precision).
+1. Hann window in Q15 with a per-frame shift `s` that puts the top bit of the window's
+   peak |sample| at NORM_BIT (block floating point: quiet and loud frames get the same FFT
+   precision): v = (x * w + 2**(14 - s)) >> (15 - s).
 2. A 512-point real FFT computed as a 256-point complex FFT (even samples real, odd samples
    imaginary), radix-4 decimation in frequency, each stage scaled by 1/4, then the split into
    the real spectrum scaled by 1/2 more (total 1/512).
@@ -205,13 +206,11 @@ def _fft_power(x, t):
     """Windowed, normalised 256-point radix-4 complex FFT and split: power per bin (F, 257)
     and each frame's shift s."""
     nf = x.shape[0]
-    v = np.zeros((nf, P.FFT_SIZE), np.int64)
-    v[:, :P.WINDOW] = (x * t.window + (1 << (P.WINDOW_BITS - 1))) >> P.WINDOW_BITS
-    peak = np.abs(v).max(axis=1)
+    peak = np.abs(x).max(axis=1) if nf else np.zeros(0, np.int64)
     s = np.where(peak > 0, P.NORM_BIT - _msb(np.maximum(peak, 1)), 0)
-    left = np.maximum(s, 0)[:, None]
-    right = np.maximum(-s, 0)[:, None]
-    v = np.where(s[:, None] >= 0, v << left, (v + ((1 << right) >> 1)) >> right)
+    rs = (P.WINDOW_BITS - s)[:, None]  # >= 4: always a right shift
+    v = np.zeros((nf, P.FFT_SIZE), np.int64)
+    v[:, :P.WINDOW] = (x * t.window + (1 << (rs - 1))) >> rs
 
     re = v[:, 0::2].copy()
     im = v[:, 1::2].copy()

@@ -1,0 +1,263 @@
+"""Benchmark: the firmware front end on the MicroPython Unix port against microWakeWord's C one.
+
+    python -m voicenode_tools.bench.frontend [--seconds 60] [--no-callgrind] [--json OUT]
+
+For one minute of audio (the speech fixture repeated over quiet noise), side by side:
+
+- firmware (`voicenode.dsp.frontend.Frontend` on `micropython`, fed 160 samples per call):
+  instructions per second of audio with `valgrind --tool=callgrind` (a run on a tiny input
+  is subtracted to remove interpreter start-up), wall time the same way;
+- microWakeWord's C front end (TFLite Micro microfrontend, `pymicro_features`, from the
+  `bench` extra) on the same audio: the same figures for the whole process (its Python
+  driver loop included), and the instructions inside `FrontendProcessSamples` alone;
+- the numpy reference's speed (times real time);
+- heap: `gc.mem_alloc()` around `Frontend()`, and the smallest `-X heapsize` that runs a
+  script importing the front end and processing the minute (found by bisection), next to
+  the same for a script that only imports it.
+
+Targets (issue 3): <= 15 M instructions per second of audio, <= 4x the C front end,
+<= 16 KB of heap for buffers and state.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
+
+TARGET_INSTR_PER_S = 15e6
+TARGET_RATIO_C = 4.0
+TARGET_HEAP = 16 * 1024
+
+_FW_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from array import array
+from voicenode.dsp.frontend import Frontend
+fe = Frontend()
+buf = array("h", bytes(320))
+f = open(sys.argv[2], "rb")
+n = 0
+while f.readinto(buf) == 320:
+    n += fe.process(buf)
+print(n)
+"""
+
+_FW_IMPORT_ONLY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from array import array
+from voicenode.dsp.frontend import Frontend
+buf = array("h", bytes(320))
+f = open(sys.argv[2], "rb")
+print(0)
+"""
+
+_FW_HEAP = """
+import sys, gc
+sys.path.insert(0, sys.argv[1])
+from voicenode.dsp.frontend import Frontend
+import voicenode.dsp.tables
+gc.collect(); a = gc.mem_alloc()
+fe = Frontend()
+gc.collect(); b = gc.mem_alloc()
+print(b - a)
+"""
+
+_C_SCRIPT = """
+import sys
+from pymicro_features import MicroFrontend
+audio = open(sys.argv[1], "rb").read()
+fe = MicroFrontend()
+i = 0
+n = 0
+while i + 320 <= len(audio):
+    out = fe.process_samples(audio[i:i + 320])
+    i += out.samples_read * 2
+    if out.features:
+        n += 1
+print(n)
+"""
+
+
+def make_audio(seconds, seed=0):
+    """The speech fixture repeated over quiet noise: int16, 16 kHz."""
+    from voicenode_tools.audio import load_16k
+
+    speech = load_16k(REPO_ROOT / "tests" / "data" / "speech_16k.wav").astype(np.float64)
+    n = int(seconds * 16000)
+    reps = int(np.ceil(n / len(speech)))
+    x = np.tile(speech, reps)[:n]
+    x += np.random.default_rng(seed).standard_normal(n) * 20
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def _micropython_cmd(heapsize="256k"):
+    exe = shutil.which("micropython")
+    if exe is None:
+        raise SystemExit("micropython is not on PATH")
+    # The PyPI `micropython` command is a CPython script; run it under the same interpreter.
+    with open(exe, "rb") as f:
+        head = f.readline()
+    if head.startswith(b"#!") and b"python" in head:
+        return [sys.executable, exe, "-X", f"heapsize={heapsize}"]
+    return [exe, "-X", f"heapsize={heapsize}"]
+
+
+def _run(cmd, timeout=3600):
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]}... failed:\n{r.stdout}\n{r.stderr}")
+    return dt, r.stdout
+
+
+def _callgrind(cmd, toggle=None):
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "cg.out"
+        vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        if toggle:
+            vg.append(f"--toggle-collect={toggle}")
+        r = subprocess.run(vg + cmd, capture_output=True, text=True, timeout=7200)
+        if r.returncode != 0:
+            raise RuntimeError(f"callgrind failed:\n{r.stderr[-2000:]}")
+        m = re.search(r"^summary:\s+(\d+)", out.read_text(errors="replace"), re.M)
+        if not m:
+            m = re.search(r"^totals:\s+(\d+)", out.read_text(errors="replace"), re.M)
+        return int(m.group(1))
+
+
+def _best_wall(cmd, repeat=3):
+    return min(_run(cmd)[0] for _ in range(repeat))
+
+
+def _heap_bisect(script_args, lo=1024, hi=1 << 20, step=256):
+    """Smallest -X heapsize (bytes, to `step`) with which the script succeeds."""
+    def ok(size):
+        r = subprocess.run(_micropython_cmd(str(size)) + script_args, capture_output=True,
+                           text=True, timeout=600)
+        return r.returncode == 0
+
+    if not ok(hi):
+        return None
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def bench(seconds=60.0, callgrind=True, log=print):
+    res = {"seconds": seconds}
+    with tempfile.TemporaryDirectory(prefix="vn-bench-") as d:
+        d = Path(d)
+        pcm = make_audio(seconds)
+        full, tiny = d / "full.raw", d / "tiny.raw"
+        pcm.tofile(full)
+        pcm[:480].tofile(tiny)
+        (d / "fw.py").write_text(_FW_SCRIPT)
+        (d / "fw_import.py").write_text(_FW_IMPORT_ONLY)
+        (d / "fw_heap.py").write_text(_FW_HEAP)
+        (d / "c.py").write_text(_C_SCRIPT)
+        fw = lambda f: _micropython_cmd() + [str(d / "fw.py"), str(FIRMWARE_DIR), str(f)]  # noqa: E731
+        cc = lambda f: [sys.executable, str(d / "c.py"), str(f)]  # noqa: E731
+
+        steps = int(_run(fw(full))[1].split()[-1])
+        res["steps"] = steps
+        log(f"audio: {seconds:.0f} s, {steps} feature steps")
+
+        # Wall time (best of 3), start-up removed.
+        res["fw_wall_s"] = _best_wall(fw(full)) - _best_wall(fw(tiny))
+        log(f"firmware (Unix port) wall: {res['fw_wall_s']:.3f} s "
+            f"({seconds / res['fw_wall_s']:.0f}x real time)")
+        have_c = True
+        try:
+            import pymicro_features  # noqa: F401
+        except ImportError:
+            have_c = False
+            log("pymicro_features missing: pip install -e '.[bench]' for the C comparison")
+        if have_c:
+            res["c_steps"] = int(_run(cc(full))[1].split()[-1])
+            res["c_wall_s"] = _best_wall(cc(full)) - _best_wall(cc(tiny))
+            log(f"C microfrontend (+ Python loop) wall: {res['c_wall_s']:.3f} s, "
+                f"{res['c_steps']} steps")
+
+        # numpy reference speed.
+        from voicenode_tools.reference.frontend import features
+
+        features(pcm[:16000])
+        t0 = time.perf_counter()
+        features(pcm)
+        res["ref_x_realtime"] = seconds / (time.perf_counter() - t0)
+        log(f"numpy reference: {res['ref_x_realtime']:.0f}x real time")
+
+        if callgrind and shutil.which("valgrind"):
+            ir_full = _callgrind(fw(full))
+            ir_tiny = _callgrind(fw(tiny))
+            res["fw_instr_per_s"] = (ir_full - ir_tiny) / seconds
+            res["fw_instr_per_step"] = (ir_full - ir_tiny) / steps
+            log(f"firmware: {res['fw_instr_per_s'] / 1e6:.2f} M instructions per second of audio "
+                f"({res['fw_instr_per_step']:.0f} per 10 ms step)")
+            if have_c:
+                c_full = _callgrind(cc(full))
+                c_tiny = _callgrind(cc(tiny))
+                res["c_instr_per_s"] = (c_full - c_tiny) / seconds
+                res["c_core_instr_per_s"] = _callgrind(cc(full), "FrontendProcessSamples") / seconds
+                res["ratio_vs_c"] = res["fw_instr_per_s"] / res["c_core_instr_per_s"]
+                res["ratio_vs_c_with_loop"] = res["fw_instr_per_s"] / res["c_instr_per_s"]
+                log(f"C microfrontend: {res['c_core_instr_per_s'] / 1e6:.2f} M instr/s inside "
+                    f"FrontendProcessSamples, {res['c_instr_per_s'] / 1e6:.2f} M with its "
+                    f"Python driver loop")
+                log(f"firmware / C: {res['ratio_vs_c']:.2f}x (C core), "
+                    f"{res['ratio_vs_c_with_loop']:.2f}x (C with loop)")
+
+        # Heap.
+        res["heap_construct"] = int(_run(_micropython_cmd() + [str(d / "fw_heap.py"),
+                                                              str(FIRMWARE_DIR)])[1].split()[-1])
+        res["heapsize_min_run"] = _heap_bisect([str(d / "fw.py"), str(FIRMWARE_DIR), str(full)])
+        res["heapsize_min_import"] = _heap_bisect(
+            [str(d / "fw_import.py"), str(FIRMWARE_DIR), str(full)])
+        log(f"heap: Frontend() allocates {res['heap_construct']} bytes (gc.mem_alloc); smallest "
+            f"-X heapsize: {res['heapsize_min_run']} to process the minute, "
+            f"{res['heapsize_min_import']} to only import (difference "
+            f"{res['heapsize_min_run'] - res['heapsize_min_import']})")
+
+    checks = {"heap <= 16 KB": res["heap_construct"] <= TARGET_HEAP}
+    if "fw_instr_per_s" in res:
+        checks["<= 15 M instr/s"] = res["fw_instr_per_s"] <= TARGET_INSTR_PER_S
+    if "ratio_vs_c" in res:
+        checks["<= 4x C"] = res["ratio_vs_c"] <= TARGET_RATIO_C
+    res["targets"] = checks
+    for k, v in checks.items():
+        log(f"target {k}: {'met' if v else 'MISSED'}")
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m voicenode_tools.bench.frontend",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    res = bench(args.seconds, callgrind=not args.no_callgrind)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
