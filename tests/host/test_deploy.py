@@ -341,3 +341,21 @@ def test_monitor_shows_the_boot_event(trees, board, capsys):
     events = [json.loads(ln) for ln in lines]
     assert events and all("event" in e and isinstance(e["t"], float) for e in events)
     assert any(e["event"] == "boot" and e["version"] == "1.0.0-a" for e in events)
+
+
+def test_full_filesystem_is_a_clear_error(tmp_path):
+    """A tree bigger than the board's flash: a clear error, and the old version still boots."""
+    (tmp_path / "small.img").write_bytes(b"\xff" * (256 * 1024))  # an erased 256 KB flash
+    with VirtualBoard(tmp_path / "small.img", realtime=False) as vb:
+        wait_ready(vb.port)
+        a = make_tree(tmp_path / "A", "1.0.0-a")
+        deploy.deploy(vb.port, board=None, source=a)
+        huge = make_tree(tmp_path / "H", "2.0.0-huge", blob_kb=300)  # > the flash
+        with pytest.raises(CommandError, match="filesystem of the board .* is full"):
+            deploy.deploy(vb.port, board=None, source=huge)
+        vb.kill()
+        restart(vb)
+        state = check_node(vb.port)
+        assert state["version"] == "1.0.0-a" and state["consistent"]
+        deploy.deploy(vb.port, board=None, source=a)  # and the flash is usable again
+        assert not any(n.startswith(".stage") for n in check_node(vb.port)["apps"])

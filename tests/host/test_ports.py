@@ -2,6 +2,7 @@
 
 import os
 import pty
+import select
 import threading
 import time
 
@@ -108,3 +109,47 @@ def test_board_dropping_off_mid_session_is_a_clear_error(pty_pair):
         for line in monitor.events(path, seconds=5):
             seen.append(line)
     assert seen == ['{"t": 0.1, "event": "boot"}']
+
+
+def test_repl_hands_the_terminal_to_mpremote(tmp_path):
+    """`voicenode repl` on a terminal: type a line, see the answer, leave with Ctrl-]."""
+    import subprocess
+    import sys
+
+    from voicenode_tools.sim.board import VirtualBoard
+
+    with VirtualBoard(tmp_path / "flash.img", realtime=False) as vb:
+        ports.wait_for_prompt(vb.port)
+        master, slave = pty.openpty()  # the user's terminal
+        env = dict(os.environ, TERM="dumb")
+        p = subprocess.Popen(
+            [sys.executable, "-m", "voicenode_tools.cli", "repl", "--port", vb.port],
+            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+        )  # fmt: skip
+        os.close(slave)
+        seen = b""
+
+        def read_until(token, timeout=15):
+            nonlocal seen
+            deadline = time.monotonic() + timeout
+            while token not in seen and time.monotonic() < deadline:
+                r, _, _ = select.select([master], [], [], 0.1)
+                if r:
+                    try:
+                        seen += os.read(master, 4096)
+                    except OSError:
+                        break
+            return token in seen
+
+        try:
+            assert read_until(b"Connected to MicroPython")
+            os.write(master, b"\r")
+            assert read_until(b">>> ")
+            os.write(master, b"print(6 * 7, 'x' * 3)\r")
+            assert read_until(b"42 xxx")
+            os.write(master, b"\x1d")  # Ctrl-]: leave mpremote
+            assert p.wait(timeout=15) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+            os.close(master)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import time
 
 from voicenode_tools.cli import CommandError
@@ -44,6 +45,11 @@ def guard(path: str):
         yield
     except TransportExecError as e:
         lines = [ln for ln in str(e.error_output).strip().splitlines() if ln.strip()]
+        if re.search(r"ENOSPC|OSError: (\[Errno 28\]|28$)", str(e.error_output), re.M):
+            raise CommandError(
+                f"the filesystem of the board on {path} is full: remove files (voicenode repl) "
+                "or erase it (voicenode flash --erase, which also removes the app)"
+            ) from e
         raise CommandError(
             f"the board on {path} reported an error: {lines[-1] if lines else e}"
         ) from e
