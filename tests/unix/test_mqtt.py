@@ -12,7 +12,6 @@ import time
 
 import pytest
 from test_mqtt_broker import Broker, Driver, Subscriber, free_port
-
 from voicenode_tools import FIRMWARE_DIR
 
 NODE = "voicenode/node1"
@@ -106,7 +105,7 @@ def test_backoff_doubles_to_its_limit():
         while len(times) < 6:
             m = drv.expect(lambda m: m.get("state") == "connecting")
             times.append(m["ms"])
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert 80 <= gaps[0] <= 250 and 180 <= gaps[1] <= 350
     assert all(380 <= g <= 600 for g in gaps[2:]), gaps
 
@@ -132,7 +131,12 @@ def test_broker_killed_mid_session_queued_and_inflight_qos1_are_delivered(broker
         with Subscriber(port) as sub:
             drv.do("go")
             got = sub.wait_for(lambda m: len(m) == 4)
-            assert [m["payload"] for m in got] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
+            assert [m["payload"] for m in got] == [
+                b'{"n": 0}',
+                b'{"n": 1}',
+                b'{"n": 2}',
+                b'{"n": 3}',
+            ]
             assert all(m["topic"] == NODE + "/intent" and m["qos"] == 1 for m in got)
         q = settled(drv)
         assert q["connects"] == 2 and q["pending"] == 0 and q["inflight"] == 0
@@ -151,9 +155,11 @@ def test_outbox_overflow_drops_the_oldest_and_counts_it(tmp_path):
             b.start()
             with Subscriber(port) as sub:
                 drv.do("go")
-                got = sub.wait_for(lambda m: len(m) == 4)
-                time.sleep(0.3)
-                assert [m["payload"] for m in sub.messages] == [b'{"n": %d}' % n for n in (3, 4, 5, 6)]
+                sub.wait_for(lambda m: len(m) == 4)
+                time.sleep(0.3)  # and nothing more arrives
+                assert [m["payload"] for m in sub.messages] == [
+                    b'{"n": %d}' % n for n in (3, 4, 5, 6)
+                ]
             # too big for a slot: refused and counted, never truncated
             assert not drv.pub(NODE + "/intent", "x" * 400, qos=0)
             assert drv.query()["counters"]["mqtt_too_big"] == 1
@@ -169,15 +175,23 @@ def test_discovery_and_availability_are_retained(broker):
             got = sub.wait_for(lambda m: len(m) >= 6)
     by_topic = {m["topic"]: m for m in got}
     assert by_topic[AVAIL]["payload"] == b"online" and by_topic[AVAIL]["retain"]
-    configs = {t: json.loads(m["payload"]) for t, m in by_topic.items() if t.startswith("homeassistant/")}
+    configs = {
+        t: json.loads(m["payload"]) for t, m in by_topic.items() if t.startswith("homeassistant/")
+    }
     assert set(configs) == {
-        "homeassistant/event/node1/wake/config", "homeassistant/event/node1/intent/config",
-        "homeassistant/sensor/node1/last_wake/config", "homeassistant/sensor/node1/last_intent/config",
+        "homeassistant/event/node1/wake/config",
+        "homeassistant/event/node1/intent/config",
+        "homeassistant/sensor/node1/last_wake/config",
+        "homeassistant/sensor/node1/last_intent/config",
         "homeassistant/binary_sensor/node1/muted/config",
     }
     for t, c in configs.items():
         assert by_topic[t]["retain"]
-        assert c["avty_t"] == AVAIL and c["dev"]["ids"] == ["node1"] and c["uniq_id"].startswith("node1_")
+        assert (
+            c["avty_t"] == AVAIL
+            and c["dev"]["ids"] == ["node1"]
+            and c["uniq_id"].startswith("node1_")
+        )
         assert c["stat_t"].startswith(NODE + "/")
         assert len(by_topic[t]["payload"]) <= 512
     assert configs["homeassistant/event/node1/intent/config"]["evt_typ"] == ["intent"]
@@ -187,10 +201,14 @@ def test_last_will_offline_when_the_client_dies(broker):
     with Subscriber(broker.port) as sub:
         with Driver(broker.port, discovery=True) as drv:
             drv.wait_state("up")
-            sub.wait_for(lambda m: any(x["topic"] == AVAIL and x["payload"] == b"online" for x in m))
+            sub.wait_for(
+                lambda m: any(x["topic"] == AVAIL and x["payload"] == b"online" for x in m)
+            )
             drv.send("die")  # os._exit: no DISCONNECT, the kernel closes the socket
             drv.proc.wait(5)
-        sub.wait_for(lambda m: [x["payload"] for x in m if x["topic"] == AVAIL][-1:] == [b"offline"])
+        sub.wait_for(
+            lambda m: [x["payload"] for x in m if x["topic"] == AVAIL][-1:] == [b"offline"]
+        )
     with Subscriber(broker.port, AVAIL, "late") as late:  # and it is retained
         got = late.wait_for(lambda m: len(m) == 1)
         assert got[0]["payload"] == b"offline" and got[0]["retain"]
@@ -201,7 +219,9 @@ def test_clean_disconnect_says_offline_itself(broker):
         drv.wait_state("up")
         sub.wait_for(lambda m: any(x["topic"] == AVAIL for x in m))
         drv.do("bye")
-        sub.wait_for(lambda m: [x["payload"] for x in m if x["topic"] == AVAIL][-1:] == [b"offline"])
+        sub.wait_for(
+            lambda m: [x["payload"] for x in m if x["topic"] == AVAIL][-1:] == [b"offline"]
+        )
         assert drv.query()["now"] == "down"
 
 
@@ -238,6 +258,10 @@ print("IDLE OK", c.state_name())
 
 
 def test_idle_poll_allocates_nothing(broker):
-    out = subprocess.run(["micropython", "-c", IDLE_CODE % (str(FIRMWARE_DIR), broker.port)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["micropython", "-c", IDLE_CODE % (str(FIRMWARE_DIR), broker.port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.stdout.strip() == "IDLE OK up", out.stderr + out.stdout

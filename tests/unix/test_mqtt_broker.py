@@ -35,14 +35,22 @@ class Broker:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc = None
-        conf = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
-                "log_type error", "log_type warning"]
+        conf = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence false",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
         if passwords:
             pw = self.dir / "passwd"
             pw.write_text("")
             for user, password in passwords.items():
-                subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True,
-                               capture_output=True)
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(pw), user, password],
+                    check=True,
+                    capture_output=True,
+                )
             os.chmod(pw, 0o600)
             conf += ["allow_anonymous false", f"password_file {pw}"]
             if os.geteuid() == 0:  # else Mosquitto drops to user "mosquitto", who cannot read it
@@ -54,8 +62,12 @@ class Broker:
 
     def start(self, timeout=10):
         self.log = open(self.dir / "mosquitto.log", "ab")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=self.log,
-                                     stderr=self.log, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)],
+            stdout=self.log,
+            stderr=self.log,
+            start_new_session=True,
+        )
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
@@ -121,7 +133,9 @@ class Subscriber:
         self.messages = []
         self._cv = threading.Condition()
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        body = _enc_str("MQTT") + bytes([4, 0x02]) + struct.pack(">H", keepalive) + _enc_str(client_id)
+        body = (
+            _enc_str("MQTT") + bytes([4, 0x02]) + struct.pack(">H", keepalive) + _enc_str(client_id)
+        )
         self.sock.sendall(bytes([0x10]) + _enc_len(len(body)) + body)
         hdr, data = self._read_packet()
         assert hdr == 0x20 and data[1] == 0, "CONNACK refused"
@@ -161,15 +175,22 @@ class Subscriber:
                 if hdr & 0xF0 == 0x30:
                     qos = (hdr >> 1) & 3
                     tl = struct.unpack(">H", data[:2])[0]
-                    topic = data[2:2 + tl].decode()
+                    topic = data[2 : 2 + tl].decode()
                     i = 2 + tl
                     if qos:
-                        pid = data[i:i + 2]
+                        pid = data[i : i + 2]
                         i += 2
                         self.sock.sendall(b"\x40\x02" + pid)
                     with self._cv:
-                        self.messages.append({"topic": topic, "payload": data[i:], "retain": bool(hdr & 1),
-                                              "qos": qos, "dup": bool(hdr & 8)})
+                        self.messages.append(
+                            {
+                                "topic": topic,
+                                "payload": data[i:],
+                                "retain": bool(hdr & 1),
+                                "qos": qos,
+                                "dup": bool(hdr & 8),
+                            }
+                        )
                         self._cv.notify_all()
         except (OSError, EOFError):
             pass
@@ -262,16 +283,44 @@ while True:
 class Driver:
     """The firmware MQTT client running in `micropython`, commanded line by line."""
 
-    def __init__(self, port, cid="node1", keepalive=60, will="voicenode/node1/availability",
-                 intro=(), slots=16, slot_bytes=384, min_backoff_ms=100, max_backoff_ms=800,
-                 user=None, password=None, discovery=False):
-        code = DRIVER % dict(fw=str(FIRMWARE_DIR), slots=slots, slot_bytes=slot_bytes, cid=cid,
-                             port=port, keepalive=keepalive, will=will, intro=list(intro),
-                             minb=min_backoff_ms, maxb=max_backoff_ms, user=user, password=password,
-                             discovery=discovery)
-        self.proc = subprocess.Popen(["micropython", "-X", "heapsize=256k", "-c", code],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1)
+    def __init__(
+        self,
+        port,
+        cid="node1",
+        keepalive=60,
+        will="voicenode/node1/availability",
+        intro=(),
+        slots=16,
+        slot_bytes=384,
+        min_backoff_ms=100,
+        max_backoff_ms=800,
+        user=None,
+        password=None,
+        discovery=False,
+    ):
+        code = DRIVER % dict(
+            fw=str(FIRMWARE_DIR),
+            slots=slots,
+            slot_bytes=slot_bytes,
+            cid=cid,
+            port=port,
+            keepalive=keepalive,
+            will=will,
+            intro=list(intro),
+            minb=min_backoff_ms,
+            maxb=max_backoff_ms,
+            user=user,
+            password=password,
+            discovery=discovery,
+        )
+        self.proc = subprocess.Popen(
+            ["micropython", "-X", "heapsize=256k", "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         self.lines = queue.Queue()
         self.states = []
         threading.Thread(target=self._read, daemon=True).start()

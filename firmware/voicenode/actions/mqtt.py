@@ -78,10 +78,25 @@ class MQTTClient:
         on_state: called with the new state name on every change (for LED / log).
     """
 
-    def __init__(self, client_id, server, port=1883, user=None, password=None, keepalive=60,
-                 will_topic=None, will_msg="offline", intro=(), sub_topic=None,
-                 on_message=None, box=None, min_backoff_ms=1000, max_backoff_ms=60000,
-                 connect_timeout_ms=5000, on_state=None):
+    def __init__(
+        self,
+        client_id,
+        server,
+        port=1883,
+        user=None,
+        password=None,
+        keepalive=60,
+        will_topic=None,
+        will_msg="offline",
+        intro=(),
+        sub_topic=None,
+        on_message=None,
+        box=None,
+        min_backoff_ms=1000,
+        max_backoff_ms=60000,
+        connect_timeout_ms=5000,
+        on_state=None,
+    ):
         self.client_id = client_id
         self.server = server
         self.port = port
@@ -213,7 +228,9 @@ class MQTTClient:
     def _start(self, now):
         try:
             if self._addr is None:
-                self._addr = socket.getaddrinfo(self.server, self.port, 0, socket.SOCK_STREAM)[0][-1]
+                self._addr = socket.getaddrinfo(self.server, self.port, 0, socket.SOCK_STREAM)[0][
+                    -1
+                ]
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock = s
             s.setblocking(False)
@@ -518,8 +535,13 @@ def discovery(node_id, base, words=(), prefix="homeassistant", name=None):
     """
     import json
 
-    dev = {"ids": [node_id], "name": name or node_id, "mf": "voicenode",
-           "mdl": "ESP32-S3 voice node", "sw": voicenode.__version__}
+    dev = {
+        "ids": [node_id],
+        "name": name or node_id,
+        "mf": "voicenode",
+        "mdl": "ESP32-S3 voice node",
+        "sw": voicenode.__version__,
+    }
     avty = base + "/availability"
     out = []
 
@@ -527,13 +549,21 @@ def discovery(node_id, base, words=(), prefix="homeassistant", name=None):
         cfg["uniq_id"] = node_id + "_" + obj
         cfg["avty_t"] = avty
         cfg["dev"] = dev
-        out.append(("%s/%s/%s/%s/config" % (prefix, component, node_id, obj), json.dumps(cfg), True))
+        out.append(
+            ("%s/%s/%s/%s/config" % (prefix, component, node_id, obj), json.dumps(cfg), True)
+        )
 
     add("event", "wake", {"name": "Wake word", "stat_t": base + "/wake", "evt_typ": ["wake"]})
     add("event", "intent", {"name": "Intent", "stat_t": base + "/intent", "evt_typ": ["intent"]})
-    add("sensor", "last_wake", {"name": "Last wake word", "stat_t": base + "/wake",
-                                "val_tpl": "{{ value_json.word }}"})
-    add("sensor", "last_intent", {"name": "Last intent", "stat_t": base + "/intent",
-                                  "val_tpl": "{{ value_json.intent }}"})
+    add(
+        "sensor",
+        "last_wake",
+        {"name": "Last wake word", "stat_t": base + "/wake", "val_tpl": "{{ value_json.word }}"},
+    )
+    add(
+        "sensor",
+        "last_intent",
+        {"name": "Last intent", "stat_t": base + "/intent", "val_tpl": "{{ value_json.intent }}"},
+    )
     add("binary_sensor", "muted", {"name": "Muted", "stat_t": base + "/muted"})
     return out
