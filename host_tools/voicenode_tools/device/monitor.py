@@ -43,18 +43,18 @@ def events(path: str, seconds: float | None = None, reset: bool = False):
     import serial
 
     t = transport.open_serial(path)
-    ser = t.serial
+    link = t.serial
     deadline = None if seconds is None else time.monotonic() + seconds
     buf = b""
     try:
         if reset:
-            ser.write(b"\r\x03\x03\x02\x04")  # interrupt, friendly REPL, soft reset
+            link.write(b"\r\x03\x03\x02\x04")  # interrupt, friendly REPL, soft reset
         while deadline is None or time.monotonic() < deadline:
-            ser.timeout = (
+            link.timeout = (
                 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
             )
             try:
-                chunk = ser.read(4096)
+                chunk = link.read(4096)
             except (serial.SerialException, OSError) as e:
                 raise CommandError(transport.lost_message(path)) from e
             if not chunk:
