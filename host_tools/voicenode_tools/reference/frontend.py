@@ -171,6 +171,10 @@ class _Tables:
         m[np.arange(nb), self.mel_slot] += one - self.mel_w
         m[np.arange(nb), self.mel_slot + 1] += self.mel_w
         self.mel = m
+        self.slot_starts = np.flatnonzero(np.r_[True, np.diff(self.mel_slot) != 0])
+        self.slot_ids = self.mel_slot[self.slot_starts]
+        self.window32 = self.window.astype(np.int32)
+        self.fft_tw32 = [tw.astype(np.int32) for tw in self.fft_tw]
 
 
 _TABLES = None
@@ -195,26 +199,29 @@ def _msb(x):
 
 
 def _frames(pcm):
-    n = (len(pcm) - P.WINDOW) // P.STEP + 1
-    if n <= 0:
-        return np.zeros((0, P.WINDOW), np.int64)
-    idx = np.arange(P.WINDOW)[None, :] + P.STEP * np.arange(n)[:, None]
-    return pcm.astype(np.int64)[idx]
+    """(steps, WINDOW) int16 view of the frames (no copy)."""
+    if len(pcm) < P.WINDOW:
+        return np.zeros((0, P.WINDOW), np.int16)
+    return np.lib.stride_tricks.sliding_window_view(pcm, P.WINDOW)[:: P.STEP]
 
 
 def _fft_power(x, t):
     """Windowed, normalised 256-point radix-4 complex FFT and split: power per bin (F, 257)
-    and each frame's shift s."""
-    nf = x.shape[0]
-    peak = np.abs(x).max(axis=1) if nf else np.zeros(0, np.int64)
-    s = np.where(peak > 0, P.NORM_BIT - _msb(np.maximum(peak, 1)), 0)
-    rs = (P.WINDOW_BITS - s)[:, None]  # >= 4: always a right shift
-    v = np.zeros((nf, P.FFT_SIZE), np.int64)
-    v[:, :P.WINDOW] = (x * t.window + (1 << (rs - 1))) >> rs
+    and each frame's shift s.
 
-    re = v[:, 0::2].copy()
-    im = v[:, 1::2].copy()
+    int32 throughout: the firmware's bounds keep every intermediate below 2**31.
+    """
+    nf = x.shape[0]
+    x = x.astype(np.int32)
+    peak = np.abs(x).max(axis=1) if nf else np.zeros(0, np.int32)
+    s = np.where(peak > 0, P.NORM_BIT - _msb(np.maximum(peak, 1)), 0).astype(np.int32)
+    rs = (P.WINDOW_BITS - s)[:, None]  # >= 4: always a right shift
+    v = (x * t.window32 + (np.int32(1) << (rs - 1))) >> rs
     half = P.FFT_SIZE // 2
+    re = np.zeros((nf, half), np.int32)
+    im = np.zeros((nf, half), np.int32)
+    re[:, : P.WINDOW // 2] = v[:, 0::2]
+    im[:, : P.WINDOW // 2] = v[:, 1::2]
     quarter, stage = half // 4, 0
     rnd = 1 << (P.TWIDDLE_BITS + 1)
     while quarter >= 1:
@@ -244,7 +251,7 @@ def _fft_power(x, t):
                     outr[:, :, 0, 1:] = (yr[:, :, 1:] + 2) >> 2
                     outi[:, :, 0, 1:] = (yi[:, :, 1:] + 2) >> 2
                 else:
-                    tw = t.fft_tw[stage]
+                    tw = t.fft_tw32[stage]
                     wr, wi = tw[:, q - 1, 0], tw[:, q - 1, 1]
                     a, b = yr[:, :, 1:], yi[:, :, 1:]
                     outr[:, :, q, 1:] = (a * wr - b * wi + rnd) >> (P.TWIDDLE_BITS + 2)
@@ -256,8 +263,8 @@ def _fft_power(x, t):
 
     zr = re[:, t.digitrev]
     zi = im[:, t.digitrev]
-    pr = np.zeros((nf, half + 1), np.int64)
-    pi = np.zeros((nf, half + 1), np.int64)
+    pr = np.zeros((nf, half + 1), np.int32)
+    pi = np.zeros((nf, half + 1), np.int32)
     pr[:, 0] = (zr[:, 0] + zi[:, 0] + 1) >> 1
     pr[:, half] = (zr[:, 0] - zi[:, 0] + 1) >> 1
     k = np.arange(1, half // 2 + 1)
@@ -266,7 +273,7 @@ def _fft_power(x, t):
     ar_ = (a + c) << P.TWIDDLE_BITS
     ai_ = (b - d) << P.TWIDDLE_BITS
     br_, bi_ = a - c, b + d
-    wr, wi = t.post_wr, t.post_wi
+    wr, wi = t.post_wr.astype(np.int32), t.post_wi.astype(np.int32)
     p = wi * br_ + wr * bi_
     q = wi * bi_ - wr * br_
     sh = P.TWIDDLE_BITS + 2
@@ -278,12 +285,21 @@ def _fft_power(x, t):
 
 
 def _log_mel(power, s, peak, t):
-    e = power[:, t.k_lo:t.k_hi + 1] @ t.mel  # (F, N_MELS + 2), exact in int64
-    e = e[:, 1:P.N_MELS + 1]
-    m = _msb(np.maximum(e, 1))
+    # Each bin adds P * (128 - w) to its slot and P * w to the next; bins are sorted by
+    # slot, so both are sums over contiguous runs (exact int64, no BLAS).
+    pw = power[:, t.k_lo : t.k_hi + 1].astype(np.int64)
+    upper = pw * t.mel_w
+    lower = (pw << P.MEL_WEIGHT_BITS) - upper
+    e = np.zeros((len(pw), P.N_MELS + 2), np.int64)
+    e[:, t.slot_ids] += np.add.reduceat(lower, t.slot_starts, axis=1)
+    e[:, t.slot_ids + 1] += np.add.reduceat(upper, t.slot_starts, axis=1)
+    e = e[:, 1 : P.N_MELS + 1].astype(np.float64)
+    # frexp is exact here (e < 2**31): e = mant * 2**ex, mant in [0.5, 1), so the top bit is
+    # ex - 1 and the LOG_TABLE_BITS bits below it are floor(mant * 2**(tb + 1)) - 2**tb.
     tb = P.LOG_TABLE_BITS
-    frac = np.where(m >= tb, e >> np.maximum(m - tb, 0), e << np.maximum(tb - m, 0))
-    frac &= (1 << tb) - 1
+    mant, ex = np.frexp(np.maximum(e, 1.0))
+    frac = (mant * (1 << (tb + 1))).astype(np.int64) - (1 << tb)
+    m = ex.astype(np.int64) - 1
     log = (m << P.LOG_FRAC_BITS) + t.log_tab[frac] - ((2 << P.LOG_FRAC_BITS) * s)[:, None]
     log = np.maximum(log + P.LOG_OFFSET, 0)
     return np.where(e > 0, log, 0)
@@ -296,16 +312,18 @@ def _noise_and_output(log):
     floor_min = P.NOISE_MIN << 8
     n = np.maximum(log[0] << 8, floor_min)
     rise, fall = P.NOISE_RISE_SHIFT, P.NOISE_FALL_SHIFT
-    y = np.empty(log.shape, np.int64)
-    for i, row in enumerate(log):
-        d = (row << 8) - n
-        n = np.maximum(n + np.where(d > 0, d >> rise, d >> fall), floor_min)
-        y[i] = row - (n >> 8)
+    target = log << 8
+    floors = np.empty(log.shape, np.int64)
+    for i in range(len(log)):
+        d = target[i] - n
+        n = np.maximum(n + (d >> np.where(d > 0, rise, fall)), floor_min)
+        floors[i] = n
+    y = log - (floors >> 8)
     out[:] = np.clip(P.OUT_OFFSET + ((y * P.OUT_GAIN) >> 8), 0, 255)
     return out
 
 
-def features(pcm, chunk_frames=4096):
+def features(pcm, chunk_frames=512):
     """Feature bytes of a 16 kHz mono int16 recording, identical to the firmware's.
 
     Args:
