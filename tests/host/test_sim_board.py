@@ -191,8 +191,10 @@ def test_binary_clean_both_ways(board):
     try:
         t.enter_raw_repl()
         t.exec_raw_no_follow(
-            "import sys, binascii\n"
+            "import sys, binascii, micropython\n"
+            "micropython.kbd_intr(-1)\n"  # as on a chip: Ctrl-C is data only when disabled
             "d = sys.stdin.buffer.read(256)\n"
+            "micropython.kbd_intr(3)\n"
             "sys.stdout.buffer.write(bytes(b for b in range(256) if b != 4))\n"
             "print(binascii.hexlify(d).decode())\n"
         )
@@ -205,6 +207,22 @@ def test_binary_clean_both_ways(board):
     raw, echoed = out[:255], out[255:]
     assert raw == bytes(b for b in range(256) if b != 4)  # 0x04 ends raw-REPL output
     assert bytes.fromhex(echoed.decode().strip()) == payload
+
+
+def test_ctrl_c_interrupts_a_program_reading_stdin(board):
+    from mpremote.transport_serial import SerialTransport
+
+    t = SerialTransport(board.port)
+    try:
+        t.enter_raw_repl()
+        t.exec_raw_no_follow("import sys\nprint(sys.stdin.buffer.read(10))")
+        time.sleep(0.2)
+        t.serial.write(b"ab\x03")
+        out, err = t.follow(timeout=5)
+    finally:
+        t.close()
+    assert out == b""
+    assert b"KeyboardInterrupt" in err
 
 
 def test_crash_is_a_hard_reset(board):

@@ -13,10 +13,11 @@ What the supervisor adds to make it behave like an ESP32 running MicroPython:
   REPL was raw, puts it back into the raw REPL, showing only `raw REPL; CTRL-B to exit\\r\\n>`.
 * Hard reset: `machine.reset()`, `hard_reset()` or a crash of the child restart it with
   `reset_cause() == HARD_RESET` and a friendly REPL; pending input is discarded.
-* Ctrl-C: a 0x03 byte is passed to the child when it is blocked reading stdin (the REPL or
-  `input()`), and becomes SIGINT (the byte dropped) when the child is busy running code and has
-  its SIGINT handler installed. This is decided from /proc/<pid>/syscall and
-  /proc/<pid>/status, never by guessing from the byte stream.
+* Ctrl-C: a 0x03 byte becomes SIGINT (and is consumed) while the child runs code with its
+  interrupt char set: the Unix port then has a SIGINT handler installed, read from
+  /proc/<pid>/status. Otherwise (REPL input, raw paste, `micropython.kbd_intr(-1)`) it is
+  passed on as data once the child is blocked reading stdin (/proc/<pid>/syscall). Never
+  during the bootstrap's setup, where an interrupt could leave the host FS mounted.
 * Pulling the plug: `kill()` SIGKILLs the child, writes a last line to the port and closes
   the pty, so a client gets an I/O error instead of waiting forever (mpremote reads a pty with
   no timeout).
@@ -139,6 +140,8 @@ class Supervisor:
         self._out_buf = b""
         self._tail = b""
         self._pending_in = bytearray()
+        self._sent_total = 0  # bytes sent to the child's stdin socket
+        self._consumed_at_ready = 0
         self._head_since = None
         self._dropping = False
         self._reset_request = False
@@ -244,10 +247,15 @@ class Supervisor:
     def _debug(self, msg):
         if self._log:
             self._log(msg)
+        path = os.environ.get("VOICENODE_SIM_LOG")
+        if path:  # debugging aid: supervisor events, appended to a file
+            with open(path, "a") as f:
+                f.write(f"{time.monotonic():.4f} {self.port} {msg}\n")
 
     def _spawn(self, cause):
         self.reset_cause = cause
         self._out_state = "setup"
+        self._await_repl = False
         self._out_buf = b""
         self._head_since = None
         args = [
@@ -368,6 +376,10 @@ class Supervisor:
         if name == "booting":
             self._out_state = "boot"
         elif name == "ready":
+            # The script is ending: until the REPL reads stdin, a SIGINT could find the
+            # handler just removed and kill the process, so hold Ctrl-C until then.
+            self._await_repl = True
+            self._consumed_at_ready = self._consumed()
             if self._mode == "raw":
                 self._out_state = "swallow"
                 self._pending_in[:0] = b"\x01"
@@ -424,6 +436,16 @@ class Supervisor:
         except OSError:
             return []
 
+    def _consumed(self):
+        """Bytes the child has read from its stdin so far."""
+        return self._sent_total - self._child_inq()
+
+    def _child_reading(self):
+        """True if the child is blocked reading its stdin with nothing queued."""
+        sc = self._child_syscall()
+        reading = len(sc) > 1 and sc[0] == str(_READ_SYSCALL) and int(sc[1], 16) == 0
+        return reading and self._child_inq() == 0
+
     def _sigint_caught(self):
         try:
             with open(f"/proc/{self._proc.pid}/status") as f:
@@ -450,35 +472,40 @@ class Supervisor:
                     n = self._p.send(self._pending_in[:end])
                 except BlockingIOError:
                     return
+                self._sent_total += n
                 del self._pending_in[:n]
                 if n < end:
                     return
                 continue
+            # Head of the queue is a Ctrl-C. Like the ESP32 port: while code runs with the
+            # interrupt char set (the Unix port then has its SIGINT handler installed, even
+            # if the code reads stdin), it raises KeyboardInterrupt and the byte is consumed;
+            # otherwise (REPL input, raw paste, micropython.kbd_intr(-1)) it is data.
             now = time.monotonic()
-            if self._out_state == "setup":  # as on a chip, Ctrl-C is not seen before boot.py
-                self._head_since = now
             if self._head_since is None:
                 self._head_since = now
-            sc = self._child_syscall()
-            reading = len(sc) > 1 and sc[0] == str(_READ_SYSCALL) and int(sc[1], 16) == 0
-            if reading and self._child_inq() == 0:
-                try:
-                    self._p.send(b"\x03")
-                except BlockingIOError:
+            if self._out_state == "setup":  # as on a chip, nothing interrupts before boot.py
+                return
+            if self._await_repl:
+                # The REPL is up once it has read a byte or waits reading stdin.
+                if self._consumed() == self._consumed_at_ready and not self._child_reading():
                     return
-                del self._pending_in[:1]
-                self._head_since = None
-            elif now - self._head_since >= 0.02 and self._sigint_caught():
+                self._await_repl = False
+            if self._sigint_caught():
                 os.kill(self._proc.pid, signal.SIGINT)
                 del self._pending_in[:1]
                 self._head_since = None
                 self._debug("Ctrl-C -> SIGINT")
-            elif now - self._head_since >= 2.0:
-                self._p.send(b"\x03")  # neither reading nor interruptible: pass it on
+                continue
+            if self._child_reading() or now - self._head_since >= 2.0:
+                try:
+                    self._sent_total += self._p.send(b"\x03")
+                except BlockingIOError:
+                    return
                 del self._pending_in[:1]
                 self._head_since = None
             else:
-                return
+                return  # between two states: look again in 2 ms
 
     def _kill_child(self):
         proc = self._proc

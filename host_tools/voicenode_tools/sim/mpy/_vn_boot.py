@@ -119,9 +119,9 @@ def _vn_main():
         w("\x00\x1b[vnsim-failed]\x00")
         while True:
             pass
-    w("\x00\x1b[vnsim-booting]\x00")
     end = "\x00\x1b[vnsim-ready]\x00"
     try:
+        w("\x00\x1b[vnsim-booting]\x00")  # inside try: a Ctrl-C now still ends in "ready"
         if _vn_run("boot.py") and mode == "friendly":
             _vn_run("main.py")
     except SystemExit:
