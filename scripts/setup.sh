@@ -5,7 +5,7 @@ set -euo pipefail
 VENV=${1:-.venv}
 cd "$(dirname "$0")/.."
 
-DEBS="espeak-ng sox mosquitto valgrind fluidsynth fluid-soundfont-gm"
+DEBS="espeak-ng sox mosquitto valgrind fluidsynth fluid-soundfont-gm strace"
 missing=""
 for pkg in $DEBS; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

@@ -10,7 +10,7 @@ reaches `Actions.on_event(kind, fields)`:
 - "wake": LED shows LISTENING; published on voicenode/<id>/wake.
 - "intent" (or "command"), fields {"intent": "light.on", "slots": {...}, "score": 0.91}:
   the GPIO outputs mapped to that intent (config "outputs", see gpio.py), LED UNDERSTOOD;
-  an intent that is None/empty (or an event "not_understood") shows NOT_UNDERSTOOD.
+  an intent "unknown" or None (or an event "not_understood") shows NOT_UNDERSTOOD.
   Published on voicenode/<id>/intent.
 - "mute"/"unmute": LED MUTED while muted; published retained on voicenode/<id>/muted.
 - anything else (boot, status, error...) stays on the serial console.
@@ -45,7 +45,11 @@ class Actions:
             self._on_event(kind, fields)
         except Exception as e:  # noqa: BLE001 - an action must never stop the node
             voicenode.count("action_errors")
-            print("actions: %s %r" % (type(e).__name__, e))
+            from voicenode.actions import eventlog
+
+            # the plain emit: an error event does not come back through this listener
+            emit = getattr(eventlog, "_plain_emit", eventlog.emit)
+            emit("error", where="actions", type=type(e).__name__, msg=str(e))
 
     def _on_event(self, kind, fields):
         from voicenode.actions import feedback as fb
@@ -57,7 +61,7 @@ class Actions:
                 show(fb.LISTENING)
         elif kind in ("intent", "command"):
             intent = fields.get("intent")
-            if intent:
+            if intent and intent != "unknown":  # commands.UNKNOWN: heard, not understood
                 if self.outputs is not None:
                     self.outputs.handle(intent, fields.get("slots"))
                 if show:
