@@ -38,6 +38,16 @@ def _log(kind, msg):
         print("wake:", kind, msg)
 
 
+def _try_load(path, frontend):
+    # A model file must never stop the node: any failure becomes a message.
+    try:
+        return _model.load(path, frontend), None
+    except _model.ModelError as e:
+        return None, str(e)
+    except Exception as e:  # a read error, a malformed sidecar the checks did not foresee...
+        return None, "%s: %s: %s" % (path, type(e).__name__, e)
+
+
 class Detector:
     """Runs wake-word models side by side on one stream of feature frames.
 
@@ -60,20 +70,20 @@ class Detector:
         failed = False
         for spec in models:
             if isinstance(spec, str):
-                try:
-                    self.models.append(_model.load(spec, frontend))
-                except _model.ModelError as e:
+                m, err = _try_load(spec, frontend)
+                if m is None:
                     failed = True
-                    self._refuse("model_error", "%s; falling back to the default model" % e)
+                    self._refuse("model_error", "%s; falling back to the default model" % err)
+                else:
+                    self.models.append(m)
             else:
                 self.models.append(spec)
         if (failed or not self.models) and default is not None:
-            try:
-                m = _model.load(default, frontend)
-                if not any(x.path == m.path for x in self.models):
-                    self.models.append(m)
-            except _model.ModelError as e:
-                self._refuse("default_model_error", "%s; the detector runs without it" % e)
+            m, err = _try_load(default, frontend)
+            if m is None:
+                self._refuse("default_model_error", "%s; the detector runs without it" % err)
+            elif not any(x.path == m.path for x in self.models):
+                self.models.append(m)
         n = len(self.models)
         self._rings = [bytearray(m.window) for m in self.models]
         # per model (_ST words): ring position, ring sum, cool-off steps left, threshold

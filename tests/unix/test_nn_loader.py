@@ -64,7 +64,7 @@ def patch(vnm, offset, fmt, value):
 
 def other_sidecar(vnm, tmp):
     other = tmp / "other.vnm"
-    nn.random_model(np.random.default_rng(9), n_mels=7, spec=SPEC).save(
+    nn.random_model(np.random.default_rng(9), n_mels=40, spec=SPEC).save(
         other,
         dict(
             name="o",
@@ -78,7 +78,7 @@ def other_sidecar(vnm, tmp):
     vnm.with_suffix(".json").write_text(other.with_suffix(".json").read_text())
 
 
-W0 = 6 * 3 * 7  # weights of layer 0
+W0 = 6 * 3 * 40  # weights of layer 0
 CASES = {
     "version": (lambda p, t: patch(p, 4, "<H", 9), "format version 9, this firmware reads 1"),
     "chain": (
@@ -104,7 +104,24 @@ CASES = {
     ),
     "missing": (lambda p, t: p.unlink(), "cannot open"),
     "short": (lambda p, t: p.write_bytes(b"VNNM\x01"), "too short for a model"),
+    "bands": (lambda p, t: narrow(p), "the model reads 7 bands, the front end gives 40"),
+    "types": (lambda p, t: edit_sidecar(p, input=5), "sidecar 'input' has the wrong type"),
 }
+
+
+def narrow(vnm):
+    """A valid model that reads 7 bands, its sidecar claiming this firmware's front end."""
+    nn.random_model(np.random.default_rng(2), n_mels=7, spec=SPEC).save(
+        vnm,
+        dict(
+            name=vnm.stem,
+            wake_phrase="x",
+            cutoff=0.5,
+            window=3,
+            cooloff=3,
+            frontend=nn.frontend_params(),
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +130,7 @@ def results(tmp_path_factory):
     paths = {}
     for name, (damage, _) in CASES.items():
         vnm = tmp / f"{name}.vnm"
-        nn.random_model(np.random.default_rng(1), n_mels=7, spec=SPEC).save(
+        nn.random_model(np.random.default_rng(1), n_mels=40, spec=SPEC).save(
             vnm,
             dict(
                 name=name,
@@ -155,7 +172,7 @@ def test_host_twin_refuses_the_same_binary_damage(results):
 
 def test_good_model_loads_and_reports_its_sidecar(tmp_path):
     vnm = tmp_path / "hey_node.vnm"
-    nn.random_model(np.random.default_rng(1), n_mels=7, spec=SPEC).save(
+    nn.random_model(np.random.default_rng(1), n_mels=40, spec=SPEC).save(
         vnm,
         dict(
             name="hey_node",

@@ -191,6 +191,9 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend):
         )
     if side["model_crc32"] != crc:
         raise ModelError("%s: sidecar was written for another model file (checksum differs)" % path)
+    for key, kind in (("name", str), ("input", dict), ("heap_bytes", int)):
+        if not isinstance(side[key], kind):
+            raise ModelError("%s: sidecar %r has the wrong type" % (path, key))
     inp = side["input"]
     if inp.get("zero_point") != in_zp or inp.get("n_mels") != n_in:
         raise ModelError(
@@ -211,6 +214,11 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend):
                 "%s: this firmware has no voicenode.dsp.params to check against" % path
             ) from None
     check_frontend(side["frontend"], frontend, path)
+    if "N_MELS" in frontend and frontend["N_MELS"] != n_in:
+        raise ModelError(
+            "%s: the model reads %d bands, the front end gives %r"
+            % (path, n_in, frontend["N_MELS"])
+        )
     return side
 
 
@@ -296,10 +304,22 @@ def load(path, frontend=None, check_heap=True):
             raise ModelError("%s: no layers" % vnm)
         del hb
         gc.collect()
+        total = 0
+        for m in metas:
+            total += m[_M_SIZE]
+        if total > gc.mem_free():
+            raise ModelError("%s: its buffers need %d bytes, %d free" % (vnm, total, gc.mem_free()))
         order = sorted(range(n_layers), key=lambda i: -metas[i][_M_SIZE])
         bufs = [None] * n_layers
-        for i in order:
-            bufs[i] = bytearray(metas[i][_M_SIZE])
+        try:
+            for i in order:
+                bufs[i] = bytearray(metas[i][_M_SIZE])
+        except MemoryError:
+            bufs = None
+            gc.collect()
+            raise ModelError(
+                "%s: not enough contiguous heap for its %d bytes of buffers" % (vnm, total)
+            ) from None
         cfgs = [array.array("i", bytes(4 * kernels.CFG_LEN)) for _ in range(n_layers)]
         chan = bytearray(_CHAN * max(m[7] for m in metas))
         # Pass 2: read the weights, channel records and tables into place.

@@ -360,6 +360,8 @@ class QuantModel:
     input_scale: float = 1.0
     input_zp: int = 0
     sidecar: dict = field(default_factory=dict)
+    #: CRC-32 stored in the file this model was read from (None if built in memory).
+    file_crc32: int | None = None
 
     @property
     def n_in(self) -> int:
@@ -518,7 +520,7 @@ class QuantModel:
             zp = out_zp
         if pos != len(data) - 4:
             raise ModelFormatError(f"{where}: {len(data) - 4 - pos} stray bytes after the layers")
-        model = cls(layers, input_zp=input_zp)
+        model = cls(layers, input_zp=input_zp, file_crc32=crc)
         if model.n_in != n_in:
             raise ModelFormatError(
                 f"{where}: header says {n_in} inputs, first layer has {model.n_in}"
@@ -578,6 +580,7 @@ class QuantModel:
         path.write_bytes(data)
         path.with_suffix(".json").write_text(json.dumps(side, indent=1, sort_keys=True) + "\n")
         self.sidecar = side
+        self.file_crc32 = side["model_crc32"]
         return side
 
     @classmethod
@@ -626,7 +629,7 @@ def check_sidecar(
             raise ModelFormatError(f"{where}: missing {key!r}")
     if side["format"] != FORMAT_VERSION:
         raise ModelFormatError(f"{where}: format {side['format']}, expected {FORMAT_VERSION}")
-    crc = struct.unpack("<I", model.to_bytes()[-4:])[0]
+    crc = model.file_crc32 if model.file_crc32 is not None else zlib.crc32(model.to_bytes()[:-4])
     if side["model_crc32"] != crc:
         raise ModelFormatError(f"{where}: written for another model file (checksum differs)")
     if (
