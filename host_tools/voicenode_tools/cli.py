@@ -24,6 +24,7 @@ _COMMANDS = {
     "boards": ("voicenode_tools.commands.boards", "list, check and generate board definitions; draw wiring"),
     "train-wakeword": ("voicenode_tools.commands.train_wakeword", "train a wake-word model from text (synthesized speech, CPU)"),
     "hil": ("voicenode_tools.commands.hil", "hardware-in-the-loop suite and soak (a real board or --port sim)"),
+    "secrets": ("voicenode_tools.commands.secrets", "write the Wi-Fi and MQTT broker secrets to /secrets.json on the node"),
 }
 
 
