@@ -66,6 +66,7 @@ H_POS = const(0)  # ring write position = oldest sample of the next window
 H_SHIFT = const(1)  # the frame's shift + 64
 H_FIRST = const(2)  # 1: the next frame seeds the noise floor
 H_PEAK = const(3)  # 3 words: per STEP block of the ring, max << 16 | min of sample ^ 0x8000
+H_ARG = const(6)  # copy_in's off * 256 + n
 
 BIAS = const(8192)
 _WORK_H = const(16)  # the offsets in int16 units
@@ -122,16 +123,15 @@ def _pos(d: ptr16, rev: ptr8):
 
 
 @micropython.viper
-def copy_in(h: ptr32, s: ptr16, offn: int):
+def copy_in(h: ptr32, s: ptr16):
     """Append samples to the ring and track each STEP block's peak.
 
-    offn = off * 256 + n: copy s[off:off+n]; the caller keeps n within the current block
-    (n <= STEP), so nothing wraps inside.
+    Header word H_ARG = off * 256 + n: copy s[off:off+n]; the caller keeps n within the
+    current block (n <= STEP), so nothing wraps inside.
     """
-    i = int(offn) >> 8
+    i = int(h[6]) >> 8
+    e = i + (int(h[6]) & 255)
     pos = int(h[0])
-    n = offn & 255
-    d = ptr16(h)
     b = 0
     if pos >= 160:
         b = 1
@@ -142,19 +142,30 @@ def copy_in(h: ptr32, s: ptr16, offn: int):
     if pos != b * 160:  # within a block: go on from its peak so far
         mx = (int(h[3 + b]) >> 16) & 0xFFFF
         mn = int(h[3 + b]) & 0xFFFF
-    j = _RING_H + pos
-    e = i + n
-    while i < e:
+    d = ptr16(uint(h) + ((_RING_H + pos - i) << 1))  # d[i] is the ring slot of s[i]
+    pos += e - i
+    while i + 1 < e:
         v = s[i] ^ 0x8000  # order-preserving unsigned
-        d[j] = v
+        d[i] = v
         if v > mx:
             mx = v
         if v < mn:
             mn = v
-        i += 1
-        j += 1
+        v = s[i + 1] ^ 0x8000
+        d[i + 1] = v
+        if v > mx:
+            mx = v
+        if v < mn:
+            mn = v
+        i += 2
+    if i < e:
+        v = s[i] ^ 0x8000
+        d[i] = v
+        if v > mx:
+            mx = v
+        if v < mn:
+            mn = v
     h[3 + b] = (mx << 16) | mn
-    pos += n
     if pos == 480:
         pos = 0
     h[0] = pos
@@ -199,6 +210,11 @@ def window(p: ptr16):
     h[1] = s + _SHIFT_BIAS
     rs = 15 - s
     rnd = 1 << (rs - 1)
+    bias = BIAS
+    if rs <= 16:
+        # Fold the bias into the rounding: |x * w| + (BIAS << 16) < 2**31.
+        rnd += BIAS << rs
+        bias = 0
     seg = 0
     while seg < 3:
         j = pos + seg * 160
@@ -206,11 +222,18 @@ def window(p: ptr16):
             j -= 480
         j += _RING_H
         e = i + 160
-        while i < e:
-            p[_WORK_H + i] = (((p[j] - 32768) * p[_WIN_H + i] + rnd) >> rs) + BIAS
-            p[_WORK_H + 1 + i] = (((p[j + 1] - 32768) * p[_WIN_H + 1 + i] + rnd) >> rs) + BIAS
-            i += 2
-            j += 2
+        if bias:
+            while i < e:
+                p[_WORK_H + i] = (((p[j] - 32768) * p[_WIN_H + i] + rnd) >> rs) + BIAS
+                p[_WORK_H + 1 + i] = (((p[j + 1] - 32768) * p[_WIN_H + 1 + i] + rnd) >> rs) + BIAS
+                i += 2
+                j += 2
+        else:
+            while i < e:
+                p[_WORK_H + i] = ((p[j] - 32768) * p[_WIN_H + i] + rnd) >> rs
+                p[_WORK_H + 1 + i] = ((p[j + 1] - 32768) * p[_WIN_H + 1 + i] + rnd) >> rs
+                i += 2
+                j += 2
         seg += 1
     while i < 512:
         p[_WORK_H + i] = BIAS

@@ -17,7 +17,7 @@ Output does not depend on how the audio is chunked. Frame i covers samples
 
 from micropython import const
 
-from .fft import H_FIRST, H_POS, copy_in, fft, finish, new_arena, power_mel, window
+from .fft import H_ARG, H_FIRST, H_POS, copy_in, fft, finish, new_arena, power_mel, window
 from .params import N_MELS, STEP, WINDOW
 
 _BLOCKS = const(3)  # WINDOW // STEP: blocks needed before the first frame
@@ -60,7 +60,8 @@ class Frontend:
             k = STEP - self._fill
             if k > n - i:
                 k = n - i
-            copy_in(self._arena, samples, (i << 8) | k)
+            self._arena[H_ARG] = (i << 8) | k
+            copy_in(self._arena, samples)
             i += k
             self._fill += k
             if self._fill == STEP:

@@ -67,8 +67,9 @@ def _msb(x):
     return m
 
 
-def copy_in(h, s, offn):
+def copy_in(h, s):
     z = _Arena(h)
+    offn = z.u32(K.HDR + 4 * K.H_ARG)
     off, n = offn >> 8, offn & 255
     pos = z.u32(K.HDR)
     blk = pos // STEP
