@@ -374,3 +374,21 @@ def test_the_real_firmware_compiles_for_the_esp32_s3(tmp_path):
             capture_output=True, text=True,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
+
+
+def test_a_damaged_installed_version_is_reinstalled(trees, board):
+    a, _b = trees
+    r1 = deploy.deploy(board.port, board=None, source=a)
+    t = transport.connect(board.port)
+    try:  # a flipped byte in one installed module
+        transport.run(
+            t, f"with open('/app/{r1.app_id}/voicenode/extra/m3.mpy', 'r+b') as f:\n f.write(b'X')"
+        )
+    finally:
+        transport.close(t)
+    assert not check_node(board.port)["consistent"]
+    r2 = deploy.deploy(board.port, board=None, source=a)
+    assert "voicenode/extra/m3.mpy" in r2.uploaded and r2.copied == []  # nothing copied from it
+    assert any("damaged" in n for n in r2.notes)
+    state = check_node(board.port)
+    assert state["consistent"] and state["active"] == r1.app_id

@@ -292,16 +292,22 @@ def install(
     s.flush()
     s.on_step("cleaned")
 
+    replace_active = False  # the active version is damaged: replace it once a copy is ready
     if b.app_id in survey["apps"]:
         # Complete by construction (renamed from a verified stage); check it anyway.
         if _verify(s, target, b.hashes) or _verify(
             s, target, {"manifest.json": build_mod.short_hash(b.manifest())}
         ):
-            s.run(f"_rm({target!r})")
-            report.removed.append(target)
+            if active == b.app_id:
+                replace_active = True
+                report.notes.append(f"the installed {target} was damaged: reinstalled")
+            else:
+                s.run(f"_rm({target!r})")
+                report.removed.append(target)
             survey["apps"].remove(b.app_id)
     if b.app_id not in survey["apps"]:
-        old = (survey.get("manifest") or {}).get("files", {}) if active else {}
+        trusted = active and not replace_active  # never copy from a damaged version
+        old = (survey.get("manifest") or {}).get("files", {}) if trusted else {}
         by_hash = {h: p for p, h in old.items()}
         s.run(f"_rm({stage!r})\n_mkd({stage!r})")
         made = set()
@@ -336,6 +342,8 @@ def install(
         s.add("_sync()")
         s.flush()
         s.on_step("verified")
+        if replace_active:  # the only moment without a complete /app/<id>: unavoidable
+            s.run(f"_rm({target!r})")
         s.run(f"os.rename({stage!r}, {target!r})\n_sync()")
         s.on_step("renamed")
 
