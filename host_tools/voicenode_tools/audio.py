@@ -179,7 +179,19 @@ def write_wav(path, x, rate=TARGET_RATE):
     """Write a 1-D int16 array as a mono 16-bit PCM WAV."""
     x = np.asarray(x, "<i2")
     header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + x.nbytes, b"WAVE", b"fmt ", 16, _PCM, 1, rate,
-        rate * 2, 2, 16, b"data", x.nbytes,
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + x.nbytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        _PCM,
+        1,
+        rate,
+        rate * 2,
+        2,
+        16,
+        b"data",
+        x.nbytes,
     )
     Path(path).write_bytes(header + x.tobytes())

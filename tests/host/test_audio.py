@@ -4,7 +4,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from voicenode_tools.audio import AudioError, load_16k, read_wav, resample, write_wav
 
 
@@ -12,8 +11,12 @@ def wav_bytes(payload, rate=16000, channels=1, bits=16, tag=1, extensible=False)
     align = channels * ((bits + 7) // 8)
     if extensible:
         guid = struct.pack("<H", tag) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-        fmt = struct.pack("<HHIIHHHHI", 0xFFFE, channels, rate, rate * align, align, bits, 22,
-                          bits, 0) + guid
+        fmt = (
+            struct.pack(
+                "<HHIIHHHHI", 0xFFFE, channels, rate, rate * align, align, bits, 22, bits, 0
+            )
+            + guid
+        )
     else:
         fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
@@ -39,8 +42,12 @@ def test_8_24_32_bit_and_float_are_converted(tmp_path, ramp):
     r32 = ramp.astype(np.int32)
     cases = {
         "u8": (((r32 >> 8) + 128).astype(np.uint8).tobytes(), 8, 1, (r32 >> 8) << 8),
-        "s24": (b"".join(int(v * 256 + 0x7F).to_bytes(3, "little", signed=True) for v in r32),
-                24, 1, r32),
+        "s24": (
+            b"".join(int(v * 256 + 0x7F).to_bytes(3, "little", signed=True) for v in r32),
+            24,
+            1,
+            r32,
+        ),
         "s32": ((r32.astype(np.int64) << 16).astype("<i4").tobytes(), 32, 1, r32),
         "f32": ((r32 / 32768.0).astype("<f4").tobytes(), 32, 3, r32),
         "f64": ((r32 / 32768.0).astype("<f8").tobytes(), 64, 3, r32),
@@ -106,7 +113,7 @@ def test_bad_files_are_refused_clearly(tmp_path):
         "text.wav": (b"hello, I am not audio at all", "not a WAV file"),
         "empty.wav": (b"", "not a WAV file"),
         "nofmt.wav": (b"RIFF\x0c\x00\x00\x00WAVEdata\x00\x00\x00\x00", "no fmt chunk"),
-        "nodata.wav": (wav_bytes(b"")[: -8], "no data chunk"),
+        "nodata.wav": (wav_bytes(b"")[:-8], "no data chunk"),
         "alaw.wav": (wav_bytes(b"\x00\x00", bits=8, tag=6), "unsupported WAV encoding"),
         "rifx.wav": (b"RIFX" + wav_bytes(b"")[4:], "big-endian"),
     }

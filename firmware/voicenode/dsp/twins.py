@@ -125,10 +125,12 @@ def fft(p):
                 idx = [g + k * q for k in range(4)]
                 (ar, br, cr, dr) = [re[i] for i in idx]
                 (ai, bi, ci, di) = [im[i] for i in idx]
-                ys = [(ar + br + cr + dr, ai + bi + ci + di),
-                      (ar + bi - cr - di, ai - br - ci + dr),  # a - jb - c + jd
-                      (ar - br + cr - dr, ai - bi + ci - di),
-                      (ar - bi - cr + di, ai + br - ci - dr)]  # a + jb - c - jd
+                ys = [
+                    (ar + br + cr + dr, ai + bi + ci + di),
+                    (ar + bi - cr - di, ai - br - ci + dr),  # a - jb - c + jd
+                    (ar - br + cr - dr, ai - bi + ci - di),
+                    (ar - bi - cr + di, ai + br - ci - dr),
+                ]  # a + jb - c - jd
                 for k, (yr, yi) in enumerate(ys):
                     if k == 0 or j == 0:
                         re[idx[k]], im[idx[k]] = (yr + 2) >> 2, (yi + 2) >> 2

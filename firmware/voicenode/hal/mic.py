@@ -159,8 +159,23 @@ def _ring_get(ring, size: int, rpos: int, dst, n: int) -> int:
 
 
 class Microphone:
-    def __init__(self, i2s, fmt=None, *, slot_bits=32, channels=1, channel=0, bit_delay=0,
-                 shift=14, rate=16000, block=160, hp_shift=10, ring=0, ibuf=None, **_ignored):
+    def __init__(
+        self,
+        i2s,
+        fmt=None,
+        *,
+        slot_bits=32,
+        channels=1,
+        channel=0,
+        bit_delay=0,
+        shift=14,
+        rate=16000,
+        block=160,
+        hp_shift=10,
+        ring=0,
+        ibuf=None,
+        **_ignored,
+    ):
         if fmt:
             slot_bits = fmt.get("slot_bits", slot_bits)
             channels = fmt.get("channels", channels)
@@ -200,8 +215,9 @@ class Microphone:
 
     def _convert(self, n, out):
         if self._bits == 32:
-            return _convert32(self._raw, n, self._stride, self._bd, self._shift, out, self._state,
-                              self._frac)
+            return _convert32(
+                self._raw, n, self._stride, self._bd, self._shift, out, self._state, self._frac
+            )
         return _convert16(self._raw, n, self._stride, self._shift, out, self._state, self._frac)
 
     def read(self):

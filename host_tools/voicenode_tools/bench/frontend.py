@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 
 TARGET_INSTR_PER_S = 15e6
@@ -143,9 +142,11 @@ def _best_wall(cmd, repeat=3):
 
 def _heap_bisect(script_args, lo=1024, hi=1 << 20, step=256):
     """Smallest -X heapsize (bytes, to `step`) with which the script succeeds."""
+
     def ok(size):
-        r = subprocess.run(_micropython_cmd(str(size)) + script_args, capture_output=True,
-                           text=True, timeout=600)
+        r = subprocess.run(
+            _micropython_cmd(str(size)) + script_args, capture_output=True, text=True, timeout=600
+        )
         return r.returncode == 0
 
     if not ok(hi):
@@ -180,8 +181,10 @@ def bench(seconds=60.0, callgrind=True, log=print):
 
         # Wall time (best of 3), start-up removed.
         res["fw_wall_s"] = _best_wall(fw(full)) - _best_wall(fw(tiny))
-        log(f"firmware (Unix port) wall: {res['fw_wall_s']:.3f} s "
-            f"({seconds / res['fw_wall_s']:.0f}x real time)")
+        log(
+            f"firmware (Unix port) wall: {res['fw_wall_s']:.3f} s "
+            f"({seconds / res['fw_wall_s']:.0f}x real time)"
+        )
         have_c = True
         try:
             import pymicro_features  # noqa: F401
@@ -191,8 +194,10 @@ def bench(seconds=60.0, callgrind=True, log=print):
         if have_c:
             res["c_steps"] = int(_run(cc(full))[1].split()[-1])
             res["c_wall_s"] = _best_wall(cc(full)) - _best_wall(cc(tiny))
-            log(f"C microfrontend (+ Python loop) wall: {res['c_wall_s']:.3f} s, "
-                f"{res['c_steps']} steps")
+            log(
+                f"C microfrontend (+ Python loop) wall: {res['c_wall_s']:.3f} s, "
+                f"{res['c_steps']} steps"
+            )
 
         # numpy reference speed.
         from voicenode_tools.reference.frontend import features
@@ -208,8 +213,10 @@ def bench(seconds=60.0, callgrind=True, log=print):
             ir_tiny = _callgrind(fw(tiny))
             res["fw_instr_per_s"] = (ir_full - ir_tiny) / seconds
             res["fw_instr_per_step"] = (ir_full - ir_tiny) / steps
-            log(f"firmware: {res['fw_instr_per_s'] / 1e6:.2f} M instructions per second of audio "
-                f"({res['fw_instr_per_step']:.0f} per 10 ms step)")
+            log(
+                f"firmware: {res['fw_instr_per_s'] / 1e6:.2f} M instructions per second of audio "
+                f"({res['fw_instr_per_step']:.0f} per 10 ms step)"
+            )
             if have_c:
                 c_full = _callgrind(cc(full))
                 c_tiny = _callgrind(cc(tiny))
@@ -217,22 +224,30 @@ def bench(seconds=60.0, callgrind=True, log=print):
                 res["c_core_instr_per_s"] = _callgrind(cc(full), "FrontendProcessSamples") / seconds
                 res["ratio_vs_c"] = res["fw_instr_per_s"] / res["c_core_instr_per_s"]
                 res["ratio_vs_c_with_loop"] = res["fw_instr_per_s"] / res["c_instr_per_s"]
-                log(f"C microfrontend: {res['c_core_instr_per_s'] / 1e6:.2f} M instr/s inside "
+                log(
+                    f"C microfrontend: {res['c_core_instr_per_s'] / 1e6:.2f} M instr/s inside "
                     f"FrontendProcessSamples, {res['c_instr_per_s'] / 1e6:.2f} M with its "
-                    f"Python driver loop")
-                log(f"firmware / C: {res['ratio_vs_c']:.2f}x (C core), "
-                    f"{res['ratio_vs_c_with_loop']:.2f}x (C with loop)")
+                    f"Python driver loop"
+                )
+                log(
+                    f"firmware / C: {res['ratio_vs_c']:.2f}x (C core), "
+                    f"{res['ratio_vs_c_with_loop']:.2f}x (C with loop)"
+                )
 
         # Heap.
-        res["heap_construct"] = int(_run(_micropython_cmd() + [str(d / "fw_heap.py"),
-                                                              str(FIRMWARE_DIR)])[1].split()[-1])
+        res["heap_construct"] = int(
+            _run(_micropython_cmd() + [str(d / "fw_heap.py"), str(FIRMWARE_DIR)])[1].split()[-1]
+        )
         res["heapsize_min_run"] = _heap_bisect([str(d / "fw.py"), str(FIRMWARE_DIR), str(full)])
         res["heapsize_min_import"] = _heap_bisect(
-            [str(d / "fw_import.py"), str(FIRMWARE_DIR), str(full)])
-        log(f"heap: Frontend() allocates {res['heap_construct']} bytes (gc.mem_alloc); smallest "
+            [str(d / "fw_import.py"), str(FIRMWARE_DIR), str(full)]
+        )
+        log(
+            f"heap: Frontend() allocates {res['heap_construct']} bytes (gc.mem_alloc); smallest "
             f"-X heapsize: {res['heapsize_min_run']} to process the minute, "
             f"{res['heapsize_min_import']} to only import (difference "
-            f"{res['heapsize_min_run'] - res['heapsize_min_import']})")
+            f"{res['heapsize_min_run'] - res['heapsize_min_import']})"
+        )
 
     checks = {"heap <= 16 KB": res["heap_construct"] <= TARGET_HEAP}
     if "fw_instr_per_s" in res:
@@ -246,8 +261,9 @@ def bench(seconds=60.0, callgrind=True, log=print):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m voicenode_tools.bench.frontend",
-                                 description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m voicenode_tools.bench.frontend", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     ap.add_argument("--json", help="also write the figures to this file")

