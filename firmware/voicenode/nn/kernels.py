@@ -7,7 +7,8 @@ logistic table) into the layer's output bytes. It returns 1 if it emitted, else 
 Nothing is allocated: all buffers are made once by the loader (`voicenode.nn.model`).
 
 One bytearray per layer holds everything (offsets in `cfg`, an array("i")):
-  [channels: out_ch * 3 int32 (bias + 2**29, m, s)][weights: int8 ^ 0x80][table: 256]
+  [channels: out_ch * 3 int32 (bias + 2**29, m, s)][weights: int8 ^ 0x80 (dwconv: int8)]
+  [table: 256]
   [out: out_ch][ring: 2 * span * in_ch][window: k * in_ch, dilated conv only]
 The channel records come first so that they are 4-byte aligned (the ESP32-S3 faults on
 unaligned 32-bit loads). The ring is doubled: input n goes to slots n % span and
@@ -17,8 +18,8 @@ taps of a layer are read in place (a dilated conv gathers its k taps into the wi
 Arithmetic (docs/MODEL_FORMAT.md), every intermediate within signed 32 bits so that the
 64-bit Unix port and the 32-bit ESP32-S3 give the same bytes: weights are stored as
 w ^ 0x80 = w + 128 (unsigned), so the inner loop multiplies two unsigned bytes (no sign
-extension) and the kernel subtracts 128 * sum(x) once per channel (once per layer for
-conv/dense); the channel record holds (bias - x_zp * sum(w)) + 2**29, non-negative because a
+extension) and the kernel subtracts 128 * sum(x) once per layer (depthwise layers, with k
+terms per channel, keep signed weights and fix the sign per tap instead); the channel record holds (bias - x_zp * sum(w)) + 2**29, non-negative because a
 ptr32 load is zero-extended on the 64-bit port.
 
 Speed: viper keeps only the first three locals of a function in machine registers, and the
@@ -95,7 +96,8 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
     po = ptr8(base + int(c[CFG_OUTOFF]))
     wbase = base + int(c[CFG_W])
     if int(c[CFG_KIND]) == _DWCONV:
-        # depthwise: channel o's taps are k bytes d * in_ch apart in the ring
+        # depthwise: channel o's k taps are d * in_ch bytes apart in the ring; its weights
+        # stay signed int8 (k terms: a sign fix per tap is cheaper than a sum per channel)
         step = d * n_in
         o = 0
         while o < nout:
@@ -103,15 +105,11 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
             acc = int(pp[0]) - BIAS_OFFSET
             x = ptr8(xa + o)
             w = ptr8(wbase + o * k)
-            sx = 0
-            j = 0
-            while j < k:
-                v = x[0]
-                acc += w[j] * v
-                sx += v
+            wend = int(w) + k
+            while int(w) < wend:
+                acc += ((w[0] ^ 0x80) - 0x80) * x[0]
                 x = ptr8(int(x) + step)
-                j += 1
-            acc -= sx << 7
+                w = ptr8(int(w) + 1)
             m = int(pp[1])
             s = int(pp[2])
             t = (acc >> 16) * m + (((acc & 0xFFFF) * m) >> 16)
@@ -220,7 +218,7 @@ def layer_step_py(x, buf, acc, cfg):
         s = _u32(buf, o * 12 + 8)
         if dw:
             for j in range(k):
-                acc += (buf[wb + o * k + j] - 128) * xs[xo + j * d * n_in + o]
+                acc += ((buf[wb + o * k + j] ^ 0x80) - 0x80) * xs[xo + j * d * n_in + o]
         else:
             n = k * n_in
             for i in range(n):

@@ -371,7 +371,7 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
     mv = memoryview(buf)
     if f.readinto(mv[woff : woff + nw]) != nw:
         raise ModelError("%s runs past the end" % where)
-    kernels.xor80(buf, woff, nw)  # int8 -> w + 128 (unsigned bytes for the inner loop)
+    kernels.xor80(buf, woff, nw)  # int8 -> w + 128, to sum the weights
     if f.readinto(memoryview(chan)[: _CHAN * out_ch]) != _CHAN * out_ch:
         raise ModelError("%s runs past the end" % where)
     for o in range(out_ch):
@@ -387,6 +387,8 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
                 "%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s)
             )
         struct.pack_into("<III", buf, 12 * o, fb + kernels.BIAS_OFFSET, m, s)
+    if kind == _DWCONV:  # depthwise kernels read signed int8 weights
+        kernels.xor80(buf, woff, nw)
     if tab and f.readinto(mv[woff + nw : outoff]) != tab:
         raise ModelError("%s runs past the end" % where)
     cfg[kernels.CFG_KIND] = kind
