@@ -86,3 +86,21 @@ def test_wav_at_another_rate_is_resampled(tmp_path, capsys):
     cap = capsys.readouterr()
     assert "resampled to 16000 Hz" in cap.err
     assert len(cap.out.splitlines()) == 98
+
+
+def test_fixed_point_headroom_on_extreme_signals():
+    # Full-scale squares, clipping and DC stay far below the 32-bit limits the chip has.
+    t = ref._tables()
+    n = 16000
+    k = np.arange(n)
+    signals = [
+        np.where(np.sin(2 * np.pi * 440 * k / n) >= 0, 32767, -32768),
+        np.clip(90000 * np.sin(2 * np.pi * 1234 * k / n), -32768, 32767),
+        np.full(n, -32768),
+        np.where(k % 160 < 40, 32767, -32768),
+    ]
+    for x in signals:
+        power, s, peak = ref._fft_power(ref._frames(x.astype(np.int16)), t)
+        energy = power[:, t.k_lo : t.k_hi + 1].astype(np.int64) @ t.mel
+        assert power.max() < 1 << 25 and energy.max() < 1 << 28
+        assert s.min() >= -4 and s.max() <= P.NORM_BIT

@@ -297,6 +297,8 @@ def _log_mel(power, s, peak, t):
     e = np.zeros((len(pw), P.N_MELS + 2), np.int64)
     e[:, t.slot_ids] += np.add.reduceat(lower, t.slot_starts, axis=1)
     e[:, t.slot_ids + 1] += np.add.reduceat(upper, t.slot_starts, axis=1)
+    if len(e) and e.max() >= 1 << 31:  # would wrap on the chip's 32-bit ints
+        raise OverflowError(f"mel energy {e.max()} exceeds 2**31: the fixed-point bounds broke")
     e = e[:, 1 : P.N_MELS + 1].astype(np.float64)
     # frexp is exact here (e < 2**31): e = mant * 2**ex, mant in [0.5, 1), so the top bit is
     # ex - 1 and the LOG_TABLE_BITS bits below it are floor(mant * 2**(tb + 1)) - 2**tb.
