@@ -1,0 +1,66 @@
+"""`voicenode train-commands commands/home.toml --seed 1 -o models/`: the on-chip command model.
+
+Reads the command-set file (phrases with alternatives and slots, see
+`voicenode_tools.commandset`), synthesizes every intent and some unknown speech with many
+espeak-ng (and piper) voices, puts them in noisy rooms, computes the chip's features, trains a
+small int8 network with intent and slot outputs, picks the rejection cutoff on held-out voices
+and writes `<name>.vcm` + `<name>.json` (default name: commands_<set name>).
+"""
+
+import json
+from pathlib import Path
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "file", nargs="?", default=None, help="command-set file (default: commands/home.toml)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (data and training)")
+    parser.add_argument(
+        "-o", "--output", default="models", help="folder for <name>.vcm and <name>.json"
+    )
+    parser.add_argument("--name", help="model name (default: commands_<set name>)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny run to try the pipeline (seconds)"
+    )
+    parser.add_argument("--epochs", type=int, help="training epochs (overrides the recipe)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument(
+        "--check", action="store_true", help="only validate the file and print its expansion counts"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args):
+    from voicenode_tools import commandset
+    from voicenode_tools.cli import CommandError
+
+    path = Path(args.file) if args.file else commandset.default_path()
+    try:
+        cs = commandset.load(path)
+    except commandset.CommandSetError as e:
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"{path}: {e.strerror or e}") from None
+    if args.check:
+        counts = cs.count()
+        print(json.dumps({"file": str(path), "intents": len(counts), "sentences": sum(counts.values()),
+                          "per_intent": counts, "outputs": cs.layout()["outputs"]}, indent=1))  # fmt: skip
+        return 0
+    try:
+        from voicenode_tools.train import commands as tc
+        from voicenode_tools.train.trainer import Progress
+    except ImportError as e:
+        raise CommandError(
+            f"training needs the 'train' extra: pip install -e '.[train]' ({e})"
+        ) from None
+    over = {"train": {"epochs": args.epochs}} if args.epochs else None
+    try:
+        side = tc.build(path, Path(args.output), seed=args.seed, progress=Progress(enabled=not args.quiet),
+                        workers=args.workers, quick=args.quick, name=args.name, overrides=over)  # fmt: skip
+    except RuntimeError as e:
+        raise CommandError(str(e)) from None
+    print(json.dumps({"model": str(Path(args.output) / (side["name"] + ".vcm")), "cutoff": side["cutoff"],
+                      "scores": side["scores"]["mean"], "heap_bytes": side["heap_bytes"], "macs": side["macs"],
+                      "seconds": side["train_seconds"]["total"]}))  # fmt: skip
+    return 0

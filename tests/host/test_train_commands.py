@@ -1,0 +1,87 @@
+"""Command training: sentence drawing, a tiny end-to-end run, and the CLI's checks."""
+
+import json
+
+import numpy as np
+import pytest
+from voicenode_tools import cli
+from voicenode_tools import commandset as C
+from voicenode_tools.reference import commands as rc
+from voicenode_tools.train import commands as tc
+
+SMALL = """name = "mini"
+[slots.room]
+values = ["kitchen", "bedroom"]
+[slots.minutes]
+type = "number"
+min = 1
+max = 4
+[intents."light.on"]
+phrases = ["turn on the {room} light[s]"]
+[intents."timer.set"]
+phrases = ["set a timer for {minutes} minute[s]"]
+[intents."fan.off"]
+phrases = ["turn off the fan"]
+"""
+
+
+def test_drawn_sentences_cover_every_intent_and_value():
+    cs = C.load(C.default_path())
+    rng = np.random.default_rng(0)
+    drawn = tc.draw_commands(cs, 3000, rng)
+    sents = {t: (i, v) for t, i, v in cs.expand()}
+    assert {k for _, k, _ in drawn} == set(range(len(cs.intents)))
+    minutes = {v["minutes"] for _, k, v in drawn if "minutes" in v}
+    assert minutes == set(range(60))
+    for t, k, v in drawn:
+        assert sents[t] == (cs.intents[k].name, v)
+    unk = tc.unknown_sentences(cs, "train", 400, rng)
+    assert len(unk) == 400 and not set(unk) & set(sents)
+    val = tc.unknown_sentences(cs, "val", 200, rng)
+    assert any(s.startswith("turn on the") for s in unk + val)
+
+
+def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "mini.toml"
+    f.write_text(SMALL)
+    over = {"data": {"train_commands": 60, "train_unknown": 20, "val_commands": 16, "val_unknown": 8},
+            "train": {"epochs": 4}}  # fmt: skip
+    side = tc.build(f, tmp_path / "out", seed=3, quick=True, overrides=over)
+    path = tmp_path / "out" / "commands_mini.vcm"
+    net = rc.CommandNet.load(path)  # checks the CRC and the sidecar against the file
+    s = net.sidecar
+    assert s == side
+    assert s["layout"]["intents"] == ["light.on", "timer.set", "fan.off"]
+    assert s["layout"]["slots"][1] == {
+        "name": "minutes",
+        "kind": "number",
+        "values": [1, 2, 3, 4],
+        "offset": 5,
+    }
+    assert s["layout"]["intent_slots"]["timer.set"] == ["minutes"]
+    assert net.n_out == 3 + 2 + 4 and net.n_in == 16 * 40 + 1
+    assert s["seed"] == 3 and s["recipe"]["seed"] == 3
+    assert 1 <= s["cutoff_u8"] <= 255 and abs(s["cutoff"] - s["cutoff_u8"] / 255) < 1e-3
+    sc = s["scores"]["snr20"]
+    assert sc["commands"] == 16 and sc["unknown"] >= 1
+    assert 0.0 <= s["scores"]["mean"]["intent_accuracy"] <= 1.0
+    assert s["commandset"]["sentences"] == 2 * 2 + 4 * 2 + 1
+    # a damaged sidecar is refused
+    bad = dict(s)
+    bad["layout"] = dict(s["layout"], outputs=8)
+    path.with_suffix(".json").write_text(json.dumps(bad))
+    with pytest.raises(rc.CommandModelError, match="outputs"):
+        rc.CommandNet.load(path)
+
+
+def test_cli_check_and_errors(tmp_path, capsys):
+    assert cli.main(["train-commands", str(C.default_path()), "--check"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["intents"] == len(C.load(C.default_path()).intents) and out["sentences"] > 500
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[intents."a"]\nphrases = [\n  "turn on the {garage} light",\n]\n')
+    assert cli.main(["train-commands", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:3:" in err and "unknown slot {garage}" in err
+    assert cli.main(["train-commands", str(tmp_path / "missing.toml")]) == 1
