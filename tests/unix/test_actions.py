@@ -158,8 +158,11 @@ def run(ms, step=10):
         now[0] += step
         t += step
         f.poll()
-f.show(fb.LISTENING); run(5000)
+f.show(fb.LISTENING); run(3990)
 out["listening"] = [led.log[:], f.name()]; led.log.clear()
+run(20)
+out["listening_ends"] = [led.log[:], f.name()]
+f.show(fb.LISTENING); led.log.clear()  # a wake word, then the intent
 f.show(fb.UNDERSTOOD); run(790); a = f.name(); run(20)
 out["understood"] = [led.log[:], a, f.name()]; led.log.clear()
 f.show(fb.NOT_UNDERSTOOD); run(1000)
@@ -185,7 +188,11 @@ def test_feedback_patterns_are_timed_by_poll(tmp_path):
     r = last_json(run_mpy(tmp_path, FEEDBACK_CODE, board=False))
     blue, green, red, dim_red = [0, 0, 32], [0, 40, 0], [48, 0, 0], [24, 0, 0]
     assert r["init"] == [["off"]]
-    assert r["listening"] == [[["on", blue]], "listening"]  # steady: set once, not per poll
+    assert r["listening"] == [[["on", blue]], "listening"]
+    assert r["listening_ends"] == [
+        [["off"]],
+        "idle",
+    ]  # no result within 4 s: back to idle  # steady: set once, not per poll
     assert r["understood"] == [[["on", green], ["off"]], "understood", "idle"]
     assert r["not_understood"] == [[["on", red], ["off"]] * 3, "idle"]
     # muted: a blink every 2 s, and a wake word does not override it

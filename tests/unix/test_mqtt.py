@@ -255,14 +255,30 @@ for _ in range(2000):
     c.poll()
 micropython.heap_unlock()
 print("IDLE OK", c.state_name())
+# the whole actions loop: LED feedback, outputs, Wi-Fi check, MQTT
+from voicenode import actions
+acts = actions.start({"wake_words": ["hey_jarvis"]},
+                     secrets={"mqtt": {"host": "127.0.0.1", "port": %d, "node_id": "idle2"}})
+t0 = time.ticks_ms()
+while not acts.client.is_up() or len(acts.client.box) or acts.client._intro_i < len(acts.client.intro):
+    acts.poll()
+    assert time.ticks_diff(time.ticks_ms(), t0) < 5000
+for _ in range(50):
+    acts.poll()
+micropython.heap_lock()
+for _ in range(2000):
+    acts.poll()
+micropython.heap_unlock()
+print("ACTIONS OK", acts.client.state_name())
 """
 
 
 def test_idle_poll_allocates_nothing(broker):
     out = subprocess.run(
-        ["micropython", "-c", IDLE_CODE % (str(FIRMWARE_DIR), broker.port)],
+        ["micropython", "-c", IDLE_CODE % (str(FIRMWARE_DIR), broker.port, broker.port)],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert out.stdout.strip() == "IDLE OK up", out.stderr + out.stdout
+    lines = [ln for ln in out.stdout.splitlines() if not ln.startswith("{")]  # events
+    assert lines == ["IDLE OK up", "ACTIONS OK up"], out.stderr + out.stdout

@@ -27,7 +27,9 @@ NAMES = ("idle", "listening", "understood", "not_understood", "muted")
 # state: (colour, segments in ms starting "on", repeat). A segment of 0 ms lasts forever.
 _PATTERNS = (
     ((0, 0, 0), (0,), False),  # idle: off (one "on" segment of black)
-    ((0, 0, 32), (0,), False),  # listening: steady blue
+    # listening: blue for the command window (3 s of frames) and a margin; an intent (or
+    # "not understood") replaces it sooner. Never stuck on if no result comes.
+    ((0, 0, 32), (4000,), False),
     ((0, 40, 0), (800,), False),  # understood: green for 0.8 s
     ((48, 0, 0), (150, 150, 150, 150, 150, 150), False),  # not understood: 3 red blinks
     ((24, 0, 0), (100, 1900), True),  # muted: a short red blink every 2 s
