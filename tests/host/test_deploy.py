@@ -392,3 +392,13 @@ def test_a_damaged_installed_version_is_reinstalled(trees, board):
     assert any("damaged" in n for n in r2.notes)
     state = check_node(board.port)
     assert state["consistent"] and state["active"] == r1.app_id
+
+
+def test_deploy_without_any_board_plugged_in(monkeypatch, capsys):
+    import serial.tools.list_ports
+
+    monkeypatch.setattr(serial.tools.list_ports, "comports", lambda: [])
+    assert main(["deploy"]) == 1
+    assert "no board found" in capsys.readouterr().err
+    assert main(["deploy", "--port", "/dev/ttyACM95"]) == 1
+    assert "no such port /dev/ttyACM95" in capsys.readouterr().err

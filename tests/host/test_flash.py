@@ -313,3 +313,12 @@ def test_flash_no_bootloader_answering(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_flash_without_any_board_plugged_in(tmp_path, monkeypatch, capsys):
+    import serial.tools.list_ports
+
+    monkeypatch.setattr(serial.tools.list_ports, "comports", lambda: [])
+    path = write(tmp_path, firmware_bytes())
+    assert main(["flash", "--firmware", str(path)]) == 1
+    assert "no board found" in capsys.readouterr().err
