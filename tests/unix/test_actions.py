@@ -239,6 +239,7 @@ while True:
     if i < 0:
         break
     msgs.append([bytes(box.topic(i)).decode(), json.loads(bytes(box.payload(i))) if box.qos(i) and box.payload(i)[0:1] == b"{" else bytes(box.payload(i)).decode(), box.qos(i), box.retain(i)])
+    box.sending(i)
     box.sent(i, 1)
 actions.unhook()
 eventlog.emit("wake", word="x")

@@ -264,7 +264,6 @@ class MQTTClient:
         voicenode.count("mqtt_failures")
         self.last_error = err.errno if isinstance(err, OSError) and err.errno else str(err)
         self._close()
-        self.box.requeue()
         self._next_try = time.ticks_add(time.ticks_ms(), self._backoff)
         self._backoff = min(self._backoff * 2, self.max_backoff_ms)
         self._set_state(DOWN)
@@ -277,6 +276,7 @@ class MQTTClient:
                 pass
         self.sock = None
         self._poller = None
+        self.box.requeue()  # in flight or cut off: sent again after the reconnect
         self._tx_len = 0
         self._tx_off = 0
         self._rx_len = 0
@@ -408,6 +408,7 @@ class MQTTClient:
         pid = self._next_pid() if qos else 0
         # A resend keeps no old id: the old connection's ids are gone with its session.
         self._encode_publish(box.topic(i), box.payload(i), qos, box.retain(i), box.dup(i), pid)
+        box.sending(i)
         self._cur = i
 
     def _keepalive(self, now):

@@ -28,6 +28,7 @@ _QOS1 = const(2)
 _RETAIN = const(4)
 _SENT = const(8)  # written to the socket; a QoS 1 message waits for its PUBACK
 _DUP = const(16)  # sent before on an earlier connection: the DUP flag goes with the resend
+_BUSY = const(32)  # its packet is being written now (the slot may be dropped meanwhile)
 
 SLOTS = 16  # messages kept while offline
 SLOT_BYTES = 384  # topic + payload of one message
@@ -116,7 +117,7 @@ class Outbox:
         for k in range(self.span):
             i = (self.head + k) % self.slots
             f = self.flags[i]
-            if f & _USED and not f & _SENT:
+            if f & _USED and not f & (_SENT | _BUSY):
                 return i
         return -1
 
@@ -139,10 +140,21 @@ class Outbox:
     def dup(self, i):
         return bool(self.flags[i] & _DUP)
 
+    def sending(self, i):
+        """The client copied slot i into its packet buffer and starts writing it."""
+        self.flags[i] |= _BUSY
+
     def sent(self, i, pid=0):
-        """Slot i was written to the socket: QoS 0 is done, QoS 1 waits for PUBACK `pid`."""
-        if self.flags[i] & _QOS1:
-            self.flags[i] |= _SENT
+        """Slot i was written to the socket: QoS 0 is done, QoS 1 waits for PUBACK `pid`.
+
+        If the slot was dropped (ring full) while its packet was being written, it now holds
+        a newer message that was never sent: that one is left alone.
+        """
+        f = self.flags[i]
+        if not f & _BUSY:
+            return
+        if f & _QOS1:
+            self.flags[i] = (f & ~_BUSY) | _SENT
             self.pid[i] = pid
         else:
             self.flags[i] = 0
@@ -159,10 +171,14 @@ class Outbox:
         return False
 
     def requeue(self):
-        """The link dropped: every message in flight goes out again (with DUP) on reconnect."""
+        """The link dropped: every message in flight goes out again (with DUP) on reconnect,
+        and a message whose packet was cut off is sent again."""
         for i in range(self.slots):
-            if self.flags[i] & _SENT:
-                self.flags[i] = (self.flags[i] & ~_SENT) | _DUP
+            f = self.flags[i]
+            if f & _SENT:
+                self.flags[i] = (f & ~_SENT) | _DUP
+            elif f & _BUSY:
+                self.flags[i] = f & ~_BUSY
 
     def inflight(self):
         n = 0
