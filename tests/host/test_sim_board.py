@@ -282,14 +282,15 @@ def test_voicenode_sim_prints_the_port_and_stops_cleanly(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert board_processes(tmp_path) == []
-        # Ctrl-C (SIGINT) stops it the same way.
+        # Ctrl-C (SIGINT) stops it the same way; a relative --flash is the same image.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "voicenode_tools.sim", "--flash", str(tmp_path / "f.img")],
+            [sys.executable, "-m", "voicenode_tools.sim", "--flash", "f.img"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            cwd=tmp_path,
         )
         port = proc.stdout.readline().decode().split()[-1]
-        assert os.path.exists(port)
+        assert mpremote(port, "exec", "import os; print(os.listdir())").stdout == b"[]\n"
         assert len(board_processes(tmp_path)) == 1
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
@@ -367,3 +368,12 @@ def test_board_side_code_compiles_for_the_esp32s3(tmp_path, name):
     )
     assert res.returncode == 0, res.stderr
     assert out_file.read_bytes()[:1] == b"M"
+
+
+def test_a_foreign_image_is_refused_not_formatted(tmp_path):
+    img = tmp_path / "photo.img"
+    content = bytes(range(256)) * 256  # 64 KiB that is not littlefs
+    img.write_bytes(content)
+    with pytest.raises(RuntimeError, match="neither a littlefs v2 image nor erased"):
+        VirtualBoard(img).start()
+    assert img.read_bytes() == content

@@ -148,6 +148,8 @@ class Supervisor:
         self._resetting = False
         self._soft_request = False
         self._failed = False
+        self.failure = None  # what the board printed when it could not boot
+        self._booted = threading.Event()
         self._stop_request = False
         self._unplug_request = False
         self._threads: list[threading.Thread] = []
@@ -161,7 +163,8 @@ class Supervisor:
         """Create the pty, start the hardware server and the child; return `/dev/pts/N`.
 
         Raises:
-            RuntimeError: another virtual board is using the same flash image.
+            RuntimeError: another virtual board is using the same flash image, or the board
+                could not mount its flash (the message holds what it printed).
         """
         self._lock_fd = os.open(self.flash_image, os.O_RDONLY)
         try:
@@ -175,8 +178,13 @@ class Supervisor:
         try:
             return self._start()
         except BaseException:
-            os.close(self._lock_fd)
+            self._release_lock()
             raise
+
+    def _release_lock(self):
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _start(self):
         self._master, self._slave = os.openpty()
@@ -198,6 +206,13 @@ class Supervisor:
             t = threading.Thread(target=target, daemon=True, name=f"vnsim-{target.__name__}")
             t.start()
             self._threads.append(t)
+        # Return once the flash is mounted (boot.py may still run), or say why it is not.
+        if not self._booted.wait(30):
+            self.stop()
+            raise RuntimeError("the virtual board did not boot within 30 s")
+        if self._failed:
+            self.wait(10)
+            raise RuntimeError(f"the virtual board could not boot: {self.failure}")
         return self.port
 
     def stop(self) -> None:
@@ -255,6 +270,7 @@ class Supervisor:
     def _spawn(self, cause):
         self.reset_cause = cause
         self._out_state = "setup"
+        self._setup_output = b""
         self._await_repl = False
         self._out_buf = b""
         self._head_since = None
@@ -264,7 +280,7 @@ class Supervisor:
             f"heapsize={self.heapsize}",
             "-i",
             str(BOOT_SCRIPT),
-            str(self.flash_image),
+            str(self.flash_image.resolve()),  # the child runs in MPY_DIR
             str(self._server_port),
             str(cause),
             self._mode,
@@ -335,6 +351,8 @@ class Supervisor:
     def _from_child(self, data: bytes):
         # While the bootstrap runs ("setup", then "boot" for boot.py/main.py) its output is
         # scanned for in-band markers (see MARK); they are stripped, never shown.
+        if self._out_state == "setup" and len(self._setup_output) < 8192:
+            self._setup_output += data
         while self._out_state in ("setup", "boot") and data:
             buf = self._out_buf + data
             data = b""
@@ -375,6 +393,7 @@ class Supervisor:
         self._debug(f"marker {name}")
         if name == "booting":
             self._out_state = "boot"
+            self._booted.set()
         elif name == "ready":
             # The script is ending: until the REPL reads stdin, a SIGINT could find the
             # handler just removed and kill the process, so hold Ctrl-C until then.
@@ -393,6 +412,9 @@ class Supervisor:
         elif name == "failed":
             self._out_state = "dead"
             self._failed = True
+            text = self._setup_output.split(MARK)[0]
+            self.failure = text.decode(errors="replace").strip()
+            self._booted.set()
             self._kill_child()
 
     def _track_mode(self, data):
@@ -595,7 +617,7 @@ class Supervisor:
         os.close(self._wake_r)
         w, self._wake_w = self._wake_w, None
         os.close(w)
-        os.close(self._lock_fd)  # releases the flash image lock
+        self._release_lock()
 
     # ---------------------------------------------------------------- hardware server
 

@@ -53,6 +53,13 @@ def _vn_boot():
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError:
+        # Format only an erased (0xFF) or zeroed image: never wipe a file given by mistake.
+        head = bytearray(8192)
+        bdev.readblocks(0, head)
+        if head != b"\xff" * 8192 and any(head):
+            raise OSError(
+                "%s is neither a littlefs v2 image nor erased; not formatting it" % flash
+            ) from None
         vfs.VfsLfs2.mkfs(bdev)
         fs = vfs.VfsLfs2(bdev)
     vfs.umount("/")
