@@ -256,3 +256,42 @@ def test_i2c_and_identity_helpers(tmp_path):
     with VirtualBoard(tmp_path / "flash.img", realtime=False) as b:
         assert mpremote(b.port, "exec", "import machine; print(machine.unique_id().hex())") == uid
     assert out == ["[]", "[60] [1, 2]", "absent 116", "240000000 6 True"]
+
+
+def test_watchdog_resets_a_board_that_stops_feeding_it(tmp_path):
+    with VirtualBoard(tmp_path / "flash.img", realtime=False) as b:
+        out = mpremote(
+            b.port,
+            "exec",
+            "import machine, time\n"
+            "wdt = machine.WDT(timeout=300)\n"
+            "for _ in range(8):\n"  # fed for 0.8 s: no reset
+            "    time.sleep_ms(100)\n"
+            "    wdt.feed()\n"
+            "print('fed', machine.reset_cause())\n",
+        )
+        assert out.strip() == "fed 1"
+        assert b.reset_cause == 1
+        t0 = time.monotonic()
+        deadline = t0 + 10
+        while b.reset_cause != 3 and time.monotonic() < deadline:  # WDT_RESET
+            time.sleep(0.02)
+        assert b.reset_cause == 3
+        assert time.monotonic() - t0 < 2
+        out = mpremote(
+            b.port, "exec", "import machine; print(machine.reset_cause() == machine.WDT_RESET)"
+        )
+        assert out.strip() == "True"
+
+
+def test_rtc_datetime_set_and_read(tmp_path):
+    code = (
+        "import machine\n"
+        "rtc = machine.RTC()\n"
+        "rtc.datetime((2030, 1, 2, 2, 3, 4, 5, 0))\n"
+        "d = rtc.datetime()\n"
+        "print(d[:3], d[4:6])\n"
+    )
+    with VirtualBoard(tmp_path / "flash.img", realtime=False) as b:
+        assert mpremote(b.port, "exec", code).strip() == "(2030, 1, 2) (3, 4)"
+        assert mpremote(b.port, "rtc").strip()  # mpremote's own rtc command works

@@ -64,7 +64,11 @@ HARD_RESET_TEXT = (
     b"\r\nESP-ROM:esp32s3 (virtual)\r\nrst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
 )
 
-PWRON_RESET, HARD_RESET, SOFT_RESET = 1, 2, 5
+WDT_RESET_TEXT = (
+    b"\r\nESP-ROM:esp32s3 (virtual)\r\nrst:0x7 (TG0WDT_SYS_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+)
+
+PWRON_RESET, HARD_RESET, WDT_RESET, SOFT_RESET = 1, 2, 3, 5
 PIN_IN, PIN_OUT, PULL_UP = 1, 3, 2
 
 FLASH_SIZE = 2 * 1024 * 1024
@@ -148,6 +152,9 @@ class Supervisor:
         self._resetting = False
         self._soft_request = False
         self._failed = False
+        self._wdt_timeout = None  # seconds, while a machine.WDT runs
+        self._wdt_deadline = None
+        self._wdt_fired = False
         self.failure = None  # what the board printed when it could not boot
         self._booted = threading.Event()
         self._stop_request = False
@@ -313,11 +320,18 @@ class Supervisor:
                 self._reset_request = False
                 self._resetting = True
                 self._kill_child()
+            if self._wdt_deadline is not None and time.monotonic() > self._wdt_deadline:
+                self._debug("watchdog expired")
+                self._wdt_deadline = self._wdt_timeout = None
+                self._wdt_fired = True
+                self._kill_child()
             rlist = [self._master, self._p, self._wake_r]
             if self._pidfd is not None:
                 rlist.append(self._pidfd)
             wlist = [self._p] if self._pending_in and self._head_since is None else []
             timeout = 0.002 if self._head_since is not None else 1.0
+            if self._wdt_deadline is not None:
+                timeout = max(0.0, min(timeout, self._wdt_deadline - time.monotonic()))
             r, w, _ = select.select(rlist, wlist, [], timeout)
             if self._wake_r in r:
                 try:
@@ -555,7 +569,15 @@ class Supervisor:
             self._emit(SOFT_REBOOT)
             self._spawn(self.reset_cause)
             return
+        if self._wdt_fired:
+            self._wdt_fired = self._resetting = False
+            self._discard_input()
+            self._mode = "friendly"
+            self._emit(WDT_RESET_TEXT)
+            self._spawn(WDT_RESET)
+            return
         if self._resetting or rc < 0:
+            self._wdt_deadline = self._wdt_timeout = None  # a chip reset stops the watchdog
             if not self._resetting:
                 self._emit(
                     f"\r\n[virtual board: MicroPython died (signal {-rc}); hard reset]\r\n".encode()
@@ -702,6 +724,15 @@ class Supervisor:
             elif cmd == ord("R"):
                 conn.sendall(b"\x01")
                 self.hard_reset()
+            elif cmd == ord("W"):
+                self._wdt_timeout = struct.unpack("<I", req[4:8])[0] / 1000
+                self._wdt_deadline = time.monotonic() + self._wdt_timeout
+                conn.sendall(b"\x01")
+                self._wake()
+            elif cmd == ord("F"):
+                if self._wdt_timeout:
+                    self._wdt_deadline = time.monotonic() + self._wdt_timeout
+                conn.sendall(b"\x01")
             else:
                 return
 

@@ -193,6 +193,46 @@ class Signal:
         self.value(0)
 
 
+class RTC:
+    """Wall clock: host time plus an offset set by datetime() (kept until the next boot)."""
+
+    _offset = 0
+
+    def __init__(self, id=0):
+        pass
+
+    def datetime(self, dt=None):
+        import time
+
+        if dt is None:
+            t = time.localtime(time.time() + RTC._offset)
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        want = time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
+        RTC._offset = want - time.time()
+
+    def init(self, dt):
+        self.datetime(dt)
+
+
+class WDT:
+    """Watchdog kept by the supervisor: not fed within `timeout` ms, the board resets with
+    reset_cause() == WDT_RESET. Like the ESP32's, it cannot be stopped and survives soft
+    reboots."""
+
+    def __init__(self, id=0, timeout=5000):
+        if timeout < 1:
+            raise ValueError("timeout must be >= 1 ms")
+        t = int(timeout)
+        _req[4] = t & 0xFF
+        _req[5] = (t >> 8) & 0xFF
+        _req[6] = (t >> 16) & 0xFF
+        _req[7] = (t >> 24) & 0xFF
+        _pin_call(0x57, 0)  # "W": start (or re-arm) with the timeout in bytes 4..7
+
+    def feed(self):
+        _pin_call(0x46, 0)  # "F"
+
+
 class PWM:
     """Minimal PWM: keeps its settings (enough for a codec's MCLK fallback)."""
 
