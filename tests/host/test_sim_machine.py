@@ -295,3 +295,24 @@ def test_rtc_datetime_set_and_read(tmp_path):
     with VirtualBoard(tmp_path / "flash.img", realtime=False) as b:
         assert mpremote(b.port, "exec", code).strip() == "(2030, 1, 2) (3, 4)"
         assert mpremote(b.port, "rtc").strip()  # mpremote's own rtc command works
+
+
+def test_realtime_reader_that_falls_behind_loses_the_oldest_audio(tmp_path, speech):
+    path, pcm = speech
+    code = (
+        "import machine, time, binascii\n"
+        "i2s = machine.I2S(0, sck=machine.Pin(4), ws=machine.Pin(5), sd=machine.Pin(6),\n"
+        "                  mode=machine.I2S.RX, bits=16, format=machine.I2S.MONO, rate=16000,\n"
+        "                  ibuf=3200)\n"  # 100 ms of DMA buffer
+        "time.sleep_ms(300)\n"  # busy elsewhere: ~200 ms of audio overflow
+        "buf = bytearray(800)\n"
+        "i2s.readinto(buf)\n"
+        "print(binascii.hexlify(buf).decode())\n"
+        "print(i2s.stats()['overruns'])\n"
+    )
+    with VirtualBoard(tmp_path / "flash.img", mic=str(path), realtime=True) as b:
+        hexdata, overruns = mpremote(b.port, "exec", code).split()
+    lost = int(overruns)
+    assert 2400 <= lost <= 6000  # about 200 ms at 16 kHz, with scheduling slack
+    got = np.frombuffer(bytes.fromhex(hexdata), dtype="<i2")
+    np.testing.assert_array_equal(got, pcm[lost : lost + 400])  # the newest audio, in order
