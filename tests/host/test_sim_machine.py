@@ -316,3 +316,32 @@ def test_realtime_reader_that_falls_behind_loses_the_oldest_audio(tmp_path, spee
     assert 2400 <= lost <= 6000  # about 200 ms at 16 kHz, with scheduling slack
     got = np.frombuffer(bytes.fromhex(hexdata), dtype="<i2")
     np.testing.assert_array_equal(got, pcm[lost : lost + 400])  # the newest audio, in order
+
+
+def test_deepsleep_wakes_with_deepsleep_reset(tmp_path):
+    with VirtualBoard(tmp_path / "flash.img", realtime=False) as b:
+        pid = b.pid
+        subprocess.run(
+            [
+                *MPREMOTE,
+                "connect",
+                b.port,
+                "exec",
+                "--no-follow",
+                "import machine\nmachine.deepsleep(400)",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        t0 = time.monotonic()
+        while b.reset_cause != 4 and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        slept = time.monotonic() - t0
+        assert b.reset_cause == 4 and b.pid != pid
+        assert 0.2 < slept < 3
+        out = mpremote(
+            b.port,
+            "exec",
+            "import machine; print(machine.reset_cause() == machine.DEEPSLEEP_RESET)",
+        )
+        assert out.strip() == "True"

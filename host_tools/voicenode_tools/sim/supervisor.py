@@ -68,7 +68,11 @@ WDT_RESET_TEXT = (
     b"\r\nESP-ROM:esp32s3 (virtual)\r\nrst:0x7 (TG0WDT_SYS_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
 )
 
-PWRON_RESET, HARD_RESET, WDT_RESET, SOFT_RESET = 1, 2, 3, 5
+DEEPSLEEP_TEXT = (
+    b"\r\nESP-ROM:esp32s3 (virtual)\r\nrst:0x5 (DSLEEP),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+)
+
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 PIN_IN, PIN_OUT, PULL_UP = 1, 3, 2
 
 FLASH_SIZE = 2 * 1024 * 1024
@@ -155,6 +159,8 @@ class Supervisor:
         self._wdt_timeout = None  # seconds, while a machine.WDT runs
         self._wdt_deadline = None
         self._wdt_fired = False
+        self._sleep_s = False  # False: no deep sleep requested; None: sleep until reset
+        self._asleep_until = None  # monotonic time the chip wakes (inf: only by reset)
         self.failure = None  # what the board printed when it could not boot
         self._booted = threading.Event()
         self._stop_request = False
@@ -316,6 +322,15 @@ class Supervisor:
         while True:
             if self._stop_request or self._unplug_request:
                 return
+            if self._asleep_until is not None and (
+                self._reset_request or time.monotonic() >= self._asleep_until
+            ):
+                cause = HARD_RESET if self._reset_request else DEEPSLEEP_RESET
+                self._reset_request = False
+                self._asleep_until = None
+                self._discard_input()  # what was typed at a sleeping chip is lost
+                self._emit(HARD_RESET_TEXT if cause == HARD_RESET else DEEPSLEEP_TEXT)
+                self._spawn(cause)
             if self._reset_request:
                 self._reset_request = False
                 self._resetting = True
@@ -328,10 +343,13 @@ class Supervisor:
             rlist = [self._master, self._p, self._wake_r]
             if self._pidfd is not None:
                 rlist.append(self._pidfd)
-            wlist = [self._p] if self._pending_in and self._head_since is None else []
+            alive = self._proc is not None and self._proc.poll() is None
+            wlist = [self._p] if alive and self._pending_in and self._head_since is None else []
             timeout = 0.002 if self._head_since is not None else 1.0
             if self._wdt_deadline is not None:
                 timeout = max(0.0, min(timeout, self._wdt_deadline - time.monotonic()))
+            if self._asleep_until is not None:
+                timeout = max(0.0, min(timeout, self._asleep_until - time.monotonic()))
             r, w, _ = select.select(rlist, wlist, [], timeout)
             if self._wake_r in r:
                 try:
@@ -576,6 +594,17 @@ class Supervisor:
             self._emit(WDT_RESET_TEXT)
             self._spawn(WDT_RESET)
             return
+        if self._sleep_s is not False and self._resetting:
+            self._resetting = False
+            self._wdt_deadline = self._wdt_timeout = None
+            self._discard_input()
+            self._mode = "friendly"
+            self._asleep_until = (
+                time.monotonic() + self._sleep_s if self._sleep_s is not None else float("inf")
+            )
+            self._sleep_s = False
+            self._debug("deep sleep")
+            return
         if self._resetting or rc < 0:
             self._wdt_deadline = self._wdt_timeout = None  # a chip reset stops the watchdog
             if not self._resetting:
@@ -724,6 +753,12 @@ class Supervisor:
             elif cmd == ord("R"):
                 conn.sendall(b"\x01")
                 self.hard_reset()
+            elif cmd == ord("D"):
+                ms = struct.unpack("<I", req[4:8])[0]
+                conn.sendall(b"\x01")
+                self._sleep_s = ms / 1000 if ms else None  # None: until hard_reset()
+                self._reset_request = True
+                self._wake()
             elif cmd == ord("W"):
                 self._wdt_timeout = struct.unpack("<I", req[4:8])[0] / 1000
                 self._wdt_deadline = time.monotonic() + self._wdt_timeout

@@ -118,8 +118,18 @@ def lightsleep(ms=None):
     time.sleep_ms(ms or 0)
 
 
-def deepsleep(ms=None):
-    raise SystemExit
+def deepsleep(ms=0):
+    """The chip sleeps `ms` (0: until reset), then boots with reset_cause() DEEPSLEEP_RESET."""
+    t = int(ms or 0)
+    _req[4] = t & 0xFF
+    _req[5] = (t >> 8) & 0xFF
+    _req[6] = (t >> 16) & 0xFF
+    _req[7] = (t >> 24) & 0xFF
+    _pin_call(0x44, 0)  # "D"
+    while True:
+        import time
+
+        time.sleep(1)
 
 
 class Pin:
