@@ -345,3 +345,27 @@ def test_deepsleep_wakes_with_deepsleep_reset(tmp_path):
             "import machine; print(machine.reset_cause() == machine.DEEPSLEEP_RESET)",
         )
         assert out.strip() == "True"
+
+
+def test_pin_irq_fires_on_host_edges(tmp_path):
+    code = (
+        "import machine, time\n"
+        "hits = []\n"
+        "p = machine.Pin(12, machine.Pin.IN, machine.Pin.PULL_UP)\n"
+        "p.irq(lambda pin: hits.append(pin.value()), machine.Pin.IRQ_FALLING)\n"
+        "print('armed')\n"
+        "t = time.ticks_ms()\n"
+        "while len(hits) < 2 and time.ticks_diff(time.ticks_ms(), t) < 5000:\n"
+        "    time.sleep_ms(5)\n"
+        "print(hits)\n"
+    )
+    with VirtualBoard(tmp_path / "flash.img", realtime=False) as b:
+        proc = subprocess.Popen(
+            [*MPREMOTE, "connect", b.port, "exec", code], stdout=subprocess.PIPE
+        )
+        assert proc.stdout.readline().strip() == b"armed"
+        for level in (0, 1, 0):  # falling, rising (not asked for), falling
+            b.set_pin(12, level)
+            time.sleep(0.1)
+        out, _ = proc.communicate(timeout=10)
+    assert out.strip() == b"[0, 0]"

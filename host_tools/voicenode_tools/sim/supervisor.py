@@ -167,6 +167,7 @@ class Supervisor:
         self._unplug_request = False
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
+        self._irq_conns: list[socket.socket] = []  # the board's Pin.irq listener
         uid = hashlib.sha256(str(self.flash_image.resolve()).encode()).digest()[:6]
         self._uid = uid.hex()
 
@@ -282,6 +283,9 @@ class Supervisor:
 
     def _spawn(self, cause):
         self.reset_cause = cause
+        with self._pins_lock:  # a new interpreter has no IRQ handlers
+            for p in self._pins.values():
+                p.pop("irq", None)
         self._out_state = "setup"
         self._setup_output = b""
         self._await_repl = False
@@ -702,6 +706,14 @@ class Supervisor:
             if words[:2] == ["hello", "pins"]:
                 conn.sendall(b"ok\n")
                 self._serve_pins(conn)
+            elif words[:2] == ["hello", "irq"]:
+                conn.sendall(b"ok\n")
+                self._irq_conns.append(conn)
+                try:
+                    while conn.recv(64):
+                        pass
+                finally:
+                    self._irq_conns.remove(conn)
             elif words[:2] == ["hello", "mic"]:
                 bits, ch, rate, ibuf = (int(w) for w in words[2:6])
                 try:
@@ -750,6 +762,10 @@ class Supervisor:
                     p = self._pins.setdefault(pin, {})
                     p["mode"], p["pull"] = value, pull
                 conn.sendall(b"\x01")
+            elif cmd == ord("I"):
+                with self._pins_lock:
+                    self._pins.setdefault(pin, {})["irq"] = value
+                conn.sendall(b"\x01")
             elif cmd == ord("R"):
                 conn.sendall(b"\x01")
                 self.hard_reset()
@@ -797,9 +813,22 @@ class Supervisor:
     # ---------------------------------------------------------------- pins
 
     def set_pin(self, num: int, level: int) -> None:
-        """Drive pin `num` from outside the board (what a button or a wire would do)."""
+        """Drive pin `num` from outside the board (what a button or a wire would do).
+
+        A change of level on a pin with `Pin.irq()` set is sent to the board as an edge.
+        """
+        num, level = int(num), 1 if level else 0
+        before = self.get_pin(num)
         with self._pins_lock:
-            self._pins.setdefault(int(num), {})["level"] = 1 if level else 0
+            p = self._pins.setdefault(num, {})
+            p["level"] = level
+            irq = p.get("irq")
+        if irq and before != level:
+            for conn in list(self._irq_conns):
+                try:
+                    conn.sendall(bytes([num, level]))
+                except OSError:
+                    pass
 
     def get_pin(self, num: int) -> int:
         """The level of pin `num`: what the board drives, or its pull when nobody drives it."""
