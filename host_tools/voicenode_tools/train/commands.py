@@ -295,22 +295,20 @@ def _init(music, babble):
     _W["music"], _W["babble"] = music, babble
 
 
-def scene(
-    pcm: np.ndarray, seed: int, snr: tuple[float, float], max_frames: int, clean: float = 0.1
-):
-    """One listening window around a clip: (window frames uint8 (max_frames, n_mels), onset frame).
+def scene_audio(pcm: np.ndarray, seed: int, snr: tuple[float, float], clean: float = 0.1):
+    """A clip in its scene: (audio int16, first sample of the listening window, speech start).
 
     The clip sits after 0.6-1.1 s of background (the front end's noise floor settles) and
-    before 1 s more; the window opens 0.05-0.4 s before the speech, as after a wake word.
+    before 1 s more, in a random room with noise, babble or music at an SNR drawn from
+    ``snr``; the window opens 0.05-0.4 s before the speech, as after a wake word.
     """
-    from voicenode_tools.reference import frontend, params
+    from voicenode_tools.reference import params
 
     rate, step = int(params.SAMPLE_RATE), int(params.STEP)
     rng = np.random.default_rng(seed)
     lead = int(rng.uniform(0.6, 1.1) * rate)
-    trail = rate
     x = np.concatenate(
-        [np.zeros(lead, np.int16), np.asarray(pcm, np.int16), np.zeros(trail, np.int16)]
+        [np.zeros(lead, np.int16), np.asarray(pcm, np.int16), np.zeros(rate, np.int16)]
     )
     y = augment.augment(
         x,
@@ -321,17 +319,32 @@ def scene(
         snr_db=snr,
         p_clean=clean,
     )
-    f = frontend.features(y)
     w0 = max(0, (lead - int(rng.uniform(0.05, 0.4) * rate)) // step)
-    win = f[w0 : w0 + max_frames]
-    if len(win) < max_frames:  # pad with the background's last frame level (quiet)
-        pad = (
-            np.repeat(win[-1:], max_frames - len(win), axis=0)
-            if len(win)
-            else np.zeros((max_frames, f.shape[1]), np.uint8)
-        )
+    return y, w0 * step, lead
+
+
+def window_frames(feats: np.ndarray, w0: int, max_frames: int) -> np.ndarray:
+    """Frames [w0, w0 + max_frames) of a recording, padded with its last frame."""
+    win = feats[w0 : w0 + max_frames]
+    if len(win) < max_frames:
+        if len(win):
+            pad = np.repeat(win[-1:], max_frames - len(win), axis=0)
+        else:
+            pad = np.zeros((max_frames, feats.shape[1]), np.uint8)
         win = np.concatenate([win, pad])
-    return win.astype(np.uint8), lead // step - w0
+    return win.astype(np.uint8)
+
+
+def scene(
+    pcm: np.ndarray, seed: int, snr: tuple[float, float], max_frames: int, clean: float = 0.1
+):
+    """One listening window around a clip: (frames uint8 (max_frames, n_mels), speech onset frame)."""
+    from voicenode_tools.reference import frontend, params
+
+    step = int(params.STEP)
+    y, s0, lead = scene_audio(pcm, seed, snr, clean)
+    f = frontend.features(y)
+    return window_frames(f, s0 // step, max_frames), (lead - s0) // step
 
 
 def _scene_job(args):

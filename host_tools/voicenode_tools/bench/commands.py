@@ -1,0 +1,325 @@
+"""Benchmark: spoken-command recognition on held-out voices, side by side with PocketSphinx.
+
+    python -m voicenode_tools.bench.commands [--model models/commands_home.vcm]
+        [--commands 300] [--unknown 150] [--snrs 20 10 5] [--seed 77] [--json OUT]
+
+Test audio: command sentences drawn from the model's command set and sentences that are no
+command (held-out text and near misses), said by the held-out espeak-ng voices and variants
+(`synth.ESPEAK_HELD_OUT_*`, never used for training or for choosing the cutoff; a different
+seed than the training run's validation), each in a noisy room at each SNR.
+
+- ours: the chip's recogniser through its bit-exact numpy twin (`reference.commands.recognize`,
+  proved equal to the firmware on the Unix port by tests/unix/test_commands.py): the reference
+  front end's features of the listening window, end-pointing, the int8 network, the cutoff;
+- PocketSphinx 5 (extra `bench`: `pip install pocketsphinx`, its bundled US English acoustic
+  model and dictionary) decoding the same 3 s of audio with a JSGF grammar generated from the
+  same command file (`commandset.jsgf`); its hypothesis is mapped back to intent and slots.
+  A grammar decoder has no "unknown": anything said comes out as some command, so its
+  unknown-speech acceptance is what it is.
+
+Reported per SNR: intent accuracy (commands whose intent is right), slot accuracy (of those
+with slots, all slot values right), commands rejected as unknown, unknown speech accepted as a
+command, and decoding time. Targets (issue 6): >= 95 % intent accuracy, <= 2 % unknown speech
+accepted, ahead of PocketSphinx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from voicenode_tools import REPO_ROOT
+
+DEFAULT_MODEL = REPO_ROOT / "models" / "commands_home.vcm"
+
+# Words of the default set missing from PocketSphinx's cmudict (ARPAbet).
+EXTRA_PRONUNCIATIONS = {"unmute": "AH N M Y UW T"}
+
+
+def _job(args):
+    from voicenode_tools.reference import frontend, params
+    from voicenode_tools.train import commands as tc
+
+    pcm, seed, snr, max_frames = args
+    y, s0, _ = tc.scene_audio(pcm, seed, (snr, snr), clean=0.0)
+    feats = frontend.features(y)
+    step = int(params.STEP)
+    win = tc.window_frames(feats, s0 // step, max_frames)
+    audio = y[s0 : s0 + max_frames * step]
+    return audio, win
+
+
+class Sphinx:
+    """PocketSphinx with a JSGF grammar of the command set."""
+
+    def __init__(self, cs):
+        from pocketsphinx import Decoder
+        from voicenode_tools import commandset as C
+
+        self.d = Decoder(samprate=16000, lm=None, loglevel="FATAL")
+        words = {w for t, _, _ in cs.expand() for w in t.split()}
+        for w in sorted(words):
+            if self.d.lookup_word(w) is None:
+                if w not in EXTRA_PRONUNCIATIONS:
+                    raise RuntimeError(f"PocketSphinx has no pronunciation for {w!r}")
+                self.d.add_word(w, EXTRA_PRONUNCIATIONS[w], True)
+        self.d.add_jsgf_string("commands", C.jsgf(cs).encode())
+        self.d.activate_search("commands")
+        self.sentences = {t: (i, v) for t, i, v in cs.expand()}
+        self.cs = cs
+
+    def recognize(self, audio: np.ndarray) -> dict:
+        self.d.start_utt()
+        self.d.process_raw(np.ascontiguousarray(audio, np.int16).tobytes(), full_utt=True)
+        self.d.end_utt()
+        h = self.d.hyp()
+        text = " ".join(h.hypstr.split()) if h is not None and h.hypstr else ""
+        if text not in self.sentences:
+            return {"intent": "unknown", "slots": {}, "text": text}
+        intent, vals = self.sentences[text]
+        slots = {s: self.cs.slots[s].values[k] for s, k in vals.items()}
+        return {"intent": intent, "slots": slots, "text": text}
+
+
+def metrics(results, truth) -> dict:
+    """Scores of a list of decisions against (intent or "unknown", slots) truths."""
+    cmd = [i for i, (t, _) in enumerate(truth) if t != "unknown"]
+    unk = [i for i, (t, _) in enumerate(truth) if t == "unknown"]
+    ok = [i for i in cmd if results[i]["intent"] == truth[i][0]]
+    with_slots = [i for i in ok if truth[i][1]]
+    slot_ok = sum(results[i]["slots"] == truth[i][1] for i in with_slots)
+    return {
+        "intent_accuracy": round(len(ok) / max(len(cmd), 1), 4),
+        "slot_accuracy": round(slot_ok / max(len(with_slots), 1), 4),
+        "command_rejected": round(
+            sum(results[i]["intent"] == "unknown" for i in cmd) / max(len(cmd), 1), 4
+        ),
+        "unknown_accepted": round(
+            sum(results[i]["intent"] != "unknown" for i in unk) / max(len(unk), 1), 4
+        ),
+        "commands": len(cmd),
+        "unknown": len(unk),
+    }
+
+
+def run_bench(model=DEFAULT_MODEL, n_cmd=300, n_unk=150, snrs=(20, 10, 5), seed=77,
+              sphinx=True, workers=2, log=print) -> dict:  # fmt: skip
+    from voicenode_tools import commandset as C
+    from voicenode_tools.reference import commands as rc
+    from voicenode_tools.train import commands as tc
+    from voicenode_tools.train import synth
+
+    net = rc.CommandNet.load(model)
+    side = net.sidecar
+    cs_file = Path(side["commandset"]["file"])
+    if not cs_file.is_absolute():
+        cs_file = REPO_ROOT / cs_file
+    cs = C.load(cs_file)
+    if cs.intent_names != side["layout"]["intents"]:
+        raise RuntimeError(f"{cs_file} no longer matches {model}: retrain it")
+    rng = np.random.default_rng([seed, 500])
+    cmds = tc.draw_commands(cs, n_cmd, rng)
+    unks = tc.unknown_sentences(cs, "val", n_unk, rng)
+    texts = [t for t, _, _ in cmds] + unks
+    truth = [(cs.intents[k].name, {s: cs.slots[s].values[v] for s, v in vals.items()})
+             for _, k, vals in cmds] + [("unknown", {})] * len(unks)  # fmt: skip
+    voices = [synth.random_espeak_voice(rng, held_out=True) for _ in texts]
+    t0 = time.time()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as ex:
+        clips = list(ex.map(lambda tv: synth.say(*tv), zip(texts, voices, strict=True)))
+    log(f"synthesized {len(clips)} clips in {time.time() - t0:.0f}s")
+    ps = Sphinx(cs) if sphinx else None
+    max_frames = side["vad"]["max_frames"]
+    out = {"model": str(model), "cutoff_u8": side["cutoff_u8"], "seed": seed, "snr": {}}
+    import multiprocessing as mp
+
+    for snr in snrs:
+        jobs = [(c, int(rng.integers(1 << 62)), snr, max_frames) for c in clips]
+        with mp.get_context("fork").Pool(workers) as pool:
+            scenes = pool.map(_job, jobs, chunksize=8)
+        t = time.time()
+        ours = [rc.recognize(net, w) for _, w in scenes]
+        t_ours = (time.time() - t) / len(scenes)
+        row = {"ours": metrics(ours, truth)}
+        row["ours"]["host_ms_per_utterance"] = round(1000 * t_ours, 2)
+        lat = [
+            r["frames"] - r["end"] + side["vad"]["tail"]
+            for r in ours
+            if "end" in r and r.get("reason") != "silence"
+        ]
+        row["ours"]["decision_ms_after_speech"] = (
+            round(10 * float(np.median(lat)), 1) if lat else None
+        )
+        if ps is not None:
+            t = time.time()
+            theirs = [ps.recognize(a) for a, _ in scenes]
+            row["pocketsphinx"] = metrics(theirs, truth)
+            row["pocketsphinx"]["host_ms_per_utterance"] = round(
+                1000 * (time.time() - t) / len(scenes), 1
+            )
+        out["snr"][str(snr)] = row
+        log(f"SNR {snr} dB: " + json.dumps(row))
+    return out
+
+
+COST_CODE = """
+import sys, gc, time
+sys.path.insert(0, {fw!r})
+from voicenode.commands import Recognizer
+gc.collect()
+a0 = gc.mem_alloc()
+rec = Recognizer({model!r})
+gc.collect()
+heap = gc.mem_alloc() - a0
+data = open({frames!r}, 'rb').read()
+fr = bytearray(40)
+n_dec = {n}
+t_step = 0
+n_step = 0
+t_dec = 0
+for k in range(n_dec):
+    rec.reset()
+    r = None
+    i = 0
+    while r is None:
+        fr[:] = data[i * 40:i * 40 + 40]
+        t = time.ticks_us()
+        r = rec.step(fr)
+        dt = time.ticks_diff(time.ticks_us(), t)
+        if r is None:
+            t_step += dt
+            n_step += 1
+        else:
+            t_dec += dt
+        i += 1
+print(heap, t_step / max(n_step, 1), t_dec / max(n_dec, 1), r)
+"""
+
+
+def _micropython_cmd(heapsize="512k"):
+    import shutil
+
+    exe = shutil.which("micropython")
+    if exe is None:
+        raise RuntimeError("micropython is not on PATH")
+    with open(exe, "rb") as f:
+        head = f.readline()
+    if head.startswith(b"#!") and b"python" in head:  # the PyPI wrapper: a CPython script
+        return [sys.executable, exe, "-X", f"heapsize={heapsize}"]
+    return [exe, "-X", f"heapsize={heapsize}"]
+
+
+def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
+    """Heap of a Recognizer, time per listening frame and per decision on the Unix port, and
+    (valgrind) instructions per decision: a run with 4 decisions minus a run with 1, / 3."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    from voicenode_tools import FIRMWARE_DIR
+    from voicenode_tools.train import commands as tc
+    from voicenode_tools.train import synth
+
+    rng = np.random.default_rng(5)
+    pcm = synth.say(
+        "set a timer for twenty five minutes", synth.random_espeak_voice(rng, held_out=True)
+    )
+    win, _ = tc.scene(pcm, 9, (20, 20), 300, clean=0.0)
+    res = {}
+    with tempfile.TemporaryDirectory() as d:
+        fpath = Path(d) / "w.bin"
+        fpath.write_bytes(win.tobytes())
+
+        def prog(n):
+            p = Path(d) / f"cost{n}.py"
+            p.write_text(
+                COST_CODE.format(fw=str(FIRMWARE_DIR), model=str(model), frames=str(fpath), n=n)
+            )
+            return _micropython_cmd() + [str(p)]
+
+        r = subprocess.run(prog(20), capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+        heap, us_step, us_dec = r.stdout.split()[:3]
+        res = {"recognizer_heap_bytes": int(heap), "unix_us_per_listening_frame": round(float(us_step), 1),
+               "unix_us_per_decision": round(float(us_dec), 1)}  # fmt: skip
+        if callgrind and shutil.which("valgrind"):
+            counts = []
+            for n in (1, 4):
+                out = Path(d) / f"cg{n}.out"
+                subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + prog(n),
+                               capture_output=True, text=True, timeout=3600, check=True)  # fmt: skip
+                text = out.read_text(errors="replace")
+                m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(
+                    r"^totals:\s+(\d+)", text, re.M
+                )
+                counts.append(int(m.group(1)))
+            res["instructions_per_utterance_x64"] = (counts[1] - counts[0]) // 3
+    log("firmware cost: " + json.dumps(res))
+    return res
+
+
+def table(res: dict) -> str:
+    keys = [("intent_accuracy", "intent acc"), ("slot_accuracy", "slot acc"),
+            ("command_rejected", "cmd rejected"), ("unknown_accepted", "unknown accepted"),
+            ("host_ms_per_utterance", "host ms/utt")]  # fmt: skip
+    lines = ["| SNR | system | " + " | ".join(k[1] for k in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]  # fmt: skip
+    for snr, row in res["snr"].items():
+        for sysname, m in row.items():
+            vals = [
+                f"{100 * m[k]:.1f} %" if k != "host_ms_per_utterance" else f"{m[k]}"
+                for k, _ in keys
+            ]
+            lines.append(f"| {snr} dB | {sysname} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--commands", type=int, default=300, help="command utterances per SNR")
+    ap.add_argument("--unknown", type=int, default=150, help="non-command utterances per SNR")
+    ap.add_argument("--snrs", type=float, nargs="+", default=[20, 10, 5])
+    ap.add_argument("--seed", type=int, default=77)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-pocketsphinx", action="store_true")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument(
+        "--cost-only", action="store_true", help="only the firmware's heap, time and instructions"
+    )
+    ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
+    a = ap.parse_args(argv)
+    cost = firmware_cost(a.model, not a.no_callgrind, log=lambda m: print(m, file=sys.stderr))
+    if a.cost_only:
+        print(json.dumps(cost, indent=1))
+        return 0
+    sphinx = not a.no_pocketsphinx
+    if sphinx:
+        try:
+            import pocketsphinx  # noqa: F401
+        except ImportError:
+            print(
+                "pocketsphinx is not installed (pip install 'voicenode-tools[bench]'); use --no-pocketsphinx",
+                file=sys.stderr,
+            )
+            return 1
+    res = run_bench(a.model, a.commands, a.unknown, [int(s) if s == int(s) else s for s in a.snrs],
+                    a.seed, sphinx, a.workers, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    res["firmware"] = cost
+    print(table(res))
+    print("firmware (Unix port): " + json.dumps(cost))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
