@@ -44,6 +44,15 @@ def read_until(ser, ending, timeout=5.0):
     return data
 
 
+def process_alive(pid):
+    """True while pid runs (a zombie waiting for a reaper counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def board_processes(tmp_path):
     """Pids of MicroPython children booted from a flash image under tmp_path."""
     pids = []
@@ -377,3 +386,26 @@ def test_a_foreign_image_is_refused_not_formatted(tmp_path):
     with pytest.raises(RuntimeError, match="neither a littlefs v2 image nor erased"):
         VirtualBoard(img).start()
     assert img.read_bytes() == content
+
+
+def test_board_processes_die_with_the_host_process(tmp_path):
+    script = (
+        "import subprocess, sys, time\n"
+        "from voicenode_tools.sim.board import VirtualBoard\n"
+        f"b = VirtualBoard({str(tmp_path / 'f.img')!r})\n"
+        "b.start()\n"
+        "subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',\n"
+        "                '--no-follow', 'while True:\\n    pass'], check=True)\n"
+        "print(b.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        pid = int(host.stdout.readline())
+        assert os.path.exists(f"/proc/{pid}")
+        host.kill()  # the host dies without stopping its board
+        host.wait(10)
+        assert wait_for(lambda: not process_alive(pid), timeout=5)
+    finally:
+        if host.poll() is None:
+            host.kill()

@@ -80,6 +80,26 @@ _READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine(), 0)
 _HEAP_RE = re.compile(r"^\d+[kKmM]?$")
 
 
+def _make_die_with_parent():
+    # prctl(PR_SET_PDEATHSIG, SIGKILL): if the host process dies (a test run killed), its
+    # boards' MicroPython processes die with it instead of spinning on as orphans.
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+    def die_with_parent():
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+    return die_with_parent
+
+
+_die_with_parent = _make_die_with_parent()
+
+
 def _partial_suffix(buf: bytes, marker: bytes) -> int:
     """Length of the longest tail of buf that is a proper prefix of marker."""
     for k in range(min(len(marker) - 1, len(buf)), 0, -1):
@@ -214,7 +234,6 @@ class Supervisor:
         os.set_blocking(self._wake_r, False)
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server_port = self._server.getsockname()[1]
-        self._spawn(PWRON_RESET)
         self.state = "running"
         for target in (self._relay_loop, self._serve_loop):
             t = threading.Thread(target=target, daemon=True, name=f"vnsim-{target.__name__}")
@@ -227,6 +246,9 @@ class Supervisor:
         if self._failed:
             self.wait(10)
             raise RuntimeError(f"the virtual board could not boot: {self.failure}")
+        if self.state != "running":
+            self.wait(10)
+            raise RuntimeError(f"the virtual board could not start: {self.failure}")
         return self.port
 
     def stop(self) -> None:
@@ -304,7 +326,13 @@ class Supervisor:
             self._uid,
         ]
         self._proc = subprocess.Popen(
-            args, stdin=self._c, stdout=self._c, stderr=self._c, close_fds=True, cwd=str(MPY_DIR)
+            args,
+            stdin=self._c,
+            stdout=self._c,
+            stderr=self._c,
+            close_fds=True,
+            cwd=str(MPY_DIR),
+            preexec_fn=_die_with_parent,
         )
         self._pidfd = os.pidfd_open(self._proc.pid)
         self.boots += 1
@@ -314,13 +342,18 @@ class Supervisor:
 
     def _relay_loop(self):
         try:
+            # Every child is spawned by this thread: its PR_SET_PDEATHSIG follows the thread
+            # that forked it, and this one lives exactly as long as the board.
+            self._spawn(PWRON_RESET)
             self._relay()
         except Exception as e:  # keep the failure visible, then unplug
             self._debug(f"relay crashed: {e!r}")
+            self.failure = self.failure or str(e)
             self._emit(f"\r\n[virtual board supervisor error: {e}]\r\n".encode())
             raise
         finally:
             self._shutdown()
+            self._booted.set()
 
     def _relay(self):
         while True:
