@@ -140,6 +140,15 @@ def diagnose(path: str, board=None, deployed: bool = True, timeout: float = 5.0)
             )
         if not deployed:
             return None
+        # A soft reset first: boot.py runs to its end (a Ctrl-C that landed in it, right after
+        # a deploy's reset, would leave the app off sys.path), main.py does not (raw REPL).
+        s.write(b"\x04")
+        got = b""
+        end = time.monotonic() + 15
+        while b"raw REPL; CTRL-B to exit\r\n>" not in got.split(b"soft reboot", 1)[-1]:
+            if time.monotonic() > end:
+                return f"the node on {path} did not come back from a soft reset"
+            got += s.read(256)
         out, err = _exec(
             s,
             "try:\n with open('/app/current') as f: print('APP', f.read().strip())\n"
