@@ -188,3 +188,26 @@ def test_firmware_compiles_for_esp32s3(tmp_path):
         )
         assert r.returncode == 0, f"{f}: {r.stderr}"
         assert out.stat().st_size > 0
+
+
+RESET = """
+from array import array
+from voicenode.dsp.frontend import Frontend
+a = array("h", [((i * 7919) % 4001) - 2000 for i in range(1000)])
+b = array("h", [((i * 104729) % 30001) - 15000 for i in range(1000)])
+fe = Frontend(ring=4)
+fe.process(a)
+fe.reset()
+assert fe.count == 0
+fe.process(b)
+fresh = Frontend(ring=4)
+fresh.process(b)
+assert fe.count == fresh.count == 4
+assert fe.frame == fresh.frame and fe.frames == fresh.frames
+assert fe.frames[fe.frame_offset(3):fe.frame_offset(3) + 40] == fe.frame
+print("ok", fe.count)
+"""
+
+
+def test_reset_forgets_audio_and_floor():
+    assert "ok 4" in run_mpy(RESET)
