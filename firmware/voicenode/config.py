@@ -21,6 +21,8 @@ DEFAULTS = {
     "cutoffs": {},
     # a status event this often (seconds of audio); 0: never.
     "status_every_s": 60,
+    # intents that drive outputs named by the board, see voicenode.actions.gpio
+    "outputs": {},
 }
 
 

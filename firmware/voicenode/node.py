@@ -112,9 +112,10 @@ def current():
 
 def main():
     """Listen to the board's microphone forever (started by /main.py)."""
-    from voicenode import hal
+    from voicenode import actions, hal
 
     node = current()
+    acts = actions.start(node.cfg)  # outputs, LED feedback, Wi-Fi + MQTT (hooks the event log)
     mic = hal.microphone()
     every = node.cfg["status_every_s"] * SAMPLE_RATE
     next_status = every
@@ -128,6 +129,7 @@ def main():
     )
     while True:
         block = mic.read()
+        acts.poll()  # before the mute check: LED and MQTT keep running while muted
         muted = hal.muted()
         if muted != was_muted:
             was_muted = muted
