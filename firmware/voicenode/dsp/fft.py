@@ -59,7 +59,9 @@ POS = const(4788)  # 256 int16: int16 index in the arena of FFT output k (digit 
 MSLOT = const(5300)  # 257 uint8, indexed by bin: lower mel slot of the bin
 MW = const(5557)  # 257 uint8, indexed by bin: weight of the upper slot (Q7)
 LOGT = const(5814)  # 128 uint8: log2 mantissa table
-SIZE = const(5944)
+PWR = const(5944)  # 256 uint32: power of bin k (bins MEL_K_LO..MEL_K_HI are used)
+RUNS = const(6968)  # N_MELS + 3 uint8: first bin of each mel slot's run, then the end
+SIZE = const(7012)
 
 # Header words (int32).
 H_POS = const(0)  # ring write position = oldest sample of the next window
@@ -89,7 +91,7 @@ def _put(d: ptr8, off: int, s: ptr8, n: int):
 
 
 def new_arena():
-    """The arena with the tables copied in and the state cleared (5.7 KB)."""
+    """The arena with the tables copied in and the state cleared (SIZE = 7012 bytes)."""
     from array import array
 
     assert WINDOW == 480 and STEP == 160 and FFT_SIZE == 512 and WINDOW_BITS == 15
@@ -108,6 +110,15 @@ def new_arena():
     _bias(a, FTW + 1, len(T.FFT_TW) // 2)  # twiddles + 32768: one op to sign them
     _bias(a, PTW + 1, len(T.POST_TW) // 2)
     _pos(a, T.DIGITREV)
+    # Bins are sorted by slot: slot s takes bins RUNS[s] .. RUNS[s + 1] - 1.
+    b = bytearray(N_MELS + 3)
+    for s in range(N_MELS + 2):
+        n = 0
+        while n < len(T.MEL_SLOT) and T.MEL_SLOT[n] < s:
+            n += 1
+        b[s] = T.MEL_K_LO + n
+    b[N_MELS + 2] = T.MEL_K_HI + 1
+    _put(a, RUNS, b, len(b))
     a[H_FIRST] = 1
     return a
 
@@ -564,25 +575,16 @@ def fft(p: ptr16):
 
 
 @micropython.viper
-def power_mel(p: ptr16):
-    """Split the 256-point complex FFT into the 512-point real spectrum scaled by 1/512 and
-    add each bin's power (bins MEL_K_LO..MEL_K_HI) to its two mel slots (ENERGY, cleared).
+def power(p: ptr16):
+    """Split the 256-point complex FFT into the 512-point real spectrum scaled by 1/512:
+    PWR[k] = re^2 + im^2 for bins MEL_K_LO..256 - MEL_K_LO.
 
     Bins k and 256 - k come from the same pair of FFT outputs. Bound: the powers of a
-    normalised frame sum to less than 2**24 (Parseval), so a slot stays below 2**31 with
-    Q7 weights.
+    normalised frame sum to less than 2**24 (Parseval).
     """
-    k = 0
-    e = ptr32(uint(p) + ENERGY)
-    x = 0
-    b = ptr8(p)
-    klo = int(T.MEL_K_LO)
-    khi = int(T.MEL_K_HI)
-    while k < 42:
-        e[k] = 0
-        k += 1
-    k = klo
-    ti = _PTW_H + ((klo - 1) << 1)
+    k = int(T.MEL_K_LO)
+    pw = ptr32(uint(p) + PWR)
+    ti = _PTW_H + ((k - 1) << 1)
     while k <= 128:
         m = 256 - k
         ia = p[_POS_H + k]
@@ -602,20 +604,39 @@ def power_mel(p: ptr16):
         qq = wi * bi - wr * br
         re = (xr + pp + 65536) >> 17
         im = (xi + qq + 65536) >> 17
-        pw = re * re + im * im
-        s = b[MSLOT + k]
-        x = pw * b[MW + k]
-        e[s] += (pw << 7) - x
-        e[s + 1] += x
-        if m <= khi and m != k:
-            re = (xr - pp + 65536) >> 17
-            im = (qq - xi + 65536) >> 17
-            pw = re * re + im * im
-            s = b[MSLOT + m]
-            x = pw * b[MW + m]
-            e[s] += (pw << 7) - x
-            e[s + 1] += x
+        pw[k] = re * re + im * im
+        re = (xr - pp + 65536) >> 17
+        im = (qq - xi + 65536) >> 17
+        pw[m] = re * re + im * im  # k = 128: the same bin, the same value
         k += 1
+
+
+@micropython.viper
+def mel(p: ptr16):
+    """ENERGY[s] = sum over bins of PWR * weight, Q7 triangles: a bin in slot s's run gives
+    128 - w to slot s and w to slot s + 1. Per run: lo = 128 * sum(P) - hi, hi = sum(P * w).
+    Every sum < 2**31: the powers sum to less than 2**24 (see power())."""
+    k = 0
+    pw = ptr32(uint(p) + PWR)
+    tot = 0
+    b = ptr8(p)
+    e = ptr32(uint(p) + ENERGY)
+    hi = 0
+    prev = 0
+    s = 0
+    while s < 42:
+        k = b[RUNS + s]
+        end = b[RUNS + s + 1]
+        tot = 0
+        hi = 0
+        while k < end:
+            x = int(pw[k])
+            tot += x
+            hi += x * b[MW + k]
+            k += 1
+        e[s] = (tot << 7) - hi + prev
+        prev = hi
+        s += 1
 
 
 @micropython.viper

@@ -17,7 +17,7 @@ Output does not depend on how the audio is chunked. Frame i covers samples
 
 from micropython import const
 
-from .fft import H_ARG, H_FIRST, H_POS, copy_in, fft, finish, new_arena, power_mel, window
+from .fft import H_ARG, H_FIRST, H_POS, copy_in, fft, finish, mel, new_arena, power, window
 from .params import N_MELS, STEP, WINDOW
 
 _BLOCKS = const(3)  # WINDOW // STEP: blocks needed before the first frame
@@ -77,7 +77,8 @@ class Frontend:
         a = self._arena
         window(a)
         fft(a)
-        power_mel(a)
+        power(a)
+        mel(a)
         finish(a, self.frame, self._slots[self._slot])
         self.count += 1  # a small int for 170 days of audio
         self._slot += 1

@@ -145,25 +145,17 @@ def fft(p):
     z.done()
 
 
-def power_mel(p):
+def power(p):
     z = _Arena(p)
     tb = TWIDDLE_BITS
     sh = tb + 2
     rnd = 1 << (sh - 1)
-    energy = [0] * (N_MELS + 2)
 
     def fft_out(k):
         off = K.WORK + 4 * T.DIGITREV[k]
         return z.u16(off) - K.BIAS, z.u16(off + 2) - K.BIAS
 
-    def add(k, re, im):
-        if T.MEL_K_LO <= k <= T.MEL_K_HI:
-            pw = re * re + im * im
-            s, w = T.MEL_SLOT[k - T.MEL_K_LO], T.MEL_W[k - T.MEL_K_LO]
-            energy[s] += pw * ((1 << MEL_WEIGHT_BITS) - w)
-            energy[s + 1] += pw * w
-
-    for k in range(1, 129):
+    for k in range(T.MEL_K_LO, 129):
         m = 256 - k
         a, b = fft_out(k)
         c, d = fft_out(m)
@@ -175,9 +167,21 @@ def power_mel(p):
         br, bi = a - c, b + d
         pp = wi * br + wr * bi
         qq = wi * bi - wr * br
-        add(k, (xr + pp + rnd) >> sh, (xi + qq + rnd) >> sh)
-        if m != k:
-            add(m, (xr - pp + rnd) >> sh, (qq - xi + rnd) >> sh)
+        re, im = (xr + pp + rnd) >> sh, (xi + qq + rnd) >> sh
+        z.set32(K.PWR + 4 * k, re * re + im * im)
+        re, im = (xr - pp + rnd) >> sh, (qq - xi + rnd) >> sh
+        z.set32(K.PWR + 4 * m, re * re + im * im)
+    z.done()
+
+
+def mel(p):
+    z = _Arena(p)
+    energy = [0] * (N_MELS + 2)
+    for k in range(T.MEL_K_LO, T.MEL_K_HI + 1):
+        pw = z.u32(K.PWR + 4 * k)
+        s, w = T.MEL_SLOT[k - T.MEL_K_LO], T.MEL_W[k - T.MEL_K_LO]
+        energy[s] += pw * ((1 << MEL_WEIGHT_BITS) - w)
+        energy[s + 1] += pw * w
     for i, e in enumerate(energy):
         z.set32(K.ENERGY + 4 * i, e)
     z.done()
