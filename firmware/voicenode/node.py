@@ -87,19 +87,20 @@ class Node:
         return self.samples / SAMPLE_RATE
 
     def _on_frame(self, frame):
-        det = self.detector
-        n = det.step(frame)
-        for i in range(n):
-            hit = det.hits[i]
-            self._wake(hit[0], hit[1])
+        # Kept tiny: a bytecode call whose frame (locals + stack) exceeds 11 words takes it
+        # from the heap on every call, so the detections are handled in a second method.
+        n = self.detector.step(frame)
+        if n:
+            self._wake(n)
 
-    def _wake(self, word, score):
-        self.wakes += 1
-        voicenode.count("wakes")
+    def _wake(self, n):
         end = (self.frontend.count - 1) * STEP + WINDOW
-        eventlog.emit(
-            "wake", word=word, score=round(score / _U8, 3), at=round(end / SAMPLE_RATE, 3)
-        )
+        at = round(end / SAMPLE_RATE, 3)
+        for i in range(n):
+            word, score = self.detector.hits[i]
+            self.wakes += 1
+            voicenode.count("wakes")
+            eventlog.emit("wake", word=word, score=round(score / _U8, 3), at=at)
 
 
 def current():
