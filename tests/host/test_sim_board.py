@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import serial
-from voicenode_tools.sim.board import VirtualBoard
+from voicenode_tools.sim.board import VirtualBoard, find_running
 from voicenode_tools.sim.supervisor import MPY_DIR
 
 MPREMOTE = [sys.executable, "-m", "mpremote"]
@@ -337,9 +337,32 @@ def test_output_without_a_client_is_dropped_not_blocking(board):
     assert out.stdout == b"still answering\n"
 
 
-def test_one_flash_image_one_board(board):
+def test_one_flash_image_one_board_and_it_can_be_found(board):
     with pytest.raises(RuntimeError, match="in use by another virtual board"):
         VirtualBoard(board.flash_image).start()
+    assert find_running(board.flash_image) == board.port
+    board.stop()
+    assert find_running(board.flash_image) is None
+
+
+def test_voicenode_sim_refuses_a_bad_microphone(tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_bytes(b"not a wav at all")
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "voicenode"),
+            "sim",
+            "--flash",
+            str(tmp_path / "f.img"),
+            "--mic",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1
+    assert "voicenode sim: error:" in out.stderr and "notes.wav" in out.stderr
 
 
 def test_mpremote_mount_works(board, tmp_path):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .supervisor import Supervisor, default_flash_image
+from .supervisor import Supervisor, default_flash_image, find_running
+
+__all__ = ["VirtualBoard", "default_flash_image", "find_running"]
 
 
 class VirtualBoard:

@@ -38,7 +38,7 @@ def _to_int32(raw: bytes, width: int) -> np.ndarray:
 class _Stream:
     """Reads interleaved int32 frames from a byte stream (file, FIFO or socket)."""
 
-    def __init__(self, read, name):
+    def __init__(self, read, name, require_wav=False):
         self._read = read
         self.name = name
         self.rate = None  # None: raw stream, takes the I2S rate
@@ -49,6 +49,8 @@ class _Stream:
         head = self._read_exact(4)
         if head == b"RIFF":
             self._parse_wav_header()
+        elif require_wav:
+            raise MicError(f"{name}: not a WAV file (raw PCM only through fifo: or tcp:)")
         else:
             self._pending = head
 
@@ -125,7 +127,11 @@ def open_source(spec: str) -> _Stream:
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - lives as long as the microphone
     except OSError as e:
         raise MicError(f"cannot open microphone source {spec}: {e}") from None
-    s = _Stream(f.read, spec)
+    try:
+        s = _Stream(f.read, spec, require_wav=not spec.startswith("fifo:"))
+    except MicError:
+        f.close()
+        raise
     s.close = f.close
     return s
 

@@ -132,6 +132,33 @@ def micropython_command() -> str:
     return found
 
 
+def port_file(flash_image) -> Path:
+    """Where a running board records its pty path: `<image>.port` next to the image."""
+    p = Path(flash_image)
+    return p.with_name(p.name + ".port")
+
+
+def find_running(flash_image=None) -> str | None:
+    """The pty path of a virtual board running on `flash_image` (in any process), or None.
+
+    Args:
+        flash_image: the image; default ~/.cache/voicenode/sim/flash.img.
+    """
+    image = Path(flash_image) if flash_image else default_flash_image()
+    try:
+        port = port_file(image).read_text().strip()
+        fd = os.open(image, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # locked: a board runs on it
+        return port if port.startswith("/dev/pts/") and os.path.exists(port) else None
+    finally:
+        os.close(fd)
+    return None  # a stale file left by a board that died
+
+
 def ensure_flash_image(path: Path, size: int = FLASH_SIZE) -> Path:
     """Create an erased (0xFF) flash image if missing; the board formats it on first boot."""
     path = Path(path)
@@ -235,6 +262,8 @@ class Supervisor:
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server_port = self._server.getsockname()[1]
         self.state = "running"
+        self._port_file = port_file(self.flash_image)
+        self._port_file.write_text(self.port + "\n")
         for target in (self._relay_loop, self._serve_loop):
             t = threading.Thread(target=target, daemon=True, name=f"vnsim-{target.__name__}")
             t.start()
@@ -705,6 +734,11 @@ class Supervisor:
         os.close(self._wake_r)
         w, self._wake_w = self._wake_w, None
         os.close(w)
+        try:
+            if self._port_file.read_text().strip() == self.port:
+                self._port_file.unlink()
+        except OSError:
+            pass
         self._release_lock()
 
     # ---------------------------------------------------------------- hardware server
