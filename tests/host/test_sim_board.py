@@ -432,3 +432,21 @@ def test_board_processes_die_with_the_host_process(tmp_path):
     finally:
         if host.poll() is None:
             host.kill()
+
+
+def test_a_late_ctrl_c_that_kills_the_interpreter_is_not_a_hard_reset(board):
+    # The race: the supervisor sends SIGINT as the code ends and the Unix port has just
+    # restored SIG_DFL. Provoke it directly at the idle raw REPL.
+    from mpremote.transport_serial import SerialTransport
+
+    t = SerialTransport(board.port)
+    try:
+        t.enter_raw_repl(soft_reset=False)
+        pid = board.pid
+        board._sup._interrupt()  # SIGINT while no handler is installed: the process dies
+        assert wait_for(lambda: board.pid != pid)
+        t.enter_raw_repl(soft_reset=False)  # the client carries on
+        assert t.exec("print(40 + 2)") == b"42\n"
+    finally:
+        t.close()
+    assert board.reset_cause == 1  # not a hard reset

@@ -196,6 +196,7 @@ class Supervisor:
         self._tail = b""
         self._pending_in = bytearray()
         self._sent_total = 0  # bytes sent to the child's stdin socket
+        self._sigint_at = -1e9  # monotonic time of the last Ctrl-C turned into SIGINT
         self._consumed_at_ready = 0
         self._head_since = None
         self._dropping = False
@@ -612,10 +613,9 @@ class Supervisor:
                     return
                 self._await_repl = False
             if self._sigint_caught():
-                os.kill(self._proc.pid, signal.SIGINT)
+                self._interrupt()
                 del self._pending_in[:1]
                 self._head_since = None
-                self._debug("Ctrl-C -> SIGINT")
                 continue
             if self._child_reading() or now - self._head_since >= 2.0:
                 try:
@@ -626,6 +626,12 @@ class Supervisor:
                 self._head_since = None
             else:
                 return  # between two states: look again in 2 ms
+
+    def _interrupt(self):
+        """SIGINT to the child (a Ctrl-C while its code runs)."""
+        self._sigint_at = time.monotonic()
+        os.kill(self._proc.pid, signal.SIGINT)
+        self._debug("Ctrl-C -> SIGINT")
 
     def _kill_child(self):
         proc = self._proc
@@ -670,6 +676,14 @@ class Supervisor:
             )
             self._sleep_s = False
             self._debug("deep sleep")
+            return
+        if rc == -signal.SIGINT and time.monotonic() - self._sigint_at < 1.0:
+            # Our SIGINT met the code just ending (handler already back to SIG_DFL). On a chip
+            # that Ctrl-C would just reach the REPL; here the interpreter is gone, so restart
+            # it like a soft reboot, keeping the REPL mode and the client's pending input.
+            self._debug("late Ctrl-C killed the interpreter: restarted")
+            self._emit(SOFT_REBOOT)
+            self._spawn(self.reset_cause)
             return
         if self._resetting or rc < 0:
             self._wdt_deadline = self._wdt_timeout = None  # a chip reset stops the watchdog
