@@ -52,19 +52,9 @@ def trees(tmp_path):
     return a, b
 
 
-def wait_ready(port, timeout=10.0):
-    """Wait for the REPL prompt after a (re)start, as a person watching the console would.
-
-    The virtual board can lose a Ctrl-C sent while its MicroPython process is still starting
-    (reported to the simulator's owner); a real board prints its boot log first too.
-    """
-    import serial
-
-    deadline = time.monotonic() + timeout
-    seen = b""
-    with serial.Serial(port, timeout=0.1) as s:
-        while time.monotonic() < deadline and not seen.endswith(b">>> "):
-            seen = (seen + s.read(256))[-64:]
+def wait_ready(port):
+    """Nothing to wait for: VirtualBoard.start() returns once the board boots, and
+    `transport.connect` retries a Ctrl-C that a board still starting up missed."""
 
 
 def restart(vb):

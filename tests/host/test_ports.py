@@ -119,7 +119,6 @@ def test_repl_hands_the_terminal_to_mpremote(tmp_path):
     from voicenode_tools.sim.board import VirtualBoard
 
     with VirtualBoard(tmp_path / "flash.img", realtime=False) as vb:
-        ports.wait_for_prompt(vb.port)
         master, slave = pty.openpty()  # the user's terminal
         env = dict(os.environ, TERM="dumb")
         p = subprocess.Popen(

@@ -34,7 +34,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from voicenode_tools import FIRMWARE_DIR
-    from voicenode_tools.device import build, deploy, ports
+    from voicenode_tools.device import build, deploy
     from voicenode_tools.sim.board import VirtualBoard
 
     out = {}
@@ -52,7 +52,6 @@ def main(argv=None):
         build.CACHE_DIR = tmp / "mpy-cache-2"  # the full deploy compiles cold again
 
         with VirtualBoard(tmp / "flash.img", realtime=False) as vb:
-            ports.wait_for_prompt(vb.port)
             r = deploy.deploy(vb.port, source=FIRMWARE_DIR)
             out["full_deploy_s"] = round(r.seconds, 3)
             out["full_uploaded_files"] = len(r.uploaded)

@@ -90,29 +90,7 @@ def start_sim(flash_image=None, **kwargs):
             "/dev/pts/N it printed as --port"
         ) from e
     _sims.append(board)
-    wait_for_prompt(board.port)
     return board
-
-
-def wait_for_prompt(path: str, timeout: float = 10.0) -> bool:
-    """Read the console until the REPL prompt or an event shows (the board has booted).
-
-    A board that has just been powered up is still running boot.py and main.py; Ctrl-C sent
-    then can be lost, so a freshly started virtual board is only handed out once it prompts.
-    """
-    import time
-
-    import serial
-
-    deadline = time.monotonic() + timeout
-    seen = b""
-    with serial.Serial(path, timeout=0.1) as s:
-        while time.monotonic() < deadline:
-            seen = (seen + s.read(256))[-512:]
-            # The REPL prompt, or an event line: MicroPython runs main.py's code.
-            if seen.endswith(b">>> ") or b'"event": ' in seen:
-                return True
-    return False
 
 
 def stop_sims():

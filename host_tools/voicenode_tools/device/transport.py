@@ -71,6 +71,20 @@ def open_serial(path: str):
         raise CommandError(f"cannot open {path}: {e}") from e
 
 
+def _wait_quiet(link, quiet: float = 0.5, limit: float = 6.0) -> None:
+    """Read and drop console output until the board has been silent for `quiet` seconds."""
+    end = time.monotonic() + limit
+    last = time.monotonic()
+    old = link.timeout
+    link.timeout = 0.05
+    try:
+        while time.monotonic() < end and time.monotonic() - last < quiet:
+            if link.read(4096):
+                last = time.monotonic()
+    finally:
+        link.timeout = old
+
+
 def connect(port=None, soft_reset=True):
     """An mpremote `SerialTransport` on the board, in the raw REPL.
 
@@ -96,7 +110,7 @@ def connect(port=None, soft_reset=True):
             break
         except (TransportError, serial.SerialException, OSError) as e:
             if attempt + 1 < CONNECT_ATTEMPTS and not isinstance(e, serial.SerialException):
-                time.sleep(0.3)
+                _wait_quiet(t.serial)  # let a reset finish before the next Ctrl-C
                 continue
             with contextlib.suppress(Exception):
                 t.close()
