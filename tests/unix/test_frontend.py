@@ -106,7 +106,8 @@ for trial, amp in enumerate((32767, 3000, 40, 1, 0, 32767, 9)):
             for i in range(200):
                 src[i] = 32767 if (i // 3) % 2 else -32768
         for off, n in ((0, 37), (37, 100), (137, 23)):  # 160 samples in three pieces
-            A[V.H_ARG] = B[V.H_ARG] = (off << 8) | n
+            A[V.H_OFF] = B[V.H_OFF] = off
+            A[V.H_N] = B[V.H_N] = n
             V.copy_in(A, src)
             W.copy_in(B, src)
             assert A == B, "copy_in"

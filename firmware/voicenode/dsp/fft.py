@@ -68,7 +68,8 @@ H_POS = const(0)  # ring write position = oldest sample of the next window
 H_SHIFT = const(1)  # the frame's shift + 64
 H_FIRST = const(2)  # 1: the next frame seeds the noise floor
 H_PEAK = const(3)  # 3 words: per STEP block of the ring, max << 16 | min of sample ^ 0x8000
-H_ARG = const(6)  # copy_in's off * 256 + n
+H_OFF = const(6)  # copy_in's source offset
+H_N = const(7)  # and sample count
 
 BIAS = const(8192)
 _WORK_H = const(16)  # the offsets in int16 units
@@ -143,11 +144,11 @@ def _pos(d: ptr16, rev: ptr8):
 def copy_in(h: ptr32, s: ptr16):
     """Append samples to the ring and track each STEP block's peak.
 
-    Header word H_ARG = off * 256 + n: copy s[off:off+n]; the caller keeps n within the
-    current block (n <= STEP), so nothing wraps inside.
+    Header words H_OFF, H_N: copy s[off:off+n]; the caller keeps n within the current block
+    (n <= STEP), so nothing wraps inside.
     """
-    i = int(h[6]) >> 8
-    e = i + (int(h[6]) & 255)
+    i = int(h[6])
+    e = i + int(h[7])
     pos = int(h[0])
     b = 0
     if pos >= 160:

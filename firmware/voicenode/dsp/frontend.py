@@ -17,7 +17,7 @@ Output does not depend on how the audio is chunked. Frame i covers samples
 
 from micropython import const
 
-from .fft import H_ARG, H_FIRST, H_POS, copy_in, fft, finish, mel, new_arena, power, window
+from .fft import H_FIRST, H_N, H_OFF, H_POS, copy_in, fft, finish, mel, new_arena, power, window
 from .params import N_MELS, STEP, WINDOW
 
 _BLOCKS = const(3)  # WINDOW // STEP: blocks needed before the first frame
@@ -56,12 +56,14 @@ class Frontend:
         n = len(samples)
         i = 0
         new = 0
+        a = self._arena
         while i < n:
             k = STEP - self._fill
             if k > n - i:
                 k = n - i
-            self._arena[H_ARG] = (i << 8) | k
-            copy_in(self._arena, samples)
+            a[H_OFF] = i
+            a[H_N] = k
+            copy_in(a, samples)
             i += k
             self._fill += k
             if self._fill == STEP:

@@ -69,8 +69,7 @@ def _msb(x):
 
 def copy_in(h, s):
     z = _Arena(h)
-    offn = z.u32(K.HDR + 4 * K.H_ARG)
-    off, n = offn >> 8, offn & 255
+    off, n = z.u32(K.HDR + 4 * K.H_OFF), z.u32(K.HDR + 4 * K.H_N)
     pos = z.u32(K.HDR)
     blk = pos // STEP
     hp = K.HDR + 4 * (K.H_PEAK + blk)
