@@ -37,6 +37,7 @@ from voicenode_tools import commandset as csmod
 from . import augment, synth, text
 
 DATA_VERSION = 1
+SCENE_VERSION = 1  # bump when scene() changes
 INPUT_SCALE = 1.0 / 64.0
 
 DEFAULTS = {
@@ -117,6 +118,13 @@ def make_recipe(seed: int = 1, quick: bool = False, overrides: dict | None = Non
 def cache_dir() -> Path:
     base = os.environ.get("VOICENODE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "voicenode" / "commands"
+
+
+def _frontend_hash() -> str:
+    from voicenode_tools.reference import nn as ref_nn
+
+    key = json.dumps(ref_nn.frontend_params(), sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
 # --- sentences ------------------------------------------------------------------------------
@@ -580,11 +588,28 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
         return [(k, v) for _, _, k, v in plan[group] for _ in range(copies)]
 
     train_groups = ("train_cmd", "train_unk")
+    scene_dir = (
+        cache_dir() / data_hash(cs, rec, 16000) / f"scenes_{_frontend_hash()}_v{SCENE_VERSION}"
+    )
+
+    def scenes(job_list, bg, stage, key):
+        """make_scenes, cached next to the clips (the windows do not depend on the model)."""
+        f = scene_dir / f"{key}.npz"
+        if f.exists():
+            z = np.load(f)
+            return list(zip(z["w"], z["onset"].tolist(), strict=True))
+        out = make_scenes(job_list, music, bg, workers, progress, stage)
+        scene_dir.mkdir(parents=True, exist_ok=True)
+        tmp = scene_dir / f"{key}.tmp.npz"
+        np.savez(
+            tmp, w=np.array([w for w, _ in out], np.uint8), onset=np.array([o for _, o in out])
+        )
+        tmp.replace(f)
+        return out
+
     wins, labs = [], []
     for g in train_groups:
-        wins += make_scenes(
-            jobs(g, d["snr_db"], d["copies"]), music, babble, workers, progress, f"scenes {g}"
-        )
+        wins += scenes(jobs(g, d["snr_db"], d["copies"]), babble, f"scenes {g}", g)
         labs += labels(g, d["copies"])
     x, y, sl, _, missed = examples(wins, labs, rec, rng, jitter=int(d["jitter"]))
     del wins
@@ -592,9 +617,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     for snr in d["val_snrs"]:
         vw, vl = [], []
         for g in ("val_cmd", "val_unk"):
-            vw += make_scenes(
-                jobs(g, (snr, snr), 1, 1), music, val_babble, workers, progress, f"val {g} {snr}dB"
-            )
+            vw += scenes(jobs(g, (snr, snr), 1, 1), val_babble, f"val {g} {snr}dB", f"{g}_{snr}")
             vl += labels(g)
         vx, vy, vs, vk, vmiss = examples(vw, vl, rec, rng, 0)
         n_cmd_windows = sum(1 for k, _ in vl if k >= 0)

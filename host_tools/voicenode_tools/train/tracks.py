@@ -84,7 +84,7 @@ def build_track(
         bed: "noise" to force generated noise (else random: music, babble, noise).
     """
     lead = int(rng.uniform(1.0, 2.5) * rate)
-    gaps = [int(rng.uniform(0.25, 1.6) * rate) for _ in utterances]
+    gaps = [int(rng.uniform(0.2, 1.2) * rate) for _ in utterances]
     total = lead + sum(len(u) for u, _ in utterances) + sum(gaps) + int(0.9 * rate)
     x = np.zeros(total, np.float32)
     events = []
