@@ -104,3 +104,9 @@ def test_fixed_point_headroom_on_extreme_signals():
         energy = power[:, t.k_lo : t.k_hi + 1].astype(np.int64) @ t.mel
         assert power.max() < 1 << 25 and energy.max() < 1 << 28
         assert s.min() >= -4 and s.max() <= P.NORM_BIT
+
+
+def test_shipped_fft_stages_are_what_the_generator_writes():
+    text = (P.PARAMS_PATH.parent / "fft.py").read_text()
+    a, b = ref._fft_region(text)
+    assert text[a:b] == ref.fft_stages_source()

@@ -147,6 +147,183 @@ def tables_source():
 
 
 # --------------------------------------------------------------------------------------------
+# The FFT stages of firmware/voicenode/dsp/fft.py are generated (written out with constant
+# strides, which the viper emitter rewards); `--write-fft` rewrites them between the markers.
+
+_FFT_BEGIN = (
+    "    # BEGIN GENERATED fft stages (python -m voicenode_tools.reference.frontend --write-fft)"
+)
+_FFT_END = "    # END GENERATED fft stages"
+_FFT_PATH = P.PARAMS_PATH.parent / "fft.py"
+_BIAS = 8192  # fft.BIAS: values are stored + 8192
+_W0 = 16  # fft._WORK_H: the FFT buffer's offset in int16 units
+
+
+def _bfly(ind, q2, tw, dzero=False, refn=None, wn="w"):
+    """One radix-4 DIF butterfly on biased values, quarter q2 (int16 units)."""
+    names = {
+        0: "p",
+        1: "pa1",
+        q2: "pb",
+        q2 + 1: "pb1",
+        2 * q2: "pc",
+        2 * q2 + 1: "pc1",
+        3 * q2: "pd",
+        3 * q2 + 1: "pd1",
+    }
+
+    def ref(k):
+        return refn(k) if refn else f"{names[k]}[g]"
+
+    r4 = 2 + 4 * _BIAS  # rounding and bias of an unbiased 4-sum >> 2
+    lines = [
+        f"ar = {ref(0)}",
+        f"ai = {ref(1)}",
+        f"cr = {ref(2 * q2)}",
+        f"ci = {ref(2 * q2 + 1)}",
+        "t0r = ar + cr",
+        "t0i = ai + ci",
+        "t1r = ar - cr",
+        "t1i = ai - ci",
+        f"br = {ref(q2)}",
+        f"bi = {ref(q2 + 1)}",
+    ]
+    if dzero:  # the fourth input is zero padding (stored as BIAS)
+        lines += [
+            f"t2r = br + {_BIAS}",
+            f"t2i = bi + {_BIAS}",
+            f"t3r = br - {_BIAS}",
+            f"t3i = bi - {_BIAS}",
+        ]
+    else:
+        lines += [
+            f"dr = {ref(3 * q2)}",
+            f"di = {ref(3 * q2 + 1)}",
+            "t2r = br + dr",
+            "t2i = bi + di",
+            "t3r = br - dr",
+            "t3i = bi - di",
+        ]
+    lines += [f"{ref(0)} = (t0r + t2r + 2) >> 2", f"{ref(1)} = (t0i + t2i + 2) >> 2"]
+    outs = [
+        (q2, "t1r + t3i", "t1i - t3r", 1),
+        (2 * q2, "t0r - t2r", "t0i - t2i", 2),
+        (3 * q2, "t1r - t3i", "t1i + t3r", 3),
+    ]
+    for off, yr, yi, k in outs:
+        if not tw:
+            lines += [f"{ref(off)} = ({yr} + {r4}) >> 2", f"{ref(off + 1)} = ({yi} + {r4}) >> 2"]
+        else:
+            lines += [
+                f"yr = {yr}",
+                f"yi = {yi}",
+                f"{ref(off)} = (yr * {wn}{k}r - yi * {wn}{k}i + rb) >> 17",
+                f"{ref(off + 1)} = (yr * {wn}{k}i + yi * {wn}{k}r + rb) >> 17",
+            ]
+    return [ind + line for line in lines]
+
+
+def _twload(ind):
+    lines = [
+        f"{n} = p[ti + {k}] - 32768" if k else f"{n} = p[ti] - 32768"
+        for k, n in enumerate(["w1r", "w1i", "w2r", "w2i", "w3r", "w3i"])
+    ]
+    return [ind + line for line in lines + ["ti += 6"]]
+
+
+def _alias(lines):
+    """Drop `ar = z0r` copies and use the local directly."""
+    import re
+
+    sub, res = {}, []
+    for line in lines:
+        m = re.match(r"\s*(ar|ai|br|bi|cr|ci|dr|di) = (z\d+[ri])$", line)
+        if m:
+            sub[m.group(1)] = m.group(2)
+            continue
+        for k, v in sub.items():
+            line = re.sub(rf"\b{k}\b", v, line)
+        res.append(line)
+    return res
+
+
+def _pointers(q2):
+    return [
+        f"    {n} = ptr16(uint(p) + {off})"
+        for n, off in (
+            ("pb", 2 * q2),
+            ("pb1", 2 * q2 + 2),
+            ("pc", 4 * q2),
+            ("pc1", 4 * q2 + 2),
+            ("pd", 6 * q2),
+            ("pd1", 6 * q2 + 2),
+        )
+    ]
+
+
+def fft_stages_source():
+    """The generated body of fft.fft() (between the markers, markers included)."""
+    out = [
+        _FFT_BEGIN,
+        "    # Stage 1: quarter 64, one group. j = 0 has no twiddle; z[240:256] is zero padding, so",
+        "    # the fourth input is zero (biased) from j = 48 on.",
+        "    pa1 = ptr16(uint(p) + 2)",
+    ]
+    out += _pointers(128)
+    out += [f"    g = {_W0}"] + _bfly("    ", 128, False)
+    out += [f"    g = {_W0 + 2}", "    ti = _FTW_H", f"    while g < {_W0 + 96}:"]
+    out += _twload("        ") + _bfly("        ", 128, True) + ["        g += 2"]
+    out += [f"    while g < {_W0 + 128}:"]
+    out += _twload("        ") + _bfly("        ", 128, True, dzero=True) + ["        g += 2"]
+    out += ["    # Stage 2: quarter 16, four groups."] + _pointers(32)
+    out += [f"    g = {_W0}", f"    while g < {_W0 + 512}:"]
+    out += _bfly("        ", 32, False) + ["        g += 128"]
+    out += ["    j = 2", "    while j < 32:"] + _twload("        ")
+    out += [f"        g = {_W0} + j", f"        while g < {_W0 + 512}:"]
+    out += _bfly("            ", 32, True) + ["            g += 128", "        j += 2"]
+    out += [
+        "    # Stages 3 and 4 together: sixteen groups of 16 values kept in locals (quarter 4 with",
+        "    # twiddles W16^(q j), then quarter 1 without), one load and one store per value.",
+    ]
+    for j in (1, 2, 3):
+        for k, nm in enumerate(["1r", "1i", "2r", "2i", "3r", "3i"]):
+            out.append(f"    v{j}{nm} = p[ti + {6 * (j - 1) + k}] - 32768")
+    out += [f"    g = {_W0}", f"    while g < {_W0 + 512}:"]
+    for n in range(16):
+        out.append(f"        z{n}r = p[g + {2 * n}]" if n else "        z0r = p[g]")
+        out.append(f"        z{n}i = p[g + {2 * n + 1}]")
+    for j in range(4):  # stage 3: elements j, j + 4, j + 8, j + 12
+        m = {
+            0: f"z{j}r",
+            1: f"z{j}i",
+            8: f"z{j + 4}r",
+            9: f"z{j + 4}i",
+            16: f"z{j + 8}r",
+            17: f"z{j + 8}i",
+            24: f"z{j + 12}r",
+            25: f"z{j + 12}i",
+        }
+        out += _alias(_bfly("        ", 8, j != 0, refn=lambda k, m=m: m[k], wn=f"v{j}"))
+    for b in range(4):  # stage 4: elements 4b .. 4b + 3, results to memory
+        loc = {k: f"z{4 * b + k // 2}{'ri'[k % 2]}" for k in range(8)}
+        inv = {v: k for k, v in loc.items()}
+        for line in _alias(_bfly("        ", 2, False, refn=lambda k, loc=loc: loc[k])):
+            lhs, _, rhs = line.strip().partition(" = ")
+            if lhs in inv:
+                idx = 8 * b + inv[lhs]
+                line = f"        p[g + {idx}] = {rhs}" if idx else f"        p[g] = {rhs}"
+            out.append(line)
+    out += ["        g += 32", _FFT_END]
+    return "\n".join(out) + "\n"
+
+
+def _fft_region(text):
+    a = text.index(_FFT_BEGIN)
+    b = text.index(_FFT_END) + len(_FFT_END) + 1
+    return a, b
+
+
+# --------------------------------------------------------------------------------------------
 # The reference
 
 
@@ -432,7 +609,16 @@ def main(argv=None):
         P.TABLES_PATH.write_text(tables_source())
         print(f"wrote {P.TABLES_PATH}")
         return 0
-    print("usage: python -m voicenode_tools.reference.frontend --write-tables", file=sys.stderr)
+    if argv == ["--write-fft"]:
+        text = _FFT_PATH.read_text()
+        a, b = _fft_region(text)
+        _FFT_PATH.write_text(text[:a] + fft_stages_source() + text[b:])
+        print(f"wrote the FFT stages of {_FFT_PATH}")
+        return 0
+    print(
+        "usage: python -m voicenode_tools.reference.frontend --write-tables | --write-fft",
+        file=sys.stderr,
+    )
     return 2
 
 
