@@ -28,7 +28,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--no-piper",
         action="store_true",
-        help="train on espeak-ng voices only (piper is still validated)",
+        help="leave piper's clips out of training (same data cache; piper is still validated)",
     )
     parser.add_argument(
         "--quick",
@@ -68,7 +68,7 @@ def run(args):
     if args.steps:
         rec["train"]["steps"] = args.steps
     if args.no_piper:
-        rec["data"]["piper_fraction"] = 0.0
+        rec["train_without_piper"] = True
         rec["name"] = rec["name"] + "_nopiper"
     if args.name:
         rec["name"] = args.name

@@ -75,7 +75,11 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     rate = int(params.SAMPLE_RATE)
     report = progress or (lambda *a, **k: None)
     clips, folder = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
-    path = folder / f"tracks_{frontend_hash()}_v{TRACKS_VERSION}.npz"
+    # "train_without_piper": the same clips, but piper's never reach the training tracks
+    # (a check of generalisation across synthesizers: validated on piper all the same).
+    no_piper = bool(rec.get("train_without_piper"))
+    suffix = "_nopiper" if no_piper else ""
+    path = folder / f"tracks_{frontend_hash()}_v{TRACKS_VERSION}{suffix}.npz"
     names_path = path.with_suffix(".json")
     if path.exists() and names_path.exists():
         names = json.loads(names_path.read_text())
@@ -92,8 +96,19 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     babble = [g["train_speech"][i] for i in rng.permutation(len(g["train_speech"]))[:60]]
     val_babble = [g["val_speech"][i] for i in rng.permutation(len(g["val_speech"]))[:60]]
     sets = {}
-    items = [(c, "pos") for c in g["train_pos"] for _ in range(d["augment_copies"])]
-    items += [(c, "conf") for c in g["train_conf"]] + [(c, "speech") for c in g["train_speech"]]
+
+    def keep(group):
+        info = clips.info[group]
+        return [
+            c
+            for c, i in zip(g[group], info, strict=True)
+            if not (no_piper and i.startswith("piper:"))
+        ]
+
+    items = [(c, "pos") for c in keep("train_pos") for _ in range(d["augment_copies"])]
+    items += [(c, "conf") for c in keep("train_conf")] + [
+        (c, "speech") for c in keep("train_speech")
+    ]
     plans = trk.plan_tracks(items, rng, per_track=10)
     sets["train"] = trk.make_tracks(
         plans, rate, seed * 1000 + 1, g["music"], babble, snr_db=d["snr_db"], workers=workers,
