@@ -27,32 +27,33 @@ TIMEOUT_PER_AUDIO_S = 5.0
 
 def listen_on_virtual_board(
     pcm: np.ndarray,
-    models: Path,
     words: list[str],
     cutoffs: dict[str, float],
     board: str | None = None,
+    source: Path | None = None,
     flash_image: Path | None = None,
 ) -> list[dict]:
     """Run the recording through the firmware on a virtual board; return its wake events.
 
     Args:
         pcm: int16 mono samples at 16 kHz (what the microphone hears).
-        models: the folder of `.vnm` models deployed with the firmware (extra files for the
-            app's models/ folder).
         words: the wake words to run (model names).
         cutoffs: per-word cutoff overrides (0..1).
         board: the board definition deployed (default: the reference board).
+        source: the firmware tree deployed (default: firmware/, with its models/).
         flash_image: the flash image to use (default: a temporary one).
 
     Returns:
         The node's "wake" events, with "at" = seconds into the recording.
     """
+    from voicenode_tools import FIRMWARE_DIR
     from voicenode_tools import boards as boards_mod
     from voicenode_tools.device import deploy as deploy_mod
     from voicenode_tools.device import monitor, transport
     from voicenode_tools.sim.board import VirtualBoard
 
     board = board or deploy_mod.DEFAULT_BOARD
+    source = source or FIRMWARE_DIR
     # The simulated microphone is calibrated to the board: it places each sample where the
     # board's conversion ((word << bit_delay) >> shift) finds it again, so the node hears the
     # recording's own samples.
@@ -68,7 +69,7 @@ def listen_on_virtual_board(
         image = flash_image or Path(tmp) / "flash.img"
         with VirtualBoard(image, mic=str(wav), realtime=False, mic_shift=shift) as vb:
             port = vb.start()
-            deploy_mod.deploy(port, board=board, models=models, reset=False)
+            deploy_mod.deploy(port, board=board, source=source, reset=False)
             cfg = {"wake_words": words, "cutoffs": cutoffs, "status_every_s": 1}
             t = transport.connect(port)
             try:

@@ -18,6 +18,10 @@ What the supervisor adds to make it behave like an ESP32 running MicroPython:
   /proc/<pid>/status. Otherwise (REPL input, raw paste, `micropython.kbd_intr(-1)`) it is
   passed on as data once the child is blocked reading stdin (/proc/<pid>/syscall). Never
   during the bootstrap's setup, where an interrupt could leave the host FS mounted.
+  A SIGINT that meets the code just ending (handler already gone) kills the interpreter; that
+  is restarted like a soft reboot, keeping the REPL mode and the pending input.
+* Watchdog and deep sleep: `machine.WDT` deadlines and `machine.deepsleep(ms)` are kept
+  here; they restart the child with WDT_RESET / DEEPSLEEP_RESET.
 * Pulling the plug: `kill()` SIGKILLs the child, writes a last line to the port and closes
   the pty, so a client gets an I/O error instead of waiting forever (mpremote reads a pty with
   no timeout).
@@ -26,7 +30,9 @@ Output from the child is passed to the client unchanged. When no client reads th
 pty buffer fills and output is dropped (counted in `dropped_bytes`), never blocking the child.
 
 Hardware seam: the simulated `machine` (sim/mpy/machine.py) connects to a loopback TCP port
-served here for pin levels, the microphone and reset requests (protocol in that file).
+served here for pin levels, pin IRQs, the microphone, reset, watchdog and deep-sleep requests
+(protocol in that file). Children are spawned by the relay thread with PR_SET_PDEATHSIG, so
+they die with the host process.
 """
 
 from __future__ import annotations

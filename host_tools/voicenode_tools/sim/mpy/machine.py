@@ -8,9 +8,12 @@ supervisor; everything on the audio and pin hot paths uses preallocated buffers,
 `I2S.readinto` and `Pin.value` allocate nothing (heap_lock safe).
 
 Wire protocol (board -> supervisor): each connection starts with one text line
-("hello pins\\n" or "hello mic <bits> <channels> <rate> <ibuf>\\n") answered by "ok ...\\n" or
-"err <message>\\n"; after that every request is 8 bytes: command byte, pin, value, pull,
-uint32 little-endian argument.
+("hello pins\\n", "hello mic <bits> <channels> <rate> <ibuf>\\n" or "hello irq\\n") answered
+by "ok\\n" or "err <message>\\n". Then every request is 8 bytes: command byte, pin, value,
+pull, uint32 little-endian argument. Pins: g(et) -> level byte; s(et), m(ode), I(RQ trigger),
+R(eset), D(eep sleep ms), W(DT start ms), F(eed) -> one ack byte. Mic: r(ead n bytes) -> n
+bytes of slots; i(nfo) -> 4 uint32 (source samples, zero samples, overruns, ended). The irq
+connection only receives 2-byte events (pin, new level).
 """
 
 import socket
