@@ -225,10 +225,10 @@ def _bfly(ind, q2, tw, dzero=False, refn=None, wn="w"):
 
 def _twload(ind):
     lines = [
-        f"{n} = p[ti + {k}] - 32768" if k else f"{n} = p[ti] - 32768"
+        f"{n} = t[{k}] - 32768"
         for k, n in enumerate(["w1r", "w1i", "w2r", "w2i", "w3r", "w3i"])
     ]
-    return [ind + line for line in lines + ["ti += 6"]]
+    return [ind + line for line in lines + ["t = ptr16(uint(t) + 12)"]]
 
 
 def _alias(lines):
@@ -247,51 +247,53 @@ def _alias(lines):
     return res
 
 
-def _pointers(q2):
-    return [
-        f"    {n} = ptr16(uint(p) + {off})"
-        for n, off in (
-            ("pb", 2 * q2),
-            ("pb1", 2 * q2 + 2),
-            ("pc", 4 * q2),
-            ("pc1", 4 * q2 + 2),
-            ("pd", 6 * q2),
-            ("pd1", 6 * q2 + 2),
-        )
-    ]
+def _at(k):
+    """Element k (int16 units) after the walking pointer p: a constant offset."""
+    return f"p[{k}]"
 
 
 def fft_stages_source():
-    """The generated body of fft.fft() (between the markers, markers included)."""
+    """The generated body of fft.fft() (between the markers, markers included).
+
+    The data pointer p and the twiddle pointer t are the function's first two locals (the
+    x64 viper emitter keeps only those in registers); both walk, so every load and store is
+    one instruction with a constant offset.
+    """
+    w0 = 2 * _W0  # the FFT buffer's offset in bytes
     out = [
         _FFT_BEGIN,
         "    # Stage 1: quarter 64, one group. j = 0 has no twiddle; z[240:256] is zero padding, so",
         "    # the fourth input is zero (biased) from j = 48 on.",
-        "    pa1 = ptr16(uint(p) + 2)",
+        f"    p = ptr16(base + {w0})",
     ]
-    out += _pointers(128)
-    out += [f"    g = {_W0}"] + _bfly("    ", 128, False)
-    out += [f"    g = {_W0 + 2}", "    ti = _FTW_H", f"    while g < {_W0 + 96}:"]
-    out += _twload("        ") + _bfly("        ", 128, True) + ["        g += 2"]
-    out += [f"    while g < {_W0 + 128}:"]
-    out += _twload("        ") + _bfly("        ", 128, True, dzero=True) + ["        g += 2"]
-    out += ["    # Stage 2: quarter 16, four groups."] + _pointers(32)
-    out += [f"    g = {_W0}", f"    while g < {_W0 + 512}:"]
-    out += _bfly("        ", 32, False) + ["        g += 128"]
-    out += ["    j = 2", "    while j < 32:"] + _twload("        ")
-    out += [f"        g = {_W0} + j", f"        while g < {_W0 + 512}:"]
-    out += _bfly("            ", 32, True) + ["            g += 128", "        j += 2"]
+    out += _bfly("    ", 128, False, refn=_at)
+    out += ["    p = ptr16(uint(p) + 4)", f"    e = base + {w0 + 4 * 48}", "    while uint(p) < e:"]
+    out += _twload("        ") + _bfly("        ", 128, True, refn=_at)
+    out += ["        p = ptr16(uint(p) + 4)", f"    e = base + {w0 + 4 * 64}", "    while uint(p) < e:"]
+    out += _twload("        ") + _bfly("        ", 128, True, dzero=True, refn=_at)
+    out += ["        p = ptr16(uint(p) + 4)"]
+    out += [
+        "    # Stage 2: quarter 16, four groups (256 bytes apart) per twiddle.",
+        f"    p = ptr16(base + {w0})",
+        f"    e = base + {w0 + 1024}",
+        "    while uint(p) < e:",
+    ]
+    out += _bfly("        ", 32, False, refn=_at) + ["        p = ptr16(uint(p) + 256)"]
+    out += ["    j = 4", "    while j < 64:"] + _twload("        ")
+    out += [f"        p = ptr16(base + {w0} + j)", "        while uint(p) < e:"]
+    out += _bfly("            ", 32, True, refn=_at)
+    out += ["            p = ptr16(uint(p) + 256)", "        j += 4"]
     out += [
         "    # Stages 3 and 4 together: sixteen groups of 16 values kept in locals (quarter 4 with",
         "    # twiddles W16^(q j), then quarter 1 without), one load and one store per value.",
     ]
     for j in (1, 2, 3):
         for k, nm in enumerate(["1r", "1i", "2r", "2i", "3r", "3i"]):
-            out.append(f"    v{j}{nm} = p[ti + {6 * (j - 1) + k}] - 32768")
-    out += [f"    g = {_W0}", f"    while g < {_W0 + 512}:"]
+            out.append(f"    v{j}{nm} = t[{6 * (j - 1) + k}] - 32768")
+    out += [f"    p = ptr16(base + {w0})", "    while uint(p) < e:"]
     for n in range(16):
-        out.append(f"        z{n}r = p[g + {2 * n}]" if n else "        z0r = p[g]")
-        out.append(f"        z{n}i = p[g + {2 * n + 1}]")
+        out.append(f"        z{n}r = p[{2 * n}]")
+        out.append(f"        z{n}i = p[{2 * n + 1}]")
     for j in range(4):  # stage 3: elements j, j + 4, j + 8, j + 12
         m = {
             0: f"z{j}r",
@@ -310,10 +312,9 @@ def fft_stages_source():
         for line in _alias(_bfly("        ", 2, False, refn=lambda k, loc=loc: loc[k])):
             lhs, _, rhs = line.strip().partition(" = ")
             if lhs in inv:
-                idx = 8 * b + inv[lhs]
-                line = f"        p[g + {idx}] = {rhs}" if idx else f"        p[g] = {rhs}"
+                line = f"        p[{8 * b + inv[lhs]}] = {rhs}"
             out.append(line)
-    out += ["        g += 32", _FFT_END]
+    out += ["        p = ptr16(uint(p) + 64)", _FFT_END]
     return "\n".join(out) + "\n"
 
 
