@@ -196,12 +196,16 @@ def window(p: ptr16):
     The shift s puts the top bit of the window's peak |sample| (from the block peaks) at
     NORM_BIT; s = 0 for silence. Windowed value = (x * w + 2**(14 - s)) >> (15 - s), and
     15 - s >= 4, so |value| <= 4096. s is stored in the header for finish().
+
+    p (the argument) and r are the two register locals: p walks WORK (the window is at the
+    constant offset _WIN_H - _WORK_H from it), r walks the ring, four samples a turn.
     """
-    i = 0
-    j = 0
+    r = ptr16(p)
     h = ptr32(p)
+    base = uint(p)
     pos = int(h[0])
     peak = 0
+    j = 0
     while j < 3:
         v = int(h[3 + j])
         if ((v >> 16) & 0xFFFF) - 32768 > peak:
@@ -233,29 +237,38 @@ def window(p: ptr16):
         # Fold the bias into the rounding: |x * w| + (BIAS << 16) < 2**31.
         rnd += BIAS << rs
         bias = 0
+    p = ptr16(base + WORK)
     seg = 0
     while seg < 3:
         j = pos + seg * 160
         if j >= 480:
             j -= 480
-        j += _RING_H
-        e = i + 160
+        r = ptr16(base + RING + 2 * j)
+        e = uint(p) + 320
         if bias:
-            while i < e:
-                p[_WORK_H + i] = (((p[j] - 32768) * p[_WIN_H + i] + rnd) >> rs) + BIAS
-                p[_WORK_H + 1 + i] = (((p[j + 1] - 32768) * p[_WIN_H + 1 + i] + rnd) >> rs) + BIAS
-                i += 2
-                j += 2
+            while uint(p) < e:
+                p[0] = (((r[0] - 32768) * p[_WIN_H - _WORK_H] + rnd) >> rs) + BIAS
+                p[1] = (((r[1] - 32768) * p[_WIN_H - _WORK_H + 1] + rnd) >> rs) + BIAS
+                p[2] = (((r[2] - 32768) * p[_WIN_H - _WORK_H + 2] + rnd) >> rs) + BIAS
+                p[3] = (((r[3] - 32768) * p[_WIN_H - _WORK_H + 3] + rnd) >> rs) + BIAS
+                p = ptr16(uint(p) + 8)
+                r = ptr16(uint(r) + 8)
         else:
-            while i < e:
-                p[_WORK_H + i] = ((p[j] - 32768) * p[_WIN_H + i] + rnd) >> rs
-                p[_WORK_H + 1 + i] = ((p[j + 1] - 32768) * p[_WIN_H + 1 + i] + rnd) >> rs
-                i += 2
-                j += 2
+            while uint(p) < e:
+                p[0] = ((r[0] - 32768) * p[_WIN_H - _WORK_H] + rnd) >> rs
+                p[1] = ((r[1] - 32768) * p[_WIN_H - _WORK_H + 1] + rnd) >> rs
+                p[2] = ((r[2] - 32768) * p[_WIN_H - _WORK_H + 2] + rnd) >> rs
+                p[3] = ((r[3] - 32768) * p[_WIN_H - _WORK_H + 3] + rnd) >> rs
+                p = ptr16(uint(p) + 8)
+                r = ptr16(uint(r) + 8)
         seg += 1
-    while i < 512:
-        p[_WORK_H + i] = BIAS
-        i += 1
+    e = uint(p) + 64  # zero padding (biased): the FFT overwrites it
+    while uint(p) < e:
+        p[0] = BIAS
+        p[1] = BIAS
+        p[2] = BIAS
+        p[3] = BIAS
+        p = ptr16(uint(p) + 8)
 
 
 @micropython.viper
