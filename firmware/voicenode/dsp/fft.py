@@ -52,10 +52,12 @@ WORK = const(32)  # 256 complex int16 + BIAS: the FFT buffer
 RING = const(1056)  # 480 int16 ^ 0x8000 (= + 32768): the last WINDOW samples
 WIN = const(2016)  # 480 uint16: Hann window, Q15
 FTW = const(2976)  # 486 int16 + 32768: radix-4 twiddles, in the order fft() walks them
-PTW = const(3948)  # 256 int16 + 32768: split twiddles e^{-2 pi i k / 512}, k = 1..128
-ENERGY = const(4460)  # N_MELS + 2 uint32 slots
-FLOOR = const(4628)  # N_MELS uint32: noise floor, Q(LOG_FRAC_BITS + 8)
-POS = const(4788)  # 256 int16: int16 index in the arena of FFT output k (digit reversal)
+# The split's table, 8 bytes per bin k = 1..128 (power() walks it): int16 indices in the
+# arena of FFT outputs k and 256 - k (digit reversal), then the twiddle e^{-2 pi i k / 512}
+# (re, im) + 32768.
+PTAB = const(3948)
+ENERGY = const(4972)  # N_MELS + 2 uint32 slots
+FLOOR = const(5140)  # N_MELS uint32: noise floor, Q(LOG_FRAC_BITS + 8)
 MSLOT = const(5300)  # 257 uint8, indexed by bin: lower mel slot of the bin
 MW = const(5557)  # 257 uint8, indexed by bin: weight of the upper slot (Q7)
 LOGT = const(5814)  # 128 uint8: log2 mantissa table
@@ -76,10 +78,6 @@ _WORK_H = const(16)  # the offsets in int16 units
 _RING_H = const(528)
 _WIN_H = const(1008)
 _FTW_H = const(1488)
-_PTW_H = const(1974)
-_POS_H = const(2394)
-_ENERGY_W = const(1115)  # and in int32 units
-_FLOOR_W = const(1157)
 _SHIFT_BIAS = const(64)
 
 
@@ -102,15 +100,13 @@ def new_arena():
     for off, tab in (
         (WIN, T.WINDOW_TAB),
         (FTW, T.FFT_TW),
-        (PTW, T.POST_TW),
         (LOGT, T.LOG_TAB),
         (MSLOT + T.MEL_K_LO, T.MEL_SLOT),
         (MW + T.MEL_K_LO, T.MEL_W),
     ):
         _put(a, off, tab, len(tab))
     _bias(a, FTW + 1, len(T.FFT_TW) // 2)  # twiddles + 32768: one op to sign them
-    _bias(a, PTW + 1, len(T.POST_TW) // 2)
-    _pos(a, T.DIGITREV)
+    _ptab(a, T.DIGITREV, T.POST_TW)
     # Bins are sorted by slot: slot s takes bins RUNS[s] .. RUNS[s + 1] - 1.
     b = bytearray(N_MELS + 3)
     for s in range(N_MELS + 2):
@@ -133,10 +129,14 @@ def _bias(d: ptr8, off: int, n: int):
 
 
 @micropython.viper
-def _pos(d: ptr16, rev: ptr8):
-    k = 0
-    while k < 256:
-        d[_POS_H + k] = _WORK_H + (rev[k] << 1)
+def _ptab(d: ptr16, rev: ptr8, tw: ptr16):
+    k = 1
+    while k <= 128:
+        i = (PTAB >> 1) + 4 * (k - 1)
+        d[i] = _WORK_H + (rev[k] << 1)
+        d[i + 1] = _WORK_H + (rev[256 - k] << 1)
+        d[i + 2] = tw[2 * (k - 1)] ^ 0x8000
+        d[i + 3] = tw[2 * (k - 1) + 1] ^ 0x8000
         k += 1
 
 
@@ -674,63 +674,73 @@ def fft(p: ptr16):
 @micropython.viper
 def power(p: ptr16):
     """Split the 256-point complex FFT into the 512-point real spectrum scaled by 1/512:
-    PWR[k] = re^2 + im^2 for bins MEL_K_LO..256 - MEL_K_LO.
+    PWR[k] = re^2 + im^2 for bins MEL_K_LO..MEL_K_HI.
 
-    Bins k and 256 - k come from the same pair of FFT outputs. Bound: the powers of a
-    normalised frame sum to less than 2**24 (Parseval).
+    Bins k and 256 - k come from the same pair of FFT outputs; bins above MEL_K_HI feed no
+    band and are skipped. q walks PTAB (p and q are the two register locals). The rounding
+    constant 2**16 of the four (.. + 2**16) >> 17 is folded into xr (as 2 << 15) and qq.
+    Bound: the powers of a normalised frame sum to less than 2**24 (Parseval).
     """
-    k = int(T.MEL_K_LO)
-    pw = ptr32(uint(p) + PWR)
-    ti = _PTW_H + ((k - 1) << 1)
-    while k <= 128:
-        m = 256 - k
-        ia = p[_POS_H + k]
-        ic = p[_POS_H + m]
-        ar = p[ia]
-        ai = p[ia + 1]
-        cr = p[ic]
-        ci = p[ic + 1]
-        wr = p[ti] - 32768
-        wi = p[ti + 1] - 32768
-        ti += 2
-        xr = (ar + cr - 2 * BIAS) << 15
-        xi = (ai - ci) << 15
-        br = ar - cr
-        bi = ai + ci - 2 * BIAS
-        pp = wi * br + wr * bi
-        qq = wi * bi - wr * br
-        re = (xr + pp + 65536) >> 17
-        im = (xi + qq + 65536) >> 17
-        pw[k] = re * re + im * im
-        re = (xr - pp + 65536) >> 17
-        im = (qq - xi + 65536) >> 17
-        pw[m] = re * re + im * im  # k = 128: the same bin, the same value
-        k += 1
+    q = ptr16(uint(p) + PTAB + 8 * (int(T.MEL_K_LO) - 1))
+    base = uint(p)
+    pk = ptr32(base + PWR + 4 * int(T.MEL_K_LO))
+    pm = ptr32(base + PWR + 4 * (256 - int(T.MEL_K_LO)))
+    e = base + PTAB + 8 * (255 - int(T.MEL_K_HI))  # k < 256 - MEL_K_HI: bin 256 - k unused
+    both = 0
+    while both < 2:
+        while uint(q) < e:
+            ar = p[q[0]]
+            ai = p[q[0] + 1]
+            cr = p[q[1]]
+            ci = p[q[1] + 1]
+            wr = q[2] - 32768
+            wi = q[3] - 32768
+            xr = (ar + cr - (2 * BIAS - 2)) << 15
+            xi = (ai - ci) << 15
+            br = ar - cr
+            bi = ai + ci - 2 * BIAS
+            pp = wi * br + wr * bi
+            qq = wi * bi - wr * br + 65536
+            re = (xr + pp) >> 17
+            im = (xi + qq) >> 17
+            pk[0] = re * re + im * im
+            if both:
+                re = (xr - pp) >> 17
+                im = (qq - xi) >> 17
+                pm[0] = re * re + im * im  # k = 128: the same bin, the same value
+            q = ptr16(uint(q) + 8)
+            pk = ptr32(uint(pk) + 4)
+            pm = ptr32(uint(pm) - 4)
+        e = base + PTAB + 8 * 128
+        both += 1
 
 
 @micropython.viper
-def mel(p: ptr16):
+def mel(pw: ptr32):
     """ENERGY[s] = sum over bins of PWR * weight, Q7 triangles: a bin in slot s's run gives
     128 - w to slot s and w to slot s + 1. Per run: lo = 128 * sum(P) - hi, hi = sum(P * w).
-    Every sum < 2**31: the powers sum to less than 2**24 (see power())."""
-    k = 0
-    pw = ptr32(uint(p) + PWR)
-    tot = 0
-    b = ptr8(p)
-    e = ptr32(uint(p) + ENERGY)
-    hi = 0
+    Every sum < 2**31: the powers sum to less than 2**24 (see power()).
+
+    pw (the argument) walks the powers and w the weights: the two register locals."""
+    w = ptr8(pw)
+    base = uint(pw)
+    b = ptr8(pw)
+    e = ptr32(base + ENERGY)
+    k = int(b[RUNS])
+    pw = ptr32(base + PWR + 4 * k)
+    w = ptr8(base + MW + k)
     prev = 0
     s = 0
     while s < 42:
-        k = b[RUNS + s]
-        end = b[RUNS + s + 1]
+        end = base + MW + b[RUNS + s + 1]
         tot = 0
         hi = 0
-        while k < end:
-            x = int(pw[k])
+        while uint(w) < end:
+            x = pw[0]
             tot += x
-            hi += x * b[MW + k]
-            k += 1
+            hi += x * w[0]
+            pw = ptr32(uint(pw) + 4)
+            w = ptr8(uint(w) + 1)
         e[s] = (tot << 7) - hi + prev
         prev = hi
         s += 1

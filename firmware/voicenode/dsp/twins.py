@@ -168,8 +168,9 @@ def power(p):
         qq = wi * bi - wr * br
         re, im = (xr + pp + rnd) >> sh, (xi + qq + rnd) >> sh
         z.set32(K.PWR + 4 * k, re * re + im * im)
-        re, im = (xr - pp + rnd) >> sh, (qq - xi + rnd) >> sh
-        z.set32(K.PWR + 4 * m, re * re + im * im)
+        if m <= T.MEL_K_HI:  # higher bins feed no band
+            re, im = (xr - pp + rnd) >> sh, (qq - xi + rnd) >> sh
+            z.set32(K.PWR + 4 * m, re * re + im * im)
     z.done()
 
 
