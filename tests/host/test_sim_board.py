@@ -452,3 +452,20 @@ def test_a_late_ctrl_c_that_kills_the_interpreter_is_not_a_hard_reset(board):
     finally:
         t.close()
     assert board.reset_cause == 1  # not a hard reset
+
+
+def test_start_returns_after_boot_py(tmp_path):
+    img = tmp_path / "flash.img"
+    with VirtualBoard(img, realtime=False) as b:
+        mpremote(
+            b.port,
+            "exec",
+            "with open('boot.py', 'w') as f:\n"
+            "    f.write('import time\\ntime.sleep_ms(600)\\nBOOTED = 1\\n')",
+        )
+    t0 = time.monotonic()
+    with VirtualBoard(img, realtime=False) as b:
+        assert time.monotonic() - t0 >= 0.6  # start() waited for boot.py
+        # A first connection's Ctrl-C no longer cuts boot.py short.
+        out = mpremote(b.port, "resume", "exec", "print(BOOTED)")
+    assert out.stdout == b"1\n"

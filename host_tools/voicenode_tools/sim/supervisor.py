@@ -216,7 +216,8 @@ class Supervisor:
         self._sleep_s = False  # False: no deep sleep requested; None: sleep until reset
         self._asleep_until = None  # monotonic time the chip wakes (inf: only by reset)
         self.failure = None  # what the board printed when it could not boot
-        self._booted = threading.Event()
+        self._booted = threading.Event()  # flash mounted (or boot failed)
+        self._boot_done = threading.Event()  # boot.py finished
         self._stop_request = False
         self._unplug_request = False
         self._threads: list[threading.Thread] = []
@@ -285,6 +286,9 @@ class Supervisor:
         if self.state != "running":
             self.wait(10)
             raise RuntimeError(f"the virtual board could not start: {self.failure}")
+        # Like a board plugged in a moment ago: boot.py has run (main.py may be running), so a
+        # client's first Ctrl-C does not cut boot.py short. A slow boot.py is not waited for.
+        self._boot_done.wait(10)
         return self.port
 
     def stop(self) -> None:
@@ -390,6 +394,7 @@ class Supervisor:
         finally:
             self._shutdown()
             self._booted.set()
+            self._boot_done.set()
 
     def _relay(self):
         while True:
@@ -499,7 +504,10 @@ class Supervisor:
         if name == "booting":
             self._out_state = "boot"
             self._booted.set()
+        elif name == "main":
+            self._boot_done.set()
         elif name == "ready":
+            self._boot_done.set()
             # The script is ending: until the REPL reads stdin, a SIGINT could find the
             # handler just removed and kill the process, so hold Ctrl-C until then.
             self._await_repl = True
@@ -520,6 +528,7 @@ class Supervisor:
             text = self._setup_output.split(MARK)[0]
             self.failure = text.decode(errors="replace").strip()
             self._booted.set()
+            self._boot_done.set()
             self._kill_child()
 
     def _track_mode(self, data):

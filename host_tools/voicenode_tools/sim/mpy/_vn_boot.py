@@ -114,7 +114,7 @@ def _vn_atexit():
 
 def _vn_main():
     # Markers (stripped by the supervisor): booting = setup done, Ctrl-C may interrupt from
-    # now on; ready = the REPL follows; softreset = SystemExit in boot.py/main.py; failed =
+    # now on; main = boot.py done; ready = the REPL follows; softreset = SystemExit in boot.py/main.py; failed =
     # the board could not be set up (the host FS must never be left mounted at /).
     import sys
 
@@ -129,7 +129,9 @@ def _vn_main():
     end = "\x00\x1b[vnsim-ready]\x00"
     try:
         w("\x00\x1b[vnsim-booting]\x00")  # inside try: a Ctrl-C now still ends in "ready"
-        if _vn_run("boot.py") and mode == "friendly":
+        ok = _vn_run("boot.py")
+        w("\x00\x1b[vnsim-main]\x00")  # boot.py is done
+        if ok and mode == "friendly":
             _vn_run("main.py")
     except SystemExit:
         end = "\x00\x1b[vnsim-softreset]\x00"
