@@ -53,29 +53,43 @@ def ibuf_for(ms, slot_bits=32, channels=1, rate=16000):
     return bufs * _DMA_FRAMES * frame
 
 
-@micropython.viper
-def _convert32(raw, n: int, stride: int, bd: int, shift: int, out, state, frac: int) -> int:
-    """out[i] = saturate(highpass((word_i << bd) >> shift)) for n frames of 32-bit words.
+# The converter's state, an int32 array (the viper kernels take three arguments so that the
+# bytecode calling them keeps a small frame: see Microphone.read()).
+_S_DC = const(0)  # DC estimate, Q(frac)
+_S_HP = const(1)  # hp_shift (0: no high-pass)
+_S_CH = const(2)  # channel: index of our slot in a frame
+_S_FS = const(3)  # log2 of the frame size in bytes
+_S_BD = const(4)  # bit_delay
+_S_SHIFT = const(5)  # shift
+_S_FRAC = const(6)  # fraction bits of the DC estimate
+_S_BYTES = const(7)  # in: bytes read
+_S_CLIP = const(8)  # out: samples clipped in the last block
 
-    raw holds little-endian words; word i is at word index i*stride (channel pre-added by
-    the caller through `state[2]`). state (int32): [dc estimate in Q(frac), hp_shift,
-    first word]. Returns the number of clipped samples.
+
+@micropython.viper
+def _convert32(raw: ptr16, out: ptr16, st: ptr32) -> int:
+    """out[i] = saturate(highpass((word_i << bd) >> shift)) for the frames of 32-bit words in
+    raw (little-endian; our word is the frame's slot st[_S_CH]). Returns the frame count and
+    stores the number of clipped samples in st[_S_CLIP]. raw and out (the two register
+    locals) walk the frames and the samples.
     """
-    p = ptr16(raw)
-    o = ptr16(out)
-    st = ptr32(state)
     sgn = 1
     sgn <<= 31  # not folded at compile time: 1 << 31 is no small int on a 32-bit chip
-    dc = (st[0] ^ sgn) - sgn  # ptr32 loads zero-extend on 64-bit hosts
-    hp = int(st[1])
-    j = int(st[2]) << 1  # int16 index of the first word's low half
-    step = stride << 1
+    dc = (st[_S_DC] ^ sgn) - sgn  # ptr32 loads zero-extend on 64-bit hosts
+    hp = int(st[_S_HP])
+    fs = int(st[_S_FS])
+    bd = int(st[_S_BD])
+    shift = int(st[_S_SHIFT])
+    frac = int(st[_S_FRAC])
+    n = int(st[_S_BYTES]) >> fs
+    step = 1 << fs
+    raw = ptr16(uint(raw) + (int(st[_S_CH]) << 2))
+    e = uint(out) + 2 * n
     rnd = (1 << frac) >> 1
     clipped = 0
-    i = 0
-    while i < n:
-        lo = p[j]
-        hi = p[j + 1]
+    while uint(out) < e:
+        lo = raw[0]
+        hi = raw[1]
         if bd:
             hi = ((hi << bd) | (lo >> (16 - bd))) & 0xFFFF
             lo = (lo << bd) & 0xFFFF
@@ -90,29 +104,32 @@ def _convert32(raw, n: int, stride: int, bd: int, shift: int, out, state, frac: 
         elif s < -32768:
             s = -32768
             clipped += 1
-        o[i] = s
-        i += 1
-        j += step
-    st[0] = dc
-    return clipped
+        out[0] = s
+        out = ptr16(uint(out) + 2)
+        raw = ptr16(uint(raw) + step)
+    st[_S_DC] = dc
+    st[_S_CLIP] = clipped
+    return n
 
 
 @micropython.viper
-def _convert16(raw, n: int, stride: int, shift: int, out, state, frac: int) -> int:
+def _convert16(raw: ptr16, out: ptr16, st: ptr32) -> int:
     """As _convert32 for 16-bit slots (shift is normally 0)."""
-    p = ptr16(raw)
-    o = ptr16(out)
-    st = ptr32(state)
     sgn = 1
     sgn <<= 31  # not folded at compile time: 1 << 31 is no small int on a 32-bit chip
-    dc = (st[0] ^ sgn) - sgn
-    hp = int(st[1])
-    j = int(st[2])
+    dc = (st[_S_DC] ^ sgn) - sgn
+    hp = int(st[_S_HP])
+    fs = int(st[_S_FS])
+    shift = int(st[_S_SHIFT])
+    frac = int(st[_S_FRAC])
+    n = int(st[_S_BYTES]) >> fs
+    step = 1 << fs
+    raw = ptr16(uint(raw) + (int(st[_S_CH]) << 1))
+    e = uint(out) + 2 * n
     rnd = (1 << frac) >> 1
     clipped = 0
-    i = 0
-    while i < n:
-        s = ((p[j] ^ 0x8000) - 0x8000) >> shift
+    while uint(out) < e:
+        s = ((raw[0] ^ 0x8000) - 0x8000) >> shift
         if hp:
             dc += ((s << frac) - dc) >> hp
             s -= (dc + rnd) >> frac
@@ -122,11 +139,12 @@ def _convert16(raw, n: int, stride: int, shift: int, out, state, frac: int) -> i
         elif s < -32768:
             s = -32768
             clipped += 1
-        o[i] = s
-        i += 1
-        j += stride
-    st[0] = dc
-    return clipped
+        out[0] = s
+        out = ptr16(uint(out) + 2)
+        raw = ptr16(uint(raw) + step)
+    st[_S_DC] = dc
+    st[_S_CLIP] = clipped
+    return n
 
 
 @micropython.viper
@@ -190,18 +208,19 @@ class Microphone:
         if slot_bits == 32 and not (0 <= bit_delay < 16 and 0 <= shift <= 31):
             raise ValueError("bit_delay 0..15 and shift 0..31 for 32-bit slots")
         self._i2s = i2s
-        self._bits = slot_bits
-        self._stride = channels
-        self._bd = bit_delay
-        self._shift = shift
         self.rate = rate
         self.block_len = block
         # DC estimate precision: keep |sample| << frac below 2**30.
-        self._frac = _DC_FRAC if slot_bits == 16 else max(0, min(_DC_FRAC, shift - 1))
-        self._raw = bytearray(block * channels * slot_bits // 8)
+        frac = _DC_FRAC if slot_bits == 16 else max(0, min(_DC_FRAC, shift - 1))
+        frame = channels * slot_bits // 8  # 2, 4 or 8 bytes
+        self._raw = bytearray(block * frame)
         self._block = array("h", bytes(2 * block))
         self.block = memoryview(self._block)  # the last block read (shared buffer)
-        self._state = array("i", [0, hp_shift, channel])
+        st = [0] * 9
+        st[_S_HP], st[_S_CH], st[_S_FS] = hp_shift, channel, (1, 2, 3)[frame // 4]
+        st[_S_BD], st[_S_SHIFT], st[_S_FRAC] = bit_delay, shift, frac
+        self._state = array("i", st)
+        self._conv = _convert32 if slot_bits == 32 else _convert16
         self._ring_size = ring
         self._ring = array("h", bytes(2 * ring)) if ring else None
         self._rpos = self._wpos = self._avail = 0
@@ -213,34 +232,34 @@ class Microphone:
         for name in ("mic_blocks", "mic_clipped", "mic_overruns"):
             voicenode.count(name, 0)
 
-    def _convert(self, n, out):
-        if self._bits == 32:
-            return _convert32(
-                self._raw, n, self._stride, self._bd, self._shift, out, self._state, self._frac
-            )
-        return _convert16(self._raw, n, self._stride, self._shift, out, self._state, self._frac)
-
     def read(self):
         """Read one block (blocking), convert it, keep it in the ring if any.
 
         Returns `.block`, a memoryview of a shared buffer overwritten by the next read.
         """
-        got = self._i2s.readinto(self._raw)
-        frame = self._stride * self._bits // 8
-        n = got // frame if got is not None else self.block_len
+        # MicroPython takes a bytecode call's frame from the heap when its locals and value
+        # stack pass 11 words (and silently from the C stack under heap_lock()), so read()
+        # and its helpers keep few locals and short calls: the converter's parameters live
+        # in the state array.
+        st = self._state
+        n = self._i2s.readinto(self._raw)
+        st[_S_BYTES] = len(self._raw) if n is None else n
         if self._ibuf_us is not None:
-            now = time.ticks_us()
-            if self._last_us is not None:
-                if time.ticks_diff(now, self._last_us) > self._ibuf_us:
-                    voicenode.count("mic_overruns")
-            self._last_us = now
-        clipped = self._convert(n, self._block)
-        if clipped:
-            voicenode.count("mic_clipped", clipped)
+            self._check_late()
+        n = self._conv(self._raw, self._block, st)
+        if st[_S_CLIP]:
+            voicenode.count("mic_clipped", st[_S_CLIP])
         voicenode.count("mic_blocks")
         if self._ring is not None:
             self._push(n)
         return self.block if n == self.block_len else self.block[:n]
+
+    def _check_late(self):
+        now = time.ticks_us()
+        if self._last_us is not None:
+            if time.ticks_diff(now, self._last_us) > self._ibuf_us:
+                voicenode.count("mic_overruns")
+        self._last_us = now
 
     def _push(self, n):
         self._wpos = _ring_put(self._ring, self._ring_size, self._wpos, self._block, n)
@@ -265,4 +284,4 @@ class Microphone:
 
     def reset_dc(self):
         """Forget the DC estimate (after the microphone was muted or restarted)."""
-        self._state[0] = 0
+        self._state[_S_DC] = 0
