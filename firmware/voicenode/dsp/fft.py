@@ -141,14 +141,16 @@ def _ptab(d: ptr16, rev: ptr8, tw: ptr16):
 
 
 @micropython.viper
-def copy_in(h: ptr32, s: ptr16):
+def copy_in(d: ptr16, s: ptr16):
     """Append samples to the ring and track each STEP block's peak.
 
-    Header words H_OFF, H_N: copy s[off:off+n]; the caller keeps n within the current block
-    (n <= STEP), so nothing wraps inside.
+    d is the arena. Header words H_OFF, H_N: copy s[off:off+n]; the caller keeps n within the
+    current block (n <= STEP), so nothing wraps inside. d and s (the two register locals)
+    then walk the ring and the source, four samples a turn.
     """
+    h = ptr32(d)
     i = int(h[6])
-    e = i + int(h[7])
+    n = int(h[7])
     pos = int(h[0])
     b = 0
     if pos >= 160:
@@ -160,29 +162,46 @@ def copy_in(h: ptr32, s: ptr16):
     if pos != b * 160:  # within a block: go on from its peak so far
         mx = (int(h[3 + b]) >> 16) & 0xFFFF
         mn = int(h[3 + b]) & 0xFFFF
-    d = ptr16(uint(h) + ((_RING_H + pos - i) << 1))  # d[i] is the ring slot of s[i]
-    pos += e - i
-    while i + 1 < e:
-        v = s[i] ^ 0x8000  # order-preserving unsigned
-        d[i] = v
+    d = ptr16(uint(h) + RING + 2 * pos)
+    s = ptr16(uint(s) + 2 * i)
+    e = uint(s) + 2 * n
+    pos += n
+    while uint(s) + 6 < e:
+        v = s[0] ^ 0x8000  # order-preserving unsigned
+        d[0] = v
         if v > mx:
             mx = v
         if v < mn:
             mn = v
-        v = s[i + 1] ^ 0x8000
-        d[i + 1] = v
+        v = s[1] ^ 0x8000
+        d[1] = v
         if v > mx:
             mx = v
         if v < mn:
             mn = v
-        i += 2
-    if i < e:
-        v = s[i] ^ 0x8000
-        d[i] = v
+        v = s[2] ^ 0x8000
+        d[2] = v
         if v > mx:
             mx = v
         if v < mn:
             mn = v
+        v = s[3] ^ 0x8000
+        d[3] = v
+        if v > mx:
+            mx = v
+        if v < mn:
+            mn = v
+        s = ptr16(uint(s) + 8)
+        d = ptr16(uint(d) + 8)
+    while uint(s) < e:
+        v = s[0] ^ 0x8000
+        d[0] = v
+        if v > mx:
+            mx = v
+        if v < mn:
+            mn = v
+        s = ptr16(uint(s) + 2)
+        d = ptr16(uint(d) + 2)
     h[3 + b] = (mx << 16) | mn
     if pos == 480:
         pos = 0
