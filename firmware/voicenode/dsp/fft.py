@@ -58,7 +58,7 @@ FTW = const(2976)  # 486 int16 + 32768: radix-4 twiddles, in the order fft() wal
 PTAB = const(3948)
 ENERGY = const(4972)  # N_MELS + 2 uint32 slots
 FLOOR = const(5140)  # N_MELS uint32: noise floor, Q(LOG_FRAC_BITS + 8)
-MSLOT = const(5300)  # 257 uint8, indexed by bin: lower mel slot of the bin
+MSB = const(5300)  # 256 uint8: MSB[v] = floor(log2(v)) (v >= 1), then one spare byte
 MW = const(5557)  # 257 uint8, indexed by bin: weight of the upper slot (Q7)
 LOGT = const(5814)  # 128 uint8: log2 mantissa table
 PWR = const(5944)  # 256 uint32: power of bin k (bins MEL_K_LO..MEL_K_HI are used)
@@ -79,6 +79,7 @@ _RING_H = const(528)
 _WIN_H = const(1008)
 _FTW_H = const(1488)
 _SHIFT_BIAS = const(64)
+_FLOOR_OFF = const(42)  # (FLOOR - ENERGY) // 4: a band's floor word after its energy word
 
 
 @micropython.viper
@@ -101,12 +102,12 @@ def new_arena():
         (WIN, T.WINDOW_TAB),
         (FTW, T.FFT_TW),
         (LOGT, T.LOG_TAB),
-        (MSLOT + T.MEL_K_LO, T.MEL_SLOT),
         (MW + T.MEL_K_LO, T.MEL_W),
     ):
         _put(a, off, tab, len(tab))
     _bias(a, FTW + 1, len(T.FFT_TW) // 2)  # twiddles + 32768: one op to sign them
     _ptab(a, T.DIGITREV, T.POST_TW)
+    _put(a, MSB, bytes(bytearray(len(bin(v)) - 3 if v else 0 for v in range(256))), 256)
     # Bins are sorted by slot: slot s takes bins RUNS[s] .. RUNS[s + 1] - 1.
     b = bytearray(N_MELS + 3)
     for s in range(N_MELS + 2):
@@ -770,16 +771,15 @@ def finish(h: ptr32, o: ptr8, r: ptr8):
     """log2 of each band (Q6, undoing the frame's shift), noise floor update, output bytes.
 
     Writes N_MELS bytes to o[0:] and r[0:] (the caller passes the ring slot). Header word
-    H_FIRST = 1 seeds the floor (and is cleared).
+    H_FIRST = 1 seeds the floor (and is cleared). h then walks the energies (the band's
+    floor is at the constant offset FLOOR - ENERGY from them) and o the output: the two
+    register locals. The top bit of an energy comes from the MSB byte table.
     """
-    c = 0
-    x = 0
-    e = ptr32(uint(h) + ENERGY)
-    fl = ptr32(uint(h) + FLOOR)
     lt = ptr8(uint(h) + LOGT)
+    mt = ptr8(uint(h) + MSB)
     shift = int(h[1]) - _SHIFT_BIAS
     first = int(h[2])
-    nm = int(N_MELS)
+    h[2] = 0
     lfb = int(LOG_FRAC_BITS)
     ltb = int(LOG_TABLE_BITS)
     fmask = (1 << ltb) - 1
@@ -789,26 +789,21 @@ def finish(h: ptr32, o: ptr8, r: ptr8):
     fall = int(NOISE_FALL_SHIFT)
     gain = int(OUT_GAIN)
     ooff = int(OUT_OFFSET)
-    while c < nm:
-        x = int(e[c + 1])
+    e = uint(h) + ENERGY + 4 * int(N_MELS)
+    h = ptr32(uint(h) + ENERGY)
+    while uint(h) < e:
+        x = int(h[1])  # band c's energy is slot c + 1
         lg = 0
         if x:
-            m = 0
-            v = x
-            if v >> 16:
-                v >>= 16
-                m += 16
-            if v >> 8:
-                v >>= 8
-                m += 8
-            if v >> 4:
-                v >>= 4
-                m += 4
-            if v >> 2:
-                v >>= 2
-                m += 2
-            if v >> 1:
-                m += 1
+            if x >> 16:
+                if x >> 24:
+                    m = 24 + mt[x >> 24]
+                else:
+                    m = 16 + mt[x >> 16]
+            elif x >> 8:
+                m = 8 + mt[x >> 8]
+            else:
+                m = mt[x]
             if m >= ltb:
                 f = (x >> (m - ltb)) & fmask
             else:
@@ -819,7 +814,7 @@ def finish(h: ptr32, o: ptr8, r: ptr8):
         if first:
             n = lg << 8
         else:
-            n = int(fl[c])
+            n = int(h[_FLOOR_OFF])
             d = (lg << 8) - n
             if d > 0:
                 n += d >> rise
@@ -827,13 +822,14 @@ def finish(h: ptr32, o: ptr8, r: ptr8):
                 n += d >> fall
         if n < fmin:
             n = fmin
-        fl[c] = n
+        h[_FLOOR_OFF] = n
         y = ooff + (((lg - (n >> 8)) * gain) >> 8)
         if y < 0:
             y = 0
         if y > 255:
             y = 255
-        o[c] = y
-        r[c] = y
-        c += 1
-    h[2] = 0
+        o[0] = y
+        r[0] = y
+        h = ptr32(uint(h) + 4)
+        o = ptr8(uint(o) + 1)
+        r = ptr8(uint(r) + 1)
