@@ -300,14 +300,15 @@ def fft(p: ptr16):
     Bounds: |z| <= 4096 * sqrt(2) < 5800 at every stage, so a 4-point sum |y| < 2**15 and
     a twiddle product plus rb = 2**30 + 2**16 (rounding and bias) stays in 0..2**31.
     """
-    # p (the argument) and t are the two locals the x64 emitter keeps in registers: p walks
-    # the data, t the twiddles, so every access is one load or store at a constant offset.
-    t = ptr16(uint(p) + FTW)
-    base = uint(p)
-    e = base
+    # p (the argument) and rb are the two locals the x64 emitter keeps in registers: p walks
+    # the data, so every access is one load or store at a constant offset, and rb is the
+    # most used operand. t walks the twiddles.
     rb = 1
     rb <<= 30  # BIAS << 17, built at run time (2**30 is no small int on the chip)
     rb += 65536
+    t = ptr16(uint(p) + FTW)
+    base = uint(p)
+    e = base
     # BEGIN GENERATED fft stages (python -m voicenode_tools.reference.frontend --write-fft)
     # Stage 1: quarter 64, one group. j = 0 has no twiddle; z[240:256] is zero padding, so
     # the fourth input is zero (biased) from j = 48 on.

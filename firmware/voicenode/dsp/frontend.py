@@ -21,11 +21,14 @@ from .fft import H_FIRST, H_N, H_OFF, H_POS, copy_in, fft, finish, mel, new_aren
 from .params import N_MELS, STEP, WINDOW
 
 _BLOCKS = const(3)  # WINDOW // STEP: blocks needed before the first frame
+_STEP = const(160)  # STEP, and the header words H_OFF, H_N as constants (checked in
+_H_OFF = const(6)  # __init__): an imported name is a global lookup at run time
+_H_N = const(7)
 
 
 class Frontend:
     def __init__(self, callback=None, ring=8):
-        assert WINDOW == _BLOCKS * STEP
+        assert WINDOW == _BLOCKS * STEP and STEP == _STEP and (H_OFF, H_N) == (_H_OFF, _H_N)
         # Ring of the last WINDOW samples, FFT buffer, energies, noise floor and tables:
         # one arena (see fft.py for why). Header word 2 = 1 seeds the noise floor.
         self._arena = new_arena()
@@ -53,38 +56,43 @@ class Frontend:
 
     def process(self, samples):
         """Feed int16 samples (any length). Returns the number of new frames."""
+        # Few locals and short calls: a bytecode frame over 11 words comes from the heap.
         n = len(samples)
         i = 0
         new = 0
         a = self._arena
         while i < n:
-            k = STEP - self._fill
+            k = _STEP - self._fill
             if k > n - i:
                 k = n - i
-            a[H_OFF] = i
-            a[H_N] = k
+            a[_H_OFF] = i
+            a[_H_N] = k
             copy_in(a, samples)
             i += k
-            self._fill += k
-            if self._fill == STEP:
+            k += self._fill
+            if k == _STEP:
                 self._fill = 0
-                if self._blocks < _BLOCKS:
-                    self._blocks += 1
                 if self._blocks == _BLOCKS:
-                    self._step()
+                    self._step(a)
                     new += 1
+                else:
+                    self._blocks += 1
+                    if self._blocks == _BLOCKS:
+                        self._step(a)
+                        new += 1
+            else:
+                self._fill = k
         return new
 
-    def _step(self):
-        a = self._arena
+    def _step(self, a):
         window(a)
         fft(a)
         power(a)
         mel(a)
-        finish(a, self.frame, self._slots[self._slot])
+        s = self._slot
+        finish(a, self.frame, self._slots[s])
         self.count += 1  # a small int for 170 days of audio
-        self._slot += 1
-        if self._slot == self.ring:
-            self._slot = 0
+        s += 1
+        self._slot = 0 if s == self.ring else s
         if self._cb is not None:
             self._cb(self.frame)

@@ -255,9 +255,9 @@ def _at(k):
 def fft_stages_source():
     """The generated body of fft.fft() (between the markers, markers included).
 
-    The data pointer p and the twiddle pointer t are the function's first two locals (the
-    x64 viper emitter keeps only those in registers); both walk, so every load and store is
-    one instruction with a constant offset.
+    The data pointer p and the rounding constant rb are the function's first two locals (the
+    x64 viper emitter keeps only those in registers); p and the twiddle pointer t walk, so
+    every load and store is one instruction with a constant offset.
     """
     w0 = 2 * _W0  # the FFT buffer's offset in bytes
     out = [
