@@ -212,3 +212,57 @@ print("ok", fe.count)
 
 def test_reset_forgets_audio_and_floor():
     assert "ok 4" in run_mpy(RESET)
+
+
+STEADY_TOTAL = """
+import micropython, gc
+from array import array
+from voicenode.dsp.frontend import Frontend
+got = [0]
+def on_frame(frame):
+    got[0] += 1
+pcm = array("h", [((i * 7919) % 4001) - 2000 for i in range(1600)])
+mv = memoryview(pcm)
+blocks = [mv[i * 160 : (i + 1) * 160] for i in range(10)]
+odd = [mv[0:7], mv[7:160], mv[160:500], mv[500:1600]]  # 1600 samples in uneven pieces
+def feed(fe, n):
+    i = 0
+    while i < n:
+        fe.process(blocks[i % 10])
+        i += 1
+def feed_odd(fe, n):
+    i = 0
+    while i < n:
+        fe.process(odd[i % 4])
+        i += 1
+def big(a, b, c, d, e, f, g, h):
+    i = j = k = m = 0  # 12 locals: the frame comes from the heap
+    return a + b + c + d + e + f + g + h + i + j + k + m
+def bigs(unused, n):
+    i = 0
+    while i < n:
+        big(1, 2, 3, 4, 5, 6, 7, 8)
+        i += 1
+def grows(f, a):
+    f(a, 100)
+    gc.collect()
+    m = micropython.mem_total()
+    f(a, 100)  # 100 steady-state calls
+    return micropython.mem_total() - m
+fe = Frontend(callback=on_frame)
+r1 = grows(feed, fe)
+r2 = grows(feed_odd, fe)
+print("process", r1, r2, fe.count, got[0])
+print("control", grows(bigs, 0))
+"""
+
+
+def test_steady_state_process_does_not_grow_the_heap():
+    # heap_lock() misses a bytecode call whose frame (locals + value stack) passes 11 words:
+    # it comes from the heap, and under the lock silently from the C stack. mem_total()
+    # (bytes ever allocated) sees it; `big` is such a call, a control that must show growth.
+    out = run_mpy(STEADY_TOTAL)
+    words = out.split()
+    assert words[:3] == ["process", "0", "0"], out
+    assert int(words[3]) == int(words[4]) == (200 - 2) + (200 // 4) * 10, out  # frames made
+    assert int(out.split("control")[1].split()[0]) >= 100 * 8 * 8, out
