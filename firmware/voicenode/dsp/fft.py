@@ -756,10 +756,14 @@ def mel(pw: ptr32):
         end = base + MW + b[RUNS + s + 1]
         tot = 0
         hi = 0
-        while uint(w) < end:
-            x = pw[0]
-            tot += x
-            hi += x * w[0]
+        while uint(w) + 1 < end:  # two bins a turn
+            tot += pw[0] + pw[1]
+            hi += pw[0] * w[0] + pw[1] * w[1]
+            pw = ptr32(uint(pw) + 8)
+            w = ptr8(uint(w) + 2)
+        if uint(w) < end:
+            tot += pw[0]
+            hi += pw[0] * w[0]
             pw = ptr32(uint(pw) + 4)
             w = ptr8(uint(w) + 1)
         e[s] = (tot << 7) - hi + prev
