@@ -27,13 +27,17 @@ class VirtualBoard:
             (None: silence).
         realtime: pace the microphone at its sample rate (False: as fast as it is read).
         heapsize: MicroPython heap, as for `micropython -X heapsize=` (e.g. "256k").
+        mic_shift: where a 16-bit source sample sits in the I2S slot (s << mic_shift; 16 is
+            full scale). Calibrate it to the board's conversion (its `shift - bit_delay`) so
+            the node hears the recording's own samples.
     """
 
-    def __init__(self, flash_image=None, mic=None, realtime=True, heapsize="256k"):
+    def __init__(self, flash_image=None, mic=None, realtime=True, heapsize="256k", mic_shift=16):
         self.flash_image = Path(flash_image) if flash_image else default_flash_image()
         self.mic = mic
         self.realtime = realtime
         self.heapsize = heapsize
+        self.mic_shift = mic_shift
         self.log = None  # callable(str) for supervisor debug messages
         self._sup = None
 
@@ -49,7 +53,8 @@ class VirtualBoard:
         if self._sup is not None and self._sup.state == "running":
             return self._sup.port
         self._sup = Supervisor(
-            self.flash_image, self.mic, self.realtime, self.heapsize, log=self.log
+            self.flash_image, self.mic, self.realtime, self.heapsize, log=self.log,
+            mic_shift=self.mic_shift,
         )
         return self._sup.start()
 

@@ -18,7 +18,8 @@ import numpy as np
 from voicenode_tools.audio import write_wav
 from voicenode_tools.cli import CommandError
 
-#: Audio after the recording, so the last window and its detection are complete.
+#: Silence heard after the recording, so a word at its very end can still fire (the
+#: reference path pads the recording with the same silence).
 TAIL_S = 1.0
 #: How long the firmware may take per second of audio before we give up (the Unix port runs
 #: the node many times faster than real time; this only guards against a hang).
@@ -62,10 +63,7 @@ def listen_on_virtual_board(
     duration = len(pcm) / 16000
     with tempfile.TemporaryDirectory(prefix="voicenode-listen-") as tmp:
         wav = Path(tmp) / "mic.wav"
-        write_wav(
-            wav,
-            np.concatenate([np.asarray(pcm, np.int16), np.zeros(int(TAIL_S * 16000), np.int16)]),
-        )
+        write_wav(wav, np.asarray(pcm, np.int16))  # then the microphone hears silence
         image = flash_image or Path(tmp) / "flash.img"
         with VirtualBoard(image, mic=str(wav), realtime=False, mic_shift=shift) as vb:
             port = vb.start()
@@ -83,15 +81,16 @@ def listen_on_virtual_board(
 def _collect(port, duration, monitor):
     wakes = []
     deadline = time.monotonic() + 20 + TIMEOUT_PER_AUDIO_S * (duration + TAIL_S)
+    end = duration + TAIL_S
     for line in monitor.events(port, seconds=max(0.0, deadline - time.monotonic())):
         ev = json.loads(line)
         kind = ev.get("event")
-        if kind == "wake":
+        if kind == "wake" and ev["at"] <= end:
             wakes.append(
                 {"event": "wake", "word": ev["word"], "score": ev["score"], "at": ev["at"]}
             )
         elif kind == "error":
             raise CommandError(f"the node reported an error: {ev}")
-        elif kind == "status" and ev.get("at", 0) >= duration + TAIL_S - 0.01:
+        elif kind == "status" and ev.get("at", 0) >= end:
             return wakes
     raise CommandError("the virtual board did not finish the recording in time")

@@ -143,9 +143,15 @@ class Microphone:
     and soft resets (the world keeps talking while the board reboots).
     """
 
-    def __init__(self, spec: str | None, realtime: bool = True):
+    def __init__(self, spec: str | None, realtime: bool = True, shift: int = 16):
+        if not 0 <= shift <= 16:
+            raise MicError(f"microphone shift {shift} out of range 0..16")
         self.spec = spec
         self.realtime = realtime
+        # A 16-bit source sample s reaches the bus as s << shift (16: full scale). A board
+        # whose conversion is `word >> 14` (x4 gain for a quiet MEMS microphone) gets
+        # shift 14, so the node hears the recording's own samples.
+        self.shift = shift
         self._src = None
         self._lock = threading.Lock()
         self.source_frames = 0
@@ -217,6 +223,8 @@ class Microphone:
             return self._format(frames)
 
     def _format(self, frames: np.ndarray) -> bytes:
+        if self.shift != 16:
+            frames = frames >> (16 - self.shift)
         mono = frames[:, 0]
         if self._channels == 2:
             right = frames[:, 1] if frames.shape[1] > 1 else np.zeros_like(mono)

@@ -1,0 +1,82 @@
+"""`voicenode listen`: the host reference and the firmware on the virtual board agree."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
+from voicenode_tools.audio import load_16k, write_wav
+from voicenode_tools.cli import main
+from voicenode_tools.reference import frontend, mic, nn
+from voicenode_tools.reference import node as ref_node
+from voicenode_tools.sim.listen import TAIL_S, listen_on_virtual_board
+
+SPEC = [("conv", 12, 3, 2, 1, "relu"), ("dwconv", 0, 5, 1, 2, "relu"), ("dense", 1, 1, 1, 1, "sigmoid")]
+
+
+@pytest.fixture(scope="module")
+def pcm():
+    speech = load_16k(REPO_ROOT / "tests" / "data" / "speech_16k.wav")
+    rng = np.random.default_rng(9)
+    quiet = rng.normal(0, 300, 8000).astype(np.int16)
+    return np.concatenate([quiet, speech, quiet, (speech // 3)]).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, pcm):
+    """A copy of the firmware whose models/ holds a random model cut to fire on `pcm`."""
+    root = tmp_path_factory.mktemp("fw") / "firmware"
+    shutil.copytree(FIRMWARE_DIR, root, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    (root / "models").mkdir()
+    heard, _ = mic.highpass(pcm)
+    feats = frontend.features(heard)
+    model = nn.random_model(np.random.default_rng(21), spec=SPEC)
+    p = model.stream(feats).astype(np.float64)
+    means = np.convolve(p, np.ones(4) / 4, mode="valid")
+    cutoff = float(np.clip(np.quantile(means, 0.93) / 255, 0.01, 0.99))
+    side = dict(name="hey_jarvis", wake_phrase="hey jarvis", cutoff=cutoff, window=4, cooloff=30,
+                frontend=nn.frontend_params())
+    model.save(root / "models" / "hey_jarvis.vnm", side)
+    return root
+
+
+def test_firmware_on_virtual_board_gives_the_reference_events(tmp_path, pcm, tree):
+    model = tree / "models" / "hey_jarvis.vnm"
+    heard = np.concatenate([pcm, np.zeros(int(TAIL_S * 16000), np.int16)])
+    want = ref_node.events(heard, [model], default=model, microphone=True)
+    assert len(want) >= 2, "the model must fire for the comparison to mean anything"
+    got = listen_on_virtual_board(pcm, ["hey_jarvis"], {}, source=tree, flash_image=tmp_path / "f.img")
+    assert got == want
+
+
+def test_listen_command_prints_json_events(tmp_path, capsys, pcm, tree):
+    wav = tmp_path / "clip.wav"
+    write_wav(wav, pcm)
+    assert main(["listen", str(wav), "--models", str(tree / "models")]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines and all(e["event"] == "wake" and e["word"] == "hey_jarvis" for e in lines)
+    assert all(0 < e["t"] <= len(pcm) / 16000 + TAIL_S and 0 < e["score"] <= 1 for e in lines)
+    assert main(["listen", str(wav), "--models", str(tree / "models"), "--cutoff", "1.0"]) == 0
+    strict = capsys.readouterr().out.splitlines()
+    assert len(strict) < len(lines)
+    assert main(["listen", str(wav), "--models", str(tree / "models"), "--scores"]) == 0
+    scored = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    n_scores = sum(e["event"] == "score" for e in scored)
+    assert n_scores > 100 and all(0 <= e["score"] <= 1 for e in scored)
+
+
+def test_listen_refuses_bad_input(tmp_path, capsys, tree):
+    assert main(["listen", str(tmp_path / "nope.wav"), "--models", str(tree / "models")]) == 1
+    assert "nope.wav" in capsys.readouterr().err
+    wav = tmp_path / "ok.wav"
+    write_wav(wav, np.zeros(16000, np.int16))
+    assert main(["listen", str(wav), "--models", str(tree / "models"), "--wakeword", "alexa"]) == 1
+    assert "no model" in capsys.readouterr().err
+    bad = tmp_path / "m"
+    bad.mkdir()
+    (bad / "hey_jarvis.vnm").write_bytes(b"VNM\x00garbage")
+    shutil.copy(tree / "models" / "hey_jarvis.json", bad / "hey_jarvis.json")
+    assert main(["listen", str(wav), "--models", str(bad)]) == 1
+    assert "hey_jarvis.vnm" in capsys.readouterr().err
