@@ -14,6 +14,7 @@ from . import __version__
 
 # name: (module, one-line help)
 _COMMANDS = {
+    "demo": ("voicenode_tools.commands.demo", "the virtual board running the firmware on the demo recording"),
     "flash": ("voicenode_tools.commands.flash", "write a stock MicroPython firmware to an ESP32-S3 (esptool)"),
     "deploy": ("voicenode_tools.commands.deploy", "compile the firmware to .mpy and install it atomically"),
     "repl": ("voicenode_tools.commands.repl", "interactive REPL on the board (mpremote)"),
