@@ -159,8 +159,12 @@ _BIAS = 8192  # fft.BIAS: values are stored + 8192
 _W0 = 16  # fft._WORK_H: the FFT buffer's offset in int16 units
 
 
-def _bfly(ind, q2, tw, dzero=False, refn=None, wn="w"):
-    """One radix-4 DIF butterfly on biased values, quarter q2 (int16 units)."""
+def _bfly(ind, q2, tw, dzero=False, refn=None, wn="w", known=None):
+    """One radix-4 DIF butterfly on biased values, quarter q2 (int16 units).
+
+    known: {k: (wr, wi)} twiddles of output k known when generating; -i and the diagonals
+    (c, -c), (-c, -c) take fewer operations for the same integers (_twiddle_product).
+    """
     names = {
         0: "p",
         1: "pa1",
@@ -214,13 +218,35 @@ def _bfly(ind, q2, tw, dzero=False, refn=None, wn="w"):
         if not tw:
             lines += [f"{ref(off)} = ({yr} + {r4}) >> 2", f"{ref(off + 1)} = ({yi} + {r4}) >> 2"]
         else:
-            lines += [
-                f"yr = {yr}",
-                f"yi = {yi}",
-                f"{ref(off)} = (yr * {wn}{k}r - yi * {wn}{k}i + rb) >> 17",
-                f"{ref(off + 1)} = (yr * {wn}{k}i + yi * {wn}{k}r + rb) >> 17",
-            ]
+            re, im = _twiddle_product((known or {}).get(k), f"{wn}{k}")
+            lines += [f"yr = {yr}", f"yi = {yi}", f"{ref(off)} = {re}", f"{ref(off + 1)} = {im}"]
     return [ind + line for line in lines]
+
+
+def _special(w):
+    """True if the twiddle (wr, wi) has a shorter exact product in _twiddle_product."""
+    return w is not None and (
+        (w[0] == 0 and w[1] < 0) or (w[0] > 0 and w[1] == -w[0]) or (w[0] < 0 and w[1] == w[0])
+    )
+
+
+def _twiddle_product(w, name):
+    """(re, im) expressions of (y * w + rb) >> 17, y = yr + i yi: the general form with the
+    twiddle in locals {name}r, {name}i, or, for a known -i * M or diagonal twiddle, the same
+    integers with fewer operations (every intermediate is the product itself, within the
+    general form's bounds)."""
+    if _special(w):
+        if w[0] == 0:  # (0, -M): re = M yi, im = -M yr
+            return f"(yi * {-w[1]} + rb) >> 17", f"(rb - yr * {-w[1]}) >> 17"
+        if w[0] > 0:  # (c, -c): re = c (yr + yi), im = c (yi - yr)
+            c = w[0]
+            return f"((yr + yi) * {c} + rb) >> 17", f"((yi - yr) * {c} + rb) >> 17"
+        c = -w[0]  # (-c, -c): re = c (yi - yr), im = -c (yr + yi)
+        return f"((yi - yr) * {c} + rb) >> 17", f"(rb - (yr + yi) * {c}) >> 17"
+    return (
+        f"(yr * {name}r - yi * {name}i + rb) >> 17",
+        f"(yr * {name}i + yi * {name}r + rb) >> 17",
+    )
 
 
 def _twload(ind):
@@ -287,9 +313,12 @@ def fft_stages_source():
         "    # Stages 3 and 4 together: sixteen groups of 16 values kept in locals (quarter 4 with",
         "    # twiddles W16^(q j), then quarter 1 without), one load and one store per value.",
     ]
+    tw3 = _tables().fft_tw[2]  # stage 3's twiddles W16^(q j): [j - 1][q - 1] = (re, im)
+    known = {j: {q: tuple(int(v) for v in tw3[j - 1][q - 1]) for q in (1, 2, 3)} for j in (1, 2, 3)}
     for j in (1, 2, 3):
         for k, nm in enumerate(["1r", "1i", "2r", "2i", "3r", "3i"]):
-            out.append(f"    v{j}{nm} = t[{6 * (j - 1) + k}] - 32768")
+            if not _special(known[j][k // 2 + 1]):
+                out.append(f"    v{j}{nm} = t[{6 * (j - 1) + k}] - 32768")
     out += [f"    p = ptr16(base + {w0})", "    while uint(p) < e:"]
     for n in range(16):
         out.append(f"        z{n}r = p[{2 * n}]")
@@ -305,7 +334,9 @@ def fft_stages_source():
             24: f"z{j + 12}r",
             25: f"z{j + 12}i",
         }
-        out += _alias(_bfly("        ", 8, j != 0, refn=lambda k, m=m: m[k], wn=f"v{j}"))
+        out += _alias(
+            _bfly("        ", 8, j != 0, refn=lambda k, m=m: m[k], wn=f"v{j}", known=known.get(j))
+        )
     for b in range(4):  # stage 4: elements 4b .. 4b + 3, results to memory
         loc = {k: f"z{4 * b + k // 2}{'ri'[k % 2]}" for k in range(8)}
         inv = {v: k for k, v in loc.items()}
