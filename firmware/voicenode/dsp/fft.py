@@ -79,6 +79,20 @@ _RING_H = const(528)
 _WIN_H = const(1008)
 _FTW_H = const(1488)
 _SHIFT_BIAS = const(64)
+# Parameters the kernels use as immediates (an imported name is a global lookup at run
+# time); new_arena() checks them against params.py and tables.py.
+_K_LO = const(4)  # T.MEL_K_LO
+_K_HI = const(239)  # T.MEL_K_HI
+_N_MELS = const(40)
+_NORM_BIT = const(11)
+_LFB = const(6)  # LOG_FRAC_BITS
+_LTB = const(7)  # LOG_TABLE_BITS
+_LOG_OFFSET = const(384)
+_NOISE_MIN = const(448)
+_RISE = const(9)  # NOISE_RISE_SHIFT
+_FALL = const(3)  # NOISE_FALL_SHIFT
+_GAIN = const(32)  # OUT_GAIN
+_OUT_OFFSET = const(16)
 _FLOOR_OFF = const(42)  # (FLOOR - ENERGY) // 4: a band's floor word after its energy word
 
 
@@ -97,6 +111,12 @@ def new_arena():
     assert WINDOW == 480 and STEP == 160 and FFT_SIZE == 512 and WINDOW_BITS == 15
     assert TWIDDLE_BITS == 15 and MEL_WEIGHT_BITS == 7 and N_MELS + 2 <= 42
     assert 1 <= T.MEL_K_LO and T.MEL_K_HI <= 255 and NORM_BIT <= 11
+    assert (T.MEL_K_LO, T.MEL_K_HI, N_MELS, NORM_BIT, LOG_FRAC_BITS, LOG_TABLE_BITS) == (
+        _K_LO, _K_HI, _N_MELS, _NORM_BIT, _LFB, _LTB
+    ), "fft.py's parameter constants differ from params.py/tables.py"
+    assert (LOG_OFFSET, NOISE_MIN, NOISE_RISE_SHIFT, NOISE_FALL_SHIFT, OUT_GAIN, OUT_OFFSET) == (
+        _LOG_OFFSET, _NOISE_MIN, _RISE, _FALL, _GAIN, _OUT_OFFSET
+    ), "fft.py's parameter constants differ from params.py"
     a = array("i", bytes(SIZE))
     for off, tab in (
         (WIN, T.WINDOW_TAB),
@@ -248,7 +268,7 @@ def window(p: ptr16):
             m += 2
         if v >> 1:
             m += 1
-        s = int(NORM_BIT) - m
+        s = _NORM_BIT - m
     h[1] = s + _SHIFT_BIAS
     rs = 15 - s
     rnd = 1 << (rs - 1)
@@ -692,11 +712,11 @@ def power(p: ptr16):
     constant 2**16 of the four (.. + 2**16) >> 17 is folded into xr (as 2 << 15) and qq.
     Bound: the powers of a normalised frame sum to less than 2**24 (Parseval).
     """
-    q = ptr16(uint(p) + PTAB + 8 * (int(T.MEL_K_LO) - 1))
+    q = ptr16(uint(p) + PTAB + 8 * (_K_LO - 1))
     base = uint(p)
-    pk = ptr32(base + PWR + 4 * int(T.MEL_K_LO))
-    pm = ptr32(base + PWR + 4 * (256 - int(T.MEL_K_LO)))
-    e = base + PTAB + 8 * (255 - int(T.MEL_K_HI))  # k < 256 - MEL_K_HI: bin 256 - k unused
+    pk = ptr32(base + PWR + 4 * _K_LO)
+    pm = ptr32(base + PWR + 4 * (256 - _K_LO))
+    e = base + PTAB + 8 * (255 - _K_HI)  # k < 256 - MEL_K_HI: bin 256 - k unused
     both = 0
     while both < 2:
         while uint(q) < e:
@@ -775,16 +795,8 @@ def finish(h: ptr32, o: ptr8, r: ptr8):
     shift = int(h[1]) - _SHIFT_BIAS
     first = int(h[2])
     h[2] = 0
-    lfb = int(LOG_FRAC_BITS)
-    ltb = int(LOG_TABLE_BITS)
-    fmask = (1 << ltb) - 1
-    base = int(LOG_OFFSET) - ((2 << lfb) * shift)
-    fmin = int(NOISE_MIN) << 8
-    rise = int(NOISE_RISE_SHIFT)
-    fall = int(NOISE_FALL_SHIFT)
-    gain = int(OUT_GAIN)
-    ooff = int(OUT_OFFSET)
-    e = uint(h) + ENERGY + 4 * int(N_MELS)
+    base = _LOG_OFFSET - ((2 << _LFB) * shift)
+    e = uint(h) + ENERGY + 4 * _N_MELS
     h = ptr32(uint(h) + ENERGY)
     while uint(h) < e:
         x = int(h[1])  # band c's energy is slot c + 1
@@ -799,11 +811,11 @@ def finish(h: ptr32, o: ptr8, r: ptr8):
                 m = 8 + mt[x >> 8]
             else:
                 m = mt[x]
-            if m >= ltb:
-                f = (x >> (m - ltb)) & fmask
+            if m >= _LTB:
+                f = (x >> (m - _LTB)) & ((1 << _LTB) - 1)
             else:
-                f = (x << (ltb - m)) & fmask
-            lg = (m << lfb) + lt[f] + base
+                f = (x << (_LTB - m)) & ((1 << _LTB) - 1)
+            lg = (m << _LFB) + lt[f] + base
             if lg < 0:
                 lg = 0
         if first:
@@ -812,13 +824,13 @@ def finish(h: ptr32, o: ptr8, r: ptr8):
             n = int(h[_FLOOR_OFF])
             d = (lg << 8) - n
             if d > 0:
-                n += d >> rise
+                n += d >> _RISE
             else:
-                n += d >> fall
-        if n < fmin:
-            n = fmin
+                n += d >> _FALL
+        if n < (_NOISE_MIN << 8):
+            n = _NOISE_MIN << 8
         h[_FLOOR_OFF] = n
-        y = ooff + (((lg - (n >> 8)) * gain) >> 8)
+        y = _OUT_OFFSET + (((lg - (n >> 8)) * _GAIN) >> 8)
         if y < 0:
             y = 0
         if y > 255:
