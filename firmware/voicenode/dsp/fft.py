@@ -112,10 +112,20 @@ def new_arena():
     assert TWIDDLE_BITS == 15 and MEL_WEIGHT_BITS == 7 and N_MELS + 2 <= 42
     assert 1 <= T.MEL_K_LO and T.MEL_K_HI <= 255 and NORM_BIT <= 11
     assert (T.MEL_K_LO, T.MEL_K_HI, N_MELS, NORM_BIT, LOG_FRAC_BITS, LOG_TABLE_BITS) == (
-        _K_LO, _K_HI, _N_MELS, _NORM_BIT, _LFB, _LTB
+        _K_LO,
+        _K_HI,
+        _N_MELS,
+        _NORM_BIT,
+        _LFB,
+        _LTB,
     ), "fft.py's parameter constants differ from params.py/tables.py"
     assert (LOG_OFFSET, NOISE_MIN, NOISE_RISE_SHIFT, NOISE_FALL_SHIFT, OUT_GAIN, OUT_OFFSET) == (
-        _LOG_OFFSET, _NOISE_MIN, _RISE, _FALL, _GAIN, _OUT_OFFSET
+        _LOG_OFFSET,
+        _NOISE_MIN,
+        _RISE,
+        _FALL,
+        _GAIN,
+        _OUT_OFFSET,
     ), "fft.py's parameter constants differ from params.py"
     a = array("i", bytes(SIZE))
     for off, tab in (

@@ -251,8 +251,7 @@ def _twiddle_product(w, name):
 
 def _twload(ind):
     lines = [
-        f"{n} = t[{k}] - 32768"
-        for k, n in enumerate(["w1r", "w1i", "w2r", "w2i", "w3r", "w3i"])
+        f"{n} = t[{k}] - 32768" for k, n in enumerate(["w1r", "w1i", "w2r", "w2i", "w3r", "w3i"])
     ]
     return [ind + line for line in lines + ["t = ptr16(uint(t) + 12)"]]
 
@@ -295,7 +294,11 @@ def fft_stages_source():
     out += _bfly("    ", 128, False, refn=_at)
     out += ["    p = ptr16(uint(p) + 4)", f"    e = base + {w0 + 4 * 48}", "    while uint(p) < e:"]
     out += _twload("        ") + _bfly("        ", 128, True, refn=_at)
-    out += ["        p = ptr16(uint(p) + 4)", f"    e = base + {w0 + 4 * 64}", "    while uint(p) < e:"]
+    out += [
+        "        p = ptr16(uint(p) + 4)",
+        f"    e = base + {w0 + 4 * 64}",
+        "    while uint(p) < e:",
+    ]
     out += _twload("        ") + _bfly("        ", 128, True, dzero=True, refn=_at)
     out += ["        p = ptr16(uint(p) + 4)"]
     out += [
