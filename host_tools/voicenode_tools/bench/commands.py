@@ -246,7 +246,7 @@ def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
 
         r = subprocess.run(prog(20), capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
-            raise RuntimeError(r.stderr)
+            raise RuntimeError(r.stderr + r.stdout)
         heap, us_step, us_dec = r.stdout.split()[:3]
         res = {"recognizer_heap_bytes": int(heap), "unix_us_per_listening_frame": round(float(us_step), 1),
                "unix_us_per_decision": round(float(us_dec), 1)}  # fmt: skip
