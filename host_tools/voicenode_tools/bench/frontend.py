@@ -1,6 +1,6 @@
 """Benchmark: the firmware front end on the MicroPython Unix port against microWakeWord's C one.
 
-    python -m voicenode_tools.bench.frontend [--seconds 60] [--no-callgrind] [--json OUT]
+    python -m voicenode_tools.bench.frontend [--seconds 60] [--no-callgrind] [--kernels] [--json OUT]
 
 For one minute of audio (the speech fixture repeated over quiet noise), side by side:
 
@@ -11,6 +11,9 @@ For one minute of audio (the speech fixture repeated over quiet noise), side by 
   `bench` extra) on the same audio: the same figures for the whole process (its Python
   driver loop included), and the instructions inside `FrontendProcessSamples` alone;
 - the numpy reference's speed (times real time);
+- with --kernels, callgrind instructions per call of each viper kernel (copy_in of one
+  block, window, fft, power, mel, finish; the call from bytecode included) next to a whole
+  step: the difference is the Python glue;
 - heap: `gc.mem_alloc()` around `Frontend()`, and the smallest `-X heapsize` that runs a
   script importing the front end and processing the minute (found by bisection), next to
   the same for a script that only imports it.
@@ -31,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 
 TARGET_INSTR_PER_S = 15e6
@@ -180,7 +184,83 @@ def _compile_mpy(dst):
     return dst
 
 
-def bench(seconds=60.0, callgrind=True, log=print):
+_KERNEL_SCRIPT = """
+import sys, gc
+sys.path.insert(0, sys.argv[1])
+from array import array
+from voicenode.dsp.frontend import Frontend
+from voicenode.dsp import fft as V
+fe = Frontend()
+buf = array("h", bytes(320))
+f = open(sys.argv[2], "rb")
+which = sys.argv[3]
+N = int(sys.argv[4])
+for _ in range(5):
+    f.readinto(buf)
+    fe.process(buf)
+A = fe._arena
+fr = fe.frame
+sl = fe._slots[0]
+k = getattr(V, which, None)
+i = 0
+gc.collect()  # no collection inside the measured loop (the N = 0 run does the same)
+if which == "step":
+    while i < N:
+        f.readinto(buf)
+        fe.process(buf)
+        i += 1
+elif which == "read":  # the step loop without the front end
+    while i < N:
+        f.readinto(buf)
+        i += 1
+elif which == "copy_in":
+    while i < N:
+        A[V.H_OFF] = 0
+        A[V.H_N] = 160
+        V.copy_in(A, buf)
+        i += 1
+elif which == "finish":
+    while i < N:
+        V.finish(A, fr, sl)
+        i += 1
+else:
+    while i < N:
+        k(A)
+        i += 1
+"""
+
+KERNELS = ("copy_in", "window", "fft", "power", "mel", "finish")
+
+
+def kernel_costs(n=200, log=print):
+    """Instructions per call of each kernel and per whole step (callgrind, the same script
+    with n calls minus with none), on speech: {name: instructions}."""
+    res = {}
+    with tempfile.TemporaryDirectory(prefix="vn-bench-") as d:
+        d = Path(d)
+        make_audio(max(3.0, (n + 10) / 100)).tofile(d / "a.raw")
+        (d / "k.py").write_text(_KERNEL_SCRIPT)
+
+        def run(which, count):
+            cmd = _micropython_cmd() + [str(d / "k.py"), str(FIRMWARE_DIR), str(d / "a.raw")]
+            return _callgrind(cmd + [which, str(count)])
+
+        def per_call(which):
+            return (run(which, n) - run(which, 0)) / n
+
+        read = per_call("read")
+        for which in ("step",) + KERNELS:
+            res[which] = per_call(which) - (read if which == "step" else 0)
+            log(f"  {which:8s} {res[which]:9.0f} instructions per call")
+        total = sum(res[k] for k in KERNELS)
+        log(
+            f"  kernels together {total:.0f} (each figure includes its call from a bytecode "
+            f"loop, about what the step's glue costs)"
+        )
+    return res
+
+
+def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
     res = {"seconds": seconds}
     with tempfile.TemporaryDirectory(prefix="vn-bench-") as d:
         d = Path(d)
@@ -285,6 +365,9 @@ def bench(seconds=60.0, callgrind=True, log=print):
     if "ratio_vs_c" in res:
         checks["<= 4x C"] = res["ratio_vs_c"] <= TARGET_RATIO_C
     res["targets"] = checks
+    if kernels and callgrind and shutil.which("valgrind"):
+        log("per 10 ms step (callgrind, x64):")
+        res["kernels"] = kernel_costs(log=log)
     for k, v in checks.items():
         log(f"target {k}: {'met' if v else 'MISSED'}")
     return res
@@ -296,9 +379,10 @@ def main(argv=None):
     )
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    ap.add_argument("--kernels", action="store_true", help="also the cost of each kernel")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
-    res = bench(args.seconds, callgrind=not args.no_callgrind)
+    res = bench(args.seconds, callgrind=not args.no_callgrind, kernels=args.kernels)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
