@@ -72,12 +72,16 @@ def make_audio(phrase: str, seed: int, snrs):
 class Ours:
     name = "ours"
 
+    model_path = None  # default: models/<name>.vnm
+
     def __init__(self, phrase):
         from voicenode_tools.reference import frontend, nn
         from voicenode_tools.train.recipe import REPO_ROOT, slug
 
         self.fe = frontend
-        self.model = nn.QuantModel.load(REPO_ROOT / "models" / f"{slug(phrase)}.vnm")
+        self.model = nn.QuantModel.load(
+            self.model_path or REPO_ROOT / "models" / f"{slug(phrase)}.vnm"
+        )
         self.window = int(self.model.sidecar["window"])
 
     def scores(self, audio):
@@ -283,8 +287,10 @@ def main(argv=None):
     )
     ap.add_argument("--snrs", type=int, nargs="+", default=[20, 10, 5])
     ap.add_argument("--engines", default="ours,microwakeword,openwakeword,porcupine,pocketsphinx")
+    ap.add_argument("--model", help="our model (default models/<name>.vnm)")
     ap.add_argument("--out", help="write the JSON results here too")
     args = ap.parse_args(argv)
+    Ours.model_path = args.model
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
