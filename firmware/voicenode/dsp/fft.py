@@ -3,9 +3,12 @@ shift, radix-4 FFT, power and mel filterbank, log and noise floor.
 
 All state and tables live in one arena (an `array("i")` made by `new_arena()`), passed to
 every kernel as a `ptr16`/`ptr32` argument; everything is at fixed offsets. That is for
-speed: the x64 viper emitter keeps only the first three locals (arguments included) in
-registers, so the arena pointer is the first argument and the two hottest locals follow it,
-and constant offsets replace a pointer per buffer.
+speed: the x64 viper emitter (MicroPython 1.29) keeps only the first two locals, arguments
+included, in registers (rbx, r12; every other local lives in the stack frame, and each
+operation costs 4-8 instructions), and `ptr[constant]` on a register pointer is a single
+load or store. So the hot loops walk pointers held in those two locals (`p = ptr16(uint(p)
++ 8)`) and reach everything else at constant offsets from them: the FFT's four butterfly
+inputs, the window table next to the FFT buffer, a band's floor next to its energy.
 
 Every kernel has a plain-Python twin in `twins.py` (the same arithmetic on the same arena);
 tests on the Unix port check they agree, and the host's numpy reference
