@@ -47,9 +47,9 @@ class Actions:
             voicenode.count("action_errors")
             from voicenode.actions import eventlog
 
-            # the plain emit: an error event does not come back through this listener
-            emit = getattr(eventlog, "_plain_emit", eventlog.emit)
-            emit("error", where="actions", type=type(e).__name__, msg=str(e))
+            # an "error" stays on the console (on_event ignores it), and the event log
+            # bounds how deep listeners may emit, so this cannot loop
+            eventlog.emit("error", where="actions", type=type(e).__name__, msg=str(e))
 
     def _on_event(self, kind, fields):
         from voicenode.actions import feedback as fb
@@ -100,41 +100,17 @@ class Actions:
 
 
 def hook(listener):
-    """Call `listener(kind, fields)` after every event the event log emits.
-
-    Uses eventlog.add_listener when the event log has it; otherwise wraps eventlog.emit
-    (callers use `eventlog.emit(...)`, looked up at call time, so they all go through it).
-    """
+    """Call `listener(kind, fields)` after every event the event log emits."""
     from voicenode.actions import eventlog
 
-    add = getattr(eventlog, "add_listener", None)
-    if add is not None:
-        add(listener)
-        return
-    plain = getattr(eventlog, "_plain_emit", eventlog.emit)
-    eventlog._plain_emit = plain
-    listeners = getattr(eventlog, "_vn_listeners", None)
-    if listeners is None:
-        listeners = eventlog._vn_listeners = []
-
-        def emit(kind, **fields):
-            line = plain(kind, **fields)
-            for f in listeners:
-                f(kind, fields)
-            return line
-
-        eventlog.emit = emit
-    if listener not in listeners:
-        listeners.append(listener)
+    eventlog.add_listener(listener)
 
 
 def unhook():
     """Forget every listener hooked by hook() (tests; a node restarted in the REPL)."""
     from voicenode.actions import eventlog
 
-    listeners = getattr(eventlog, "_vn_listeners", None)
-    if listeners is not None:
-        listeners.clear()
+    eventlog.clear_listeners()
 
 
 def start(cfg=None, secrets=None, secrets_path=None, led=False):

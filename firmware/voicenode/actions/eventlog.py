@@ -27,6 +27,21 @@ _lens = bytearray(_SLOTS)
 _head = 0  # next slot to write
 _count = 0  # number of valid slots (<= _SLOTS)
 _out = None  # a stream with write() to copy events to (tests); None: print only
+# Called as f(kind, fields) after every event: the actions (MQTT, LED, outputs) listen here.
+_listeners = []  # type: list
+_depth = 0  # listeners may emit events too; past _MAX_DEPTH those are only printed and kept
+_MAX_DEPTH = const(3)
+
+
+def add_listener(f):
+    """Call `f(kind, fields)` after every event (once, however often it is added)."""
+    if f not in _listeners:
+        _listeners.append(f)
+
+
+def clear_listeners():
+    """Forget every listener (tests; a node restarted in the REPL)."""
+    del _listeners[:]
 
 
 def uptime():
@@ -44,7 +59,7 @@ def emit(kind, **fields):
     Returns:
         The JSON line (without the newline).
     """
-    global _head, _count
+    global _head, _count, _depth
     # "t" and "event" come first so the lines read well; MicroPython's dict order is not
     # insertion order, so the head is written by hand.
     line = '{"t": %s, "event": %s' % (json.dumps(round(uptime(), 3)), json.dumps(kind))
@@ -63,6 +78,13 @@ def emit(kind, **fields):
     _head = (_head + 1) % _SLOTS
     if _count < _SLOTS:
         _count += 1
+    if _listeners and _depth < _MAX_DEPTH:
+        _depth += 1
+        try:
+            for f in _listeners:
+                f(kind, fields)
+        finally:
+            _depth -= 1
     return line
 
 
