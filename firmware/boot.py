@@ -11,7 +11,7 @@ import sys
 try:
     import os
 except ImportError:  # very old ports
-    import uos as os
+    import uos as os  # type: ignore[no-redef]
 
 _APP = "/app"
 

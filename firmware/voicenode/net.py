@@ -27,7 +27,7 @@ import voicenode
 SECRETS_PATH = "/secrets.json"
 
 # section -> {key: type}; every key is optional except the ones in _REQUIRED
-_SCHEMA = {
+_SCHEMA = {  # type: dict
     "wifi": {"ssid": str, "password": str, "hostname": str},
     "mqtt": {
         "host": str,
@@ -140,7 +140,7 @@ class Wifi:
         try:
             import network
         except ImportError:
-            network = None
+            network = None  # type: ignore[assignment]
         self.network = network
         self.wlan = None
 
@@ -169,7 +169,7 @@ class Wifi:
 
     def _connect(self):
         try:
-            self.wlan.connect(self.ssid, self.password)
+            self.wlan.connect(self.ssid, self.password)  # type: ignore[union-attr]
         except OSError:
             voicenode.count("wifi_errors")
         self._next = time.ticks_add(time.ticks_ms(), self._backoff)

@@ -107,7 +107,7 @@ class Feedback:
         led = self.led
         if led is None:
             return
-        lit = False
+        lit = False  # type: object
         if self.state != IDLE and not self._seg & 1:
             lit = _PATTERNS[self.state][0]
         if lit is self._lit:  # the colours are constant tuples: identity is enough

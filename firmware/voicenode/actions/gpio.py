@@ -66,8 +66,8 @@ class Outputs:
     """
 
     def __init__(self, mapping, pin=_hal_pin, log=None):
-        self.pins = {}
-        self.actions = {}
+        self.pins = {}  # type: dict
+        self.actions = {}  # type: dict
         # pulses running: pin name -> (deadline ms, value to restore)
         self.pulses = {}
         self.log = log or _log_error

@@ -246,14 +246,14 @@ class MQTTClient:
             self._drop(e)
 
     def _connected(self, now):
-        ev = self._poller.poll(0)
+        ev = self._poller.poll(0)  # type: ignore[union-attr]
         if not ev:
             if time.ticks_diff(now, self._t_state) > self.connect_timeout_ms:
                 raise OSError(errno.ETIMEDOUT)
             return False
         if ev[0][1] & (select.POLLERR | select.POLLHUP):
             raise OSError(errno.ECONNREFUSED)
-        self._poller.unregister(self.sock)
+        self._poller.unregister(self.sock)  # type: ignore[union-attr]
         self._poller = None
         self._encode_connect()
         self._set_state(CONNACK)
@@ -288,7 +288,7 @@ class MQTTClient:
 
     def _flush(self, now):
         """Write what the socket takes of the tx buffer (once)."""
-        n = self.sock.write(self._txmv[self._tx_off : self._tx_len])
+        n = self.sock.write(self._txmv[self._tx_off : self._tx_len])  # type: ignore[union-attr]
         if n is None:  # EAGAIN: the socket buffer is full, try again next poll
             return
         self._tx_off += n
@@ -430,7 +430,7 @@ class MQTTClient:
     # ---- reading ----------------------------------------------------------------------
 
     def _read(self, now):
-        n = self.sock.readinto(self._chunk)
+        n = self.sock.readinto(self._chunk)  # type: ignore[union-attr]
         if n is None:  # nothing there (EAGAIN)
             return
         if n == 0:

@@ -17,7 +17,7 @@ class GpioLed:
     def __init__(self, pin, active_low=False):
         self._pin = pin
         self._active_low = active_low
-        self.state = False
+        self.state = False  # type: object
         self.off()
 
     def on(self, color=None):
@@ -39,7 +39,7 @@ class PixelLed:
         self._buf = bytearray(3)  # GRB, made once
         # A simulated board may not clock out bitstreams; the LED then only keeps its state.
         self._bitstream = getattr(machine, "bitstream", None)
-        self.state = False
+        self.state = False  # type: object
         self.off()
 
     def _show(self, r, g, b):

@@ -257,7 +257,7 @@ class Microphone:
     def _check_late(self):
         now = time.ticks_us()
         if self._last_us is not None:
-            if time.ticks_diff(now, self._last_us) > self._ibuf_us:
+            if time.ticks_diff(now, self._last_us) > self._ibuf_us:  # type: ignore[operator]  # only called when set
                 voicenode.count("mic_overruns")
         self._last_us = now
 

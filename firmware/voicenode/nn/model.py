@@ -313,9 +313,9 @@ def load(path, frontend=None, check_heap=True):
         bufs = [None] * n_layers
         try:
             for i in order:
-                bufs[i] = bytearray(metas[i][_M_SIZE])
+                bufs[i] = bytearray(metas[i][_M_SIZE])  # type: ignore[call-overload]
         except MemoryError:
-            bufs = None
+            bufs = None  # type: ignore[assignment]
             gc.collect()
             raise ModelError(
                 "%s: not enough contiguous heap for its %d bytes of buffers" % (vnm, total)

@@ -67,7 +67,7 @@ class ES8311:
         self._dev = I2CDevice(i2c, address, probe=probe)
         self._wbuf = bytearray(2)
         self._rbuf = bytearray(1)
-        self.mics = ()
+        self.mics = ()  # type: tuple
 
     def write(self, reg, value):
         buf = self._wbuf
