@@ -41,6 +41,9 @@ ARCH_NAMES = {
 FORBIDDEN = ("machine.py", "machine.mpy")
 _SKIP_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyi", ".md", ".orig", ".rej", ".swp", "~")
+# Wi-Fi and broker secrets reach the node only through `voicenode secrets` (as /secrets.json),
+# never inside the app tree: a secrets file left in firmware/ is not deployed.
+_SKIP_PREFIXES = ("secrets",)
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voicenode" / "mpy"
 
@@ -108,7 +111,7 @@ def source_files(source: Path) -> tuple[list[str], list[str]]:
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
             rel = os.path.relpath(os.path.join(dirpath, name), source).replace(os.sep, "/")
-            if name.startswith(".") or name.endswith(_SKIP_SUFFIXES):
+            if name.startswith(".") or name.endswith(_SKIP_SUFFIXES) or name.startswith(_SKIP_PREFIXES):
                 continue
             if rel in ROOT_FILES:
                 continue
