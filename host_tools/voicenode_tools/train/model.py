@@ -16,21 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-#: Default network: microWakeWord-sized (`reference.nn.BENCH_SPEC` shape), 30 ms model steps.
+from . import recipe
+
+#: Default network (the recipe's default spec): microWakeWord-sized, 30 ms model steps.
 #: (kind, out_ch, k, stride, dilation); out_ch 0 for dwconv (keeps the channels); the last
 #: entry is the one-channel head.
-DEFAULT_SPEC = [
-    ["conv", 32, 3, 3, 1],
-    ["dwconv", 0, 5, 1, 1],
-    ["dense", 48, 1, 1, 1],
-    ["dwconv", 0, 5, 1, 2],
-    ["dense", 48, 1, 1, 1],
-    ["dwconv", 0, 9, 1, 4],
-    ["dense", 64, 1, 1, 1],
-    ["dwconv", 0, 9, 1, 1],
-    ["dense", 64, 1, 1, 1],
-    ["conv", 1, 6, 1, 1],
-]
+DEFAULT_SPEC = recipe.DEFAULTS["model"]["spec"]
 
 
 class StreamLayer(nn.Module):

@@ -40,8 +40,29 @@ DEFAULTS = {
         "augment_copies": 2,  # augmented copies of each training positive
         "snr_db": [0, 25],
     },
-    "model": {"channels": 32, "blocks": 4},
-    "train": {"steps": 2000, "batch": 64, "chunk": 450, "lr": 0.003, "neg_weight": 3.0},
+    # The streaming network: (kind, out_ch, k, stride, dilation) per layer, see train/model.py.
+    "model": {
+        "spec": [
+            ["conv", 48, 3, 3, 1],
+            ["dwconv", 0, 5, 1, 1],
+            ["dense", 64, 1, 1, 1],
+            ["dwconv", 0, 5, 1, 2],
+            ["dense", 64, 1, 1, 1],
+            ["dwconv", 0, 9, 1, 4],
+            ["dense", 96, 1, 1, 1],
+            ["dwconv", 0, 9, 1, 1],
+            ["dense", 96, 1, 1, 1],
+            ["conv", 1, 6, 1, 1],
+        ]
+    },
+    "train": {
+        "steps": 2000,
+        "batch": 64,
+        "chunk": 450,
+        "lr": 0.003,
+        "neg_weight": 3.0,
+        "p_stream_start": 0.2,
+    },
     "detect": {"window": 3, "target_fa_per_hour": 0.5},
 }
 

@@ -142,7 +142,7 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     return sets
 
 
-def fit(rec: dict, train_tracks, progress=None, log=None):
+def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
     """Train the float network on chunks of the training tracks.
 
     Returns:
@@ -154,7 +154,7 @@ def fit(rec: dict, train_tracks, progress=None, log=None):
 
     t = rec["train"]
     torch.manual_seed(rec["seed"])
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(max(1, threads))
     rng = np.random.default_rng([rec["seed"], 21])
     feats = np.concatenate([x.feats for x in train_tracks])
     labels = np.concatenate([x.labels for x in train_tracks])
@@ -164,6 +164,9 @@ def fit(rec: dict, train_tracks, progress=None, log=None):
     chunk = int(t.get("chunk", 600)) // stride * stride
     warm = -(-net.receptive_field() // stride)  # outputs whose view starts before the chunk
     starts_ok = len(feats) - chunk
+    offsets = np.cumsum([0] + [len(x.feats) for x in train_tracks])[:-1]
+    track_starts = offsets[offsets < starts_ok]
+    p_start = float(t.get("p_stream_start", 0.0))
     if starts_ok <= 0:
         raise ValueError("not enough training audio for one chunk")
     xf = torch.from_numpy(feats)
@@ -178,12 +181,19 @@ def fit(rec: dict, train_tracks, progress=None, log=None):
     net.train()
     running = None
     for step in range(steps):
-        st = torch.from_numpy(rng.integers(0, starts_ok, batch))
+        st_np = rng.integers(0, starts_ok, batch)
+        # Some chunks start where a track starts: the network's history is then real zeros,
+        # exactly as on the chip after a reset, so those chunks are learned from their start.
+        fresh = rng.random(batch) < p_start
+        st_np[fresh] = track_starts[rng.integers(0, len(track_starts), int(fresh.sum()))]
+        st = torch.from_numpy(st_np)
         idx = st[:, None] + torch.arange(chunk)[None, :]
         x = xf[idx].float() * INPUT_SCALE
-        y = lab[st[:, None] + out_frames[None, :]][:, warm:]
-        logits = net(x)[:, warm:]
-        valid = y >= 0
+        y = lab[st[:, None] + out_frames[None, :]]
+        logits = net(x)
+        valid = (y >= 0) & (
+            torch.from_numpy(fresh)[:, None] | (torch.arange(y.shape[1]) >= warm)[None, :]
+        )
         target = (y == 1).float()
         w = torch.where(y == 1, 1.0, neg_w) * valid
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -286,7 +296,9 @@ def validate(qmodel, sets: dict, window: int, cooloff: int, target_fa_per_hour: 
     }
 
 
-def build(rec: dict, out_dir: Path, progress: Progress | None = None, workers: int = 2) -> dict:
+def build(
+    rec: dict, out_dir: Path, progress: Progress | None = None, workers: int = 2, threads: int = 1
+) -> dict:
     """Make the model of ``rec``: returns the sidecar written to ``out_dir/<name>.json``."""
     from voicenode_tools import __version__
     from voicenode_tools.reference import nn as ref
@@ -297,7 +309,7 @@ def build(rec: dict, out_dir: Path, progress: Progress | None = None, workers: i
     t_data = time.time() - t0
     progress.log(f"data ready in {t_data:.0f}s: {len(sets['train'])} training tracks "
                  f"({evaluate.hours(sets['train']):.2f} h), {evaluate.hours(sets['val_neg']):.2f} h validation negatives")  # fmt: skip
-    net = fit(rec, sets["train"], progress)
+    net = fit(rec, sets["train"], progress, threads)
     t_train = time.time() - t0 - t_data
     qmodel, layers = quantize(net, sets["train"])
     det = rec["detect"]
