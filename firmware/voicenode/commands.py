@@ -37,6 +37,7 @@ import micropython
 from micropython import const
 
 from voicenode import vad
+from voicenode.vad import vad_step
 
 FORMAT_VERSION = const(1)
 MAGIC = b"VNCM"
@@ -51,6 +52,10 @@ _C_LO = const(3)
 _C_W = const(4)  # offset of the weights in the layer buffer (params first: 4-byte aligned)
 _C_OUTOFF = const(5)  # offset of the output bytes
 _C_LEN = const(6)
+# end-pointer state indices (voicenode.vad.S_*)
+_S_N = const(1)
+_S_MAX = const(10)
+_S_NMELS = const(13)
 
 UNKNOWN = "unknown"
 
@@ -198,13 +203,22 @@ def pool_py(frames, out, bins, cfg):
 
 
 @micropython.viper
-def _copy(dst: ptr8, src: ptr8, off: int, n: int):
-    """dst[off:off+n] = src[:n] without making a slice object."""
-    d = ptr8(int(dst) + off)
-    i = 0
-    while i < n:
-        d[i] = src[i]
-        i += 1
+def _listen(frame, frames, s) -> int:
+    """Keep the frame in the window (while there is room) and step the end-pointer.
+
+    The arguments stay objects (a pointer passed on to another function would be boxed).
+    """
+    st = ptr32(s)
+    fp = ptr8(frame)
+    n = int(st[_S_N])
+    nm = int(st[_S_NMELS])
+    if n < int(st[_S_MAX]):
+        d = ptr8(int(ptr8(frames)) + n * nm)
+        i = 0
+        while i < nm:
+            d[i] = fp[i]
+            i += 1
+    return int(vad_step(frame, s))
 
 
 # --- model ------------------------------------------------------------------------------------
@@ -387,6 +401,7 @@ class Recognizer:
         )
         self.cutoff_u8 = m.cutoff_u8 if cutoff_u8 is None else cutoff_u8
         self.frames = bytearray(v["max_frames"] * m.n_mels)
+        self._vs = self.vad.s
         self._pcfg = array.array("i", [0, 0, m.n_mels])
         self.listening = False
         self.best = 0  # index of the best intent
@@ -399,19 +414,21 @@ class Recognizer:
         self.listening = True
 
     def step(self, frame):
-        """Feed one feature frame (n_mels bytes). None while listening; the result once."""
+        """Feed one feature frame (n_mels bytes). None while listening; the result once.
+
+        Kept tiny (the work is in the viper `_listen`): a bytecode method with a bigger
+        frame would take it from the heap on every call.
+        """
         if not self.listening:
             return None
-        v = self.vad
-        n = v.n
-        nm = self.model.n_mels
-        if n < v.max_frames:
-            _copy(self.frames, frame, n * nm, nm)
-        st = v.step(frame)
-        if st < vad.DONE:
+        if _listen(frame, self.frames, self._vs) < vad.DONE:
             return None
+        return self._done()
+
+    def _done(self):
+        v = self.vad
         self.listening = False
-        if st == vad.SILENCE:
+        if v.state == vad.SILENCE:
             return {"intent": UNKNOWN, "slots": {}, "score": 0.0, "reason": "silence"}
         self.frames_after_speech = v.n - 1 - v.last
         return self.decide(v.start, v.end)

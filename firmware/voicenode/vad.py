@@ -12,6 +12,8 @@ window without speech ends as SILENCE. Everything is integer state; `step` alloc
 The host twin is `voicenode_tools.reference.vad` (same states, same frame numbers).
 """
 
+import array
+
 import micropython
 from micropython import const
 
@@ -19,6 +21,24 @@ WAITING = const(0)  # no speech yet
 SPEECH = const(1)  # inside a command
 DONE = const(2)  # segment [start, end) ready
 SILENCE = const(3)  # the window closed without speech
+
+# The state lives in one array("i") so that the per-frame step is a viper function: a
+# bytecode method with this many locals would take its frame from the heap on every call.
+S_STATE = const(0)
+S_N = const(1)  # frames seen
+S_RUN = const(2)  # speech frames in a row (while waiting)
+S_START = const(3)
+S_LAST = const(4)  # last speech frame
+S_END = const(5)
+S_ENERGY = const(6)  # energy of the newest frame
+S_THRESHOLD = const(7)
+S_ONSET = const(8)
+S_HANGOVER = const(9)
+S_MAX = const(10)
+S_PREROLL = const(11)
+S_TAIL = const(12)
+S_NMELS = const(13)
+S_LEN = const(14)
 
 
 @micropython.viper
@@ -36,6 +56,56 @@ def frame_energy_py(frame, n):
     return sum(frame[i] for i in range(n))
 
 
+@micropython.viper
+def vad_step(frame: ptr8, s: ptr32) -> int:
+    """One frame of the end-pointer on the state array s; returns the new state."""
+    st = int(s[S_STATE])
+    if st >= DONE:
+        return st
+    nm = int(s[S_NMELS])
+    e = 0
+    i = 0
+    while i < nm:
+        e += frame[i]
+        i += 1
+    s[S_ENERGY] = e
+    n = int(s[S_N])
+    loud = 0
+    if e >= int(s[S_THRESHOLD]):
+        loud = 1
+    if st == WAITING:
+        if loud:
+            run = int(s[S_RUN]) + 1
+            s[S_RUN] = run
+            if run >= int(s[S_ONSET]):
+                st = SPEECH
+                b = n + 1 - int(s[S_ONSET]) - int(s[S_PREROLL])
+                if b < 0:
+                    b = 0
+                s[S_START] = b
+                s[S_LAST] = n
+        else:
+            s[S_RUN] = 0
+        if st == WAITING and n + 1 >= int(s[S_MAX]):
+            st = SILENCE
+    else:
+        if loud:
+            s[S_LAST] = n
+        last = int(s[S_LAST])
+        if n - last >= int(s[S_HANGOVER]):
+            st = DONE
+            end = last + 1 + int(s[S_TAIL])
+            if end > n + 1:
+                end = n + 1
+            s[S_END] = end
+        elif n + 1 >= int(s[S_MAX]):
+            st = DONE
+            s[S_END] = n + 1
+    s[S_N] = n + 1
+    s[S_STATE] = st
+    return st
+
+
 class Endpointer:
     """End-pointing state machine; feed it every frame of the listening window.
 
@@ -46,11 +116,21 @@ class Endpointer:
         max_frames: length of the listening window (frames).
         preroll, tail: frames kept before the onset and after the last speech frame.
         n_mels: bytes per frame.
+
+    Read `state`, `n`, `start`, `end` (segment [start, end) of the window), `last`, `energy`.
     """
 
     def __init__(
         self, threshold, onset=3, hangover=30, max_frames=300, preroll=8, tail=5, n_mels=40
     ):
+        self.s = s = array.array("i", bytes(4 * S_LEN))
+        s[S_THRESHOLD] = threshold
+        s[S_ONSET] = onset
+        s[S_HANGOVER] = hangover
+        s[S_MAX] = max_frames
+        s[S_PREROLL] = preroll
+        s[S_TAIL] = tail
+        s[S_NMELS] = n_mels
         self.threshold = threshold
         self.onset = onset
         self.hangover = hangover
@@ -58,49 +138,37 @@ class Endpointer:
         self.preroll = preroll
         self.tail = tail
         self.n_mels = n_mels
-        self.reset()
 
     def reset(self):
         """A new listening window."""
-        self.state = WAITING
-        self.n = 0  # frames seen
-        self.run = 0  # speech frames in a row (while waiting)
-        self.start = 0
-        self.last = 0  # last speech frame
-        self.end = 0
-        self.energy = 0  # energy of the newest frame
+        s = self.s
+        for i in range(S_THRESHOLD):
+            s[i] = 0
 
     def step(self, frame):
         """Feed one frame; returns the state (WAITING, SPEECH, DONE or SILENCE)."""
-        st = self.state
-        if st >= DONE:
-            return st
-        n = self.n
-        e = int(frame_energy(frame, self.n_mels))
-        self.energy = e
-        speech = e >= self.threshold
-        if st == WAITING:
-            if speech:
-                self.run += 1
-                if self.run >= self.onset:
-                    st = SPEECH
-                    s = n + 1 - self.onset - self.preroll
-                    self.start = s if s > 0 else 0
-                    self.last = n
-            else:
-                self.run = 0
-            if st == WAITING and n + 1 >= self.max_frames:
-                st = SILENCE
-        else:
-            if speech:
-                self.last = n
-            if n - self.last >= self.hangover:
-                st = DONE
-                e = self.last + 1 + self.tail
-                self.end = e if e < n + 1 else n + 1
-            elif n + 1 >= self.max_frames:
-                st = DONE
-                self.end = n + 1
-        self.n = n + 1
-        self.state = st
-        return st
+        return vad_step(frame, self.s)
+
+    @property
+    def state(self):
+        return self.s[S_STATE]
+
+    @property
+    def n(self):
+        return self.s[S_N]
+
+    @property
+    def start(self):
+        return self.s[S_START]
+
+    @property
+    def end(self):
+        return self.s[S_END]
+
+    @property
+    def last(self):
+        return self.s[S_LAST]
+
+    @property
+    def energy(self):
+        return self.s[S_ENERGY]
