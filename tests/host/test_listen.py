@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
+from voicenode_tools import REPO_ROOT
 from voicenode_tools.audio import load_16k, write_wav
 from voicenode_tools.cli import main
 from voicenode_tools.reference import frontend, mic, nn
@@ -26,9 +26,8 @@ def pcm():
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory, pcm):
-    """A copy of the firmware whose models/ holds a random model cut to fire on `pcm`."""
-    root = tmp_path_factory.mktemp("fw") / "firmware"
-    shutil.copytree(FIRMWARE_DIR, root, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    """A folder holding a random model cut to fire on `pcm` (in models/)."""
+    root = tmp_path_factory.mktemp("fw")
     (root / "models").mkdir()
     heard, _ = mic.highpass(pcm)
     feats = frontend.features(heard)
@@ -47,7 +46,8 @@ def test_firmware_on_virtual_board_gives_the_reference_events(tmp_path, pcm, tre
     heard = np.concatenate([pcm, np.zeros(int(TAIL_S * 16000), np.int16)])
     want = ref_node.events(heard, [model], default=model, microphone=True)
     assert len(want) >= 2, "the model must fire for the comparison to mean anything"
-    got = listen_on_virtual_board(pcm, ["hey_jarvis"], {}, source=tree, flash_image=tmp_path / "f.img")
+    got = listen_on_virtual_board(pcm, ["hey_jarvis"], {}, models=tree / "models",
+                                  flash_image=tmp_path / "f.img")
     assert got == want
 
 

@@ -15,6 +15,10 @@ def add_arguments(parser):
         "--source", type=Path, default=None, help="firmware tree (default firmware/)"
     )
     parser.add_argument(
+        "--models", default=None,
+        help="folder of models installed in the app's models/ (default models/; 'none': none)",
+    )
+    parser.add_argument(
         "--flash", default=None, help="with --port sim: the virtual board's flash image"
     )
     parser.add_argument(
@@ -24,7 +28,9 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from voicenode_tools import FIRMWARE_DIR
-    from voicenode_tools.device import deploy, ports
+    from voicenode_tools.device import build, deploy, ports
+
+    models = None if args.models == "none" else Path(args.models or build.MODELS_DIR)
 
     with ports.session(args.port, args.flash) as path:
         report = deploy.deploy(
@@ -33,6 +39,7 @@ def run(args) -> int:
             arch=args.arch,
             source=args.source or FIRMWARE_DIR,
             reset=not args.no_reset,
+            models=models,
         )
     print(report.summary())
     return 0

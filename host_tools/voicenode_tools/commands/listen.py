@@ -11,8 +11,8 @@ are the ones the firmware itself printed. Both paths give the same events.
 import json
 import sys
 
-#: Shipped models, relative to the repository root: deployed with the firmware.
-MODELS = "firmware/models"
+#: Shipped models, relative to the repository root (what `deploy` installs by default).
+MODELS = "models"
 
 
 def add_arguments(parser):
@@ -26,7 +26,7 @@ def add_arguments(parser):
     parser.add_argument("--scores", action="store_true",
                         help="also print every model step's score (reference path), for DET curves")
     parser.add_argument("--models", metavar="DIR",
-                        help="folder of .vnm models (default: firmware/models, the ones deploy installs)")
+                        help="folder of .vnm models (default: models/, the ones deploy installs)")
 
 
 def _model_paths(args):
@@ -69,13 +69,7 @@ def run(args):
     if args.sim:
         if args.scores:
             raise CommandError("--scores runs on the host reference; the firmware prints only events")
-        from voicenode_tools import FIRMWARE_DIR
-        from voicenode_tools.sim.listen import listen_on_virtual_board
-
-        if folder.resolve() != (FIRMWARE_DIR / "models").resolve():
-            raise CommandError("--sim deploys the firmware with its own models (firmware/models); "
-                               "copy your model there (train-wakeword writes it there by default)")
-        events = listen_on_virtual_board(pcm, words, cutoffs)
+        events = listen_on_virtual_board(pcm, words, cutoffs, models=folder)
     else:
         import numpy as np
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voicenode_tools import FIRMWARE_DIR
+from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 from voicenode_tools.cli import CommandError
 
 #: Files kept as source at the root of the device's filesystem (thin, stable).
@@ -147,8 +147,36 @@ def board_files(board: str | None) -> tuple[dict[str, Path], list[str]]:
     return out, [f"board {board}: {len(out)} file(s)"]
 
 
-def build(arch: str | None, source: Path = FIRMWARE_DIR, board: str | None = None) -> Build:
+#: The shipped models (wake words, commands), deployed into the app's models/ folder.
+MODELS_DIR = REPO_ROOT / "models"
+_MODEL_SUFFIXES = (".vnm", ".vcm", ".json")
+
+
+def model_files(models: Path | None) -> tuple[dict[str, Path], list[str]]:
+    """The models to deploy as {app-relative path: local path}: the model files and their
+    sidecars at the top of `models` (its recipes/ stay on the host)."""
+    if models is None:
+        return {}, ["no models deployed"]
+    models = Path(models)
+    if not models.is_dir():
+        raise CommandError(f"no models folder {models}")
+    out = {
+        f"models/{p.name}": p
+        for p in sorted(models.iterdir())
+        if p.is_file() and p.suffix in _MODEL_SUFFIXES
+    }
+    return out, [f"models from {models}: {len(out)} file(s)"]
+
+
+def build(arch: str | None, source: Path = FIRMWARE_DIR, board: str | None = None,
+          models: Path | None = MODELS_DIR) -> Build:
     """Compile the firmware tree for `arch` (an mpy-cross -march name, or None).
+
+    Args:
+        arch: the mpy-cross -march name (None: bytecode only).
+        source: the firmware tree.
+        board: the board whose files are added (None: no board files).
+        models: the folder of models added under models/ (None: no models).
 
     Raises:
         CommandError: a `machine.py` in the tree, or a file that does not compile.
@@ -156,6 +184,9 @@ def build(arch: str | None, source: Path = FIRMWARE_DIR, board: str | None = Non
     source = Path(source)
     py, data = source_files(source)
     extra, notes = board_files(board)
+    shipped, model_notes = model_files(models)
+    extra.update(shipped)
+    notes += model_notes
     version = mpy_cross_version()
     jobs = {rel: source / rel for rel in py}
     for rel, local in extra.items():

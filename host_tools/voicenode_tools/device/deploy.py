@@ -374,6 +374,7 @@ def deploy(
     source: Path = FIRMWARE_DIR,
     reset: bool = True,
     on_step: Callable[[str], None] | None = None,
+    models: Path | None = build_mod.MODELS_DIR,
 ) -> DeployReport:
     """Compile the firmware for the board on `port` and install it atomically.
 
@@ -384,6 +385,7 @@ def deploy(
         source: the firmware tree.
         reset: soft-reset the board afterwards so the new version runs.
         on_step: called with a step name between steps (tests interrupt deploys with it).
+        models: the folder of models installed in the app's models/ (None: no models).
 
     Raises:
         CommandError: for every user-facing failure (no port, busy port, board gone...).
@@ -396,7 +398,7 @@ def deploy(
             transport.run(t, _DEVICE_HELPERS)
             survey = transport.run_json(t, _SURVEY)
             target_arch = arch or arch_of(survey)
-            b = build_mod.build(target_arch, source, board)
+            b = build_mod.build(target_arch, source, board, models)
             report = install(t, path, b, survey, on_step)
             if reset:
                 t.exit_raw_repl()

@@ -33,6 +33,7 @@ def listen_on_virtual_board(
     board: str | None = None,
     source: Path | None = None,
     flash_image: Path | None = None,
+    models: Path | None = None,
 ) -> list[dict]:
     """Run the recording through the firmware on a virtual board; return its wake events.
 
@@ -41,7 +42,8 @@ def listen_on_virtual_board(
         words: the wake words to run (model names).
         cutoffs: per-word cutoff overrides (0..1).
         board: the board definition deployed (default: the reference board).
-        source: the firmware tree deployed (default: firmware/, with its models/).
+        source: the firmware tree deployed (default: firmware/).
+        models: the folder of models deployed with it (default: the shipped models/).
         flash_image: the flash image to use (default: a temporary one).
 
     Returns:
@@ -49,6 +51,7 @@ def listen_on_virtual_board(
     """
     from voicenode_tools import FIRMWARE_DIR
     from voicenode_tools import boards as boards_mod
+    from voicenode_tools.device import build as build_mod
     from voicenode_tools.device import deploy as deploy_mod
     from voicenode_tools.device import monitor, transport
     from voicenode_tools.sim.board import VirtualBoard
@@ -67,7 +70,8 @@ def listen_on_virtual_board(
         image = flash_image or Path(tmp) / "flash.img"
         with VirtualBoard(image, mic=str(wav), realtime=False, mic_shift=shift) as vb:
             port = vb.start()
-            deploy_mod.deploy(port, board=board, source=source, reset=False)
+            deploy_mod.deploy(port, board=board, source=source, reset=False,
+                              models=models or build_mod.MODELS_DIR)
             cfg = {"wake_words": words, "cutoffs": cutoffs, "status_every_s": 1}
             t = transport.connect(port)
             try:
