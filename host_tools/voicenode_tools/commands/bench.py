@@ -1,0 +1,29 @@
+"""`voicenode bench NAME [ARGS...]`: run one of the benchmark scripts (figures, not tests).
+
+Each benchmark is a module of `voicenode_tools.bench` (or the virtual board's) with its own
+options: `voicenode bench wakeword --help`. The peers they compare with come from the `bench`
+extra: `pip install -e '.[bench]'` (`make bench` does it).
+"""
+
+import argparse
+
+BENCHES = {
+    "frontend": ("voicenode_tools.bench.frontend", "on-chip front end vs microWakeWord's C front end"),
+    "nn": ("voicenode_tools.bench.nn_cost", "int8 network + detector: instructions and heap"),
+    "wakeword": ("voicenode_tools.bench.wakeword", "false-reject rate at fixed false accepts/hour vs the peers"),
+    "commands": ("voicenode_tools.bench.commands", "intent/slot accuracy vs PocketSphinx with a JSGF grammar"),
+    "deploy": ("voicenode_tools.bench.deploy", "deploy times on the virtual board"),
+    "sim": ("voicenode_tools.sim.bench", "virtual board: mpremote copy, exec and reset times"),
+}
+
+
+def add_arguments(parser):
+    parser.add_argument("name", choices=sorted(BENCHES), help="; ".join(f"{k}: {v[1]}" for k, v in BENCHES.items()))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
+
+
+def run(args):
+    import importlib
+
+    module = importlib.import_module(BENCHES[args.name][0])
+    return module.main(args.args) or 0
