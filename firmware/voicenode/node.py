@@ -1,9 +1,11 @@
-"""The node: microphone -> front end -> wake-word detector -> event log.
+"""The node: microphone -> front end -> wake-word detector -> commands -> event log.
 
 Data flows one way. `Node.feed(samples)` takes int16 samples at 16 kHz from any source (the
 microphone in `main()`, the HIL test input, a test) and runs them through the front end; the
 front end calls back for every 10 ms feature frame, the detector runs every wake-word model on
-it, and a detection becomes a "wake" event on the serial event log. Nothing but events leaves
+it, and a detection becomes a "wake" event on the serial event log; after it, the command
+recogniser (when the config names a command model) listens for up to 3 s and its result
+becomes an "intent" event. Nothing but events leaves
 the node: no samples, no features.
 
     >>> import voicenode.node as node
@@ -65,15 +67,33 @@ class Node:
         for i, m in enumerate(self.detector.models):
             if m.name in cutoffs:
                 self.detector.set_cutoff(i, int(cutoffs[m.name] * _U8 + 0.5))
+        self.commands = self._recognizer(folder, cfg.get("commands"))
         # Bound once: a bound method made per frame would allocate.
         self.frontend = Frontend(callback=self._on_frame)
         self.samples = 0  # samples fed since the node started (or reset)
         self.wakes = 0
 
+    @staticmethod
+    def _recognizer(folder, name):
+        # The command recogniser after the wake word (config "commands": a model name, or
+        # None for wake words only). A model that cannot be loaded is logged, never fatal.
+        if not name:
+            return None
+        from voicenode.commands import CommandModelError, Recognizer
+
+        try:
+            return Recognizer(folder + "/" + name + ".vcm")
+        except (OSError, CommandModelError, MemoryError) as e:
+            voicenode.count("model_errors")
+            eventlog.emit("error", where="commands", msg="%s: %s" % (name, e))
+            return None
+
     def reset(self):
         """Start over: a new recording (audio time back to 0, no history)."""
         self.frontend.reset()
         self.detector.reset()
+        if self.commands is not None:
+            self.commands.listening = False
         self.samples = 0
 
     def feed(self, samples):
@@ -88,10 +108,19 @@ class Node:
 
     def _on_frame(self, frame):
         # Kept tiny: a bytecode call whose frame (locals + stack) exceeds 11 words takes it
-        # from the heap on every call, so the detections are handled in a second method.
+        # from the heap on every call, so detections and commands get methods of their own.
         n = self.detector.step(frame)
         if n:
             self._wake(n)
+        elif self.commands is not None and self.commands.listening:
+            self._command(frame)
+
+    def _command(self, frame):
+        r = self.commands.step(frame)  # None while listening, the result dict once
+        if r is not None:
+            voicenode.count("intents")
+            end = (self.frontend.count - 1) * STEP + WINDOW
+            eventlog.emit("intent", at=round(end / SAMPLE_RATE, 3), **r)
 
     def _wake(self, n):
         end = (self.frontend.count - 1) * STEP + WINDOW
@@ -101,6 +130,8 @@ class Node:
             self.wakes += 1
             voicenode.count("wakes")
             eventlog.emit("wake", word=word, score=round(score / _U8, 3), at=at)
+        if self.commands is not None:
+            self.commands.reset()  # the command follows the wake word
 
 
 def current():

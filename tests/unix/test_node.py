@@ -172,3 +172,40 @@ n = node.Node(cfg={{"wake_words": ["no_such_word"], "cutoffs": {{}}, "status_eve
 print([m.name for m in n.detector.models], voicenode.counters.get('model_errors'))
 """
     assert run_mpy(code)[-1] == "['hey_jarvis'] 1"
+
+
+def test_wake_opens_a_command_window_that_ends_in_an_intent(tmp_path, pcm):
+    import shutil
+
+    make_model(tmp_path, "hey_jarvis", pcm, seed=1, frac=0.9)
+    for f in ("commands_home.vcm", "commands_home.json"):
+        shutil.copy(REPO_ROOT / "models" / f, tmp_path / f)
+    raw = tmp_path / "pcm.raw"
+    raw.write_bytes(pcm.astype("<i2").tobytes())
+    cfg = {"wake_words": ["hey_jarvis"], "cutoffs": {}, "status_every_s": 0,
+           "commands": "commands_home"}
+    lines = run_mpy(NODE_CODE.format(cfg=cfg, models=str(tmp_path), pcm=str(raw), chunk=160),
+                    heapsize="2m")
+    events = json.loads([x for x in lines if x.startswith("EVENTS ")][-1][7:])
+    kinds = [e["event"] for e in events]
+    assert "wake" in kinds and "intent" in kinds, kinds
+    # every intent follows a wake, within the 3 s listening window (plus the end-pointer's tail)
+    last_wake = None
+    for e in events:
+        if e["event"] == "wake":
+            last_wake = e["at"]
+        elif e["event"] == "intent":
+            assert last_wake is not None and 0 < e["at"] - last_wake <= 3.5, e
+            assert isinstance(e["intent"], str) and 0 <= e["score"] <= 1 and "slots" in e
+
+
+def test_missing_command_model_is_logged_not_fatal(tmp_path, pcm):
+    make_model(tmp_path, "hey_jarvis", pcm, seed=1, frac=0.9)
+    code = f"""
+import voicenode
+from voicenode import node
+n = node.Node(cfg={{"wake_words": ["hey_jarvis"], "cutoffs": {{}}, "status_every_s": 0,
+                   "commands": "nope"}}, models={str(tmp_path)!r})
+print(n.commands, voicenode.counters.get('model_errors'))
+"""
+    assert run_mpy(code)[-1] == "None 1"
