@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+
 from voicenode_tools.hil.link import NodeGone, NodeLink
 
 RESET_CAUSE = "import machine\nprint(machine.reset_cause(), machine.HARD_RESET)"

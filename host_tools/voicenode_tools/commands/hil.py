@@ -73,7 +73,9 @@ def _run_suite(args) -> int:
     argv = [str(HIL_TESTS), "--port", args.port, "-p", "no:cacheprovider"]
     # voicenode_tools is imported already (this command): pytest cannot rewrite its asserts.
     argv += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    argv += ["-o", f"junit_suite_name={suite}", "-v" if args.verbose else "-q"]
+    # xunit1: the suite's figures (latencies, heap) are JUnit properties of each test case.
+    argv += ["-o", f"junit_suite_name={suite}", "-o", "junit_family=xunit1"]
+    argv.append("-v" if args.verbose else "-q")
     if args.board:
         argv += ["--board", args.board]
     if args.acoustic:

@@ -310,14 +310,20 @@ class NodeLink:
             )
         self.exec("_f.close()\ndel _f", doing=f"writing {path}")
 
-    def read_file(self, path: str) -> bytes:
-        """The content of `path` on the node's flash."""
-        text = self.json(
-            f"import binascii, json\nwith open({path!r}, 'rb') as f:\n"
-            " print(json.dumps(binascii.b2a_base64(f.read()).decode()))",
-            doing=f"reading {path}",
-        )
-        return base64.b64decode(text)
+    def read_file(self, path: str, piece: int = 2048) -> bytes:
+        """The content of `path` on the node's flash (read in pieces: the heap may be small)."""
+        out = b""
+        while True:
+            text = self.json(
+                f"import binascii, json\nwith open({path!r}, 'rb') as f:\n"
+                f" f.seek({len(out)})\n"
+                f" print(json.dumps(binascii.b2a_base64(f.read({piece})).decode()))",
+                doing=f"reading {path}",
+            )
+            data = base64.b64decode(text)
+            out += data
+            if len(data) < piece:
+                return out
 
     def soft_reset(self, timeout: float = 20.0) -> None:
         """Ctrl-D in the raw REPL: a soft reset (boot.py runs; main.py does not in raw REPL)."""
