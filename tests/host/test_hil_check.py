@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import serial
+
 from voicenode_tools.hil import check
 
 

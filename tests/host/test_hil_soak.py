@@ -4,6 +4,7 @@ criteria judge what was recorded, and the reports (JUnit XML, summary, plot) are
 import xml.etree.ElementTree as ET
 
 import numpy as np
+
 from voicenode_tools.hil import soak
 from voicenode_tools.hil.clips import speech_bounds
 

@@ -11,6 +11,7 @@ import json
 import subprocess
 
 import numpy as np
+
 from voicenode_tools import FIRMWARE_DIR
 
 RECORDER = """
