@@ -335,7 +335,7 @@ def load_model(path):
                 p32[3 * o + 1] = m
                 p32[3 * o + 2] = s
             buf[0:woff] = bytes(p32)
-            p32 = None
+            p32 = None  # type: ignore[assignment]
             # 32-bit safety: |bias| + 255 * 255 * n must stay below 2**31
             if n * 65025 + _BIAS_OFFSET >= 0x7FFFFFFF:
                 raise CommandModelError("%s: layer %d too wide for 32-bit sums" % (path, li))

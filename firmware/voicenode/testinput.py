@@ -100,7 +100,7 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
     detail = None
     saved_out = eventlog._out
     stdin = sys.stdin
-    read = getattr(stdin, "buffer", stdin).readinto
+    read = getattr(stdin, "buffer", stdin).readinto  # type: ignore[misc]  # sys.stdin.buffer on the chip
     one = bytearray(1)
     head = bytearray(5)  # 4 hex digits and, for the short records, room to spare
     body = bytearray(_MAX_B64 + 1)  # base64 and its newline
@@ -109,7 +109,7 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
     try:
         if node is None:
             node = _make_node()
-        eventlog._out = _Tag()
+        eventlog._out = _Tag()  # type: ignore[assignment]
         print(
             "HIL+ "
             + json.dumps(
@@ -136,7 +136,7 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
                 if read(body, n64 + 1) != n64 + 1:
                     reason = "eof"
                     break
-                data = binascii.a2b_base64(memoryview(body)[:n64])
+                data = binascii.a2b_base64(memoryview(body)[:n64])  # type: ignore[arg-type]  # MicroPython takes any buffer
                 n = len(data) // 2
                 samples = memoryview(array("h", data))
                 i = 0

@@ -4,6 +4,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from voicenode_tools.audio import AudioError, load_16k, read_wav, resample, write_wav
 
 

@@ -5,6 +5,7 @@ import json
 import subprocess
 
 import pytest
+
 from voicenode_tools import BOARDS_DIR, REPO_ROOT, boards
 from voicenode_tools.cli import main
 

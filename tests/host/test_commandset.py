@@ -1,6 +1,7 @@
 """Command-set files: the default set parses, expansions are counted, bad files name the line."""
 
 import pytest
+
 from voicenode_tools import commandset as C
 
 HEAD = """name = "t"

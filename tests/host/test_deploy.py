@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.cli import CommandError, main
 from voicenode_tools.device import build, deploy, ports, transport

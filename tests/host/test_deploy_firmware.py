@@ -7,6 +7,7 @@ import time
 
 import pytest
 from test_deploy import check_node, make_tree, wait_ready
+
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.cli import CommandError
 from voicenode_tools.device import deploy, monitor, transport

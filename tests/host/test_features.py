@@ -1,6 +1,7 @@
 """`voicenode features` and the numpy reference's tables and behaviour."""
 
 import numpy as np
+
 from voicenode_tools import REPO_ROOT
 from voicenode_tools.audio import write_wav
 from voicenode_tools.cli import main

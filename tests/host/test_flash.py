@@ -12,6 +12,7 @@ import zlib
 
 import pytest
 import serial
+
 from voicenode_tools.cli import CommandError, main
 from voicenode_tools.device import flash
 

@@ -4,6 +4,7 @@ chip's detector (`reference.wake.postprocess`) and the training's vectorised sco
 
 import numpy as np
 import pytest
+
 from voicenode_tools.reference import wake
 from voicenode_tools.train import evaluate
 

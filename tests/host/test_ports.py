@@ -10,6 +10,7 @@ import pytest
 import serial
 import serial.tools.list_ports
 from serial.tools.list_ports_common import ListPortInfo
+
 from voicenode_tools.cli import CommandError, main
 from voicenode_tools.device import monitor, ports, transport
 

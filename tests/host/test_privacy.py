@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 from voicenode_tools.audio import load_16k, read_wav, resample
 from voicenode_tools.reference import frontend, nn

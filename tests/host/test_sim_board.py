@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import serial
+
 from voicenode_tools.sim.board import VirtualBoard, find_running
 from voicenode_tools.sim.supervisor import MPY_DIR
 

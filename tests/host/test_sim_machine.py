@@ -13,6 +13,7 @@ import wave
 
 import numpy as np
 import pytest
+
 from voicenode_tools.sim.board import VirtualBoard
 
 MPREMOTE = [sys.executable, "-m", "mpremote"]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from voicenode_tools.train import augment, synth
 
 RATE = 16000

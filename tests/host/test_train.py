@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from voicenode_tools.cli import main
 from voicenode_tools.reference import nn as ref
 from voicenode_tools.train import evaluate, recipe, tracks, trainer

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from voicenode_tools import cli
 from voicenode_tools import commandset as C
 from voicenode_tools.reference import commands as rc

@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import pytest
+
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.cli import main
 from voicenode_tools.commands import secrets as cmd

@@ -12,6 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 from voicenode_tools import commandset as C
 from voicenode_tools.reference import commands as rc

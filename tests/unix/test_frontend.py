@@ -5,6 +5,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 from voicenode_tools.audio import load_16k
 from voicenode_tools.reference import frontend as ref

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from voicenode_tools import BOARDS_DIR, FIRMWARE_DIR
 from voicenode_tools.boards import busdevice_dir
 

@@ -7,6 +7,7 @@ unmodified mpremote, as a deploy would; the host drives the mute pin and reads t
 import subprocess
 
 import pytest
+
 from voicenode_tools import BOARDS_DIR, FIRMWARE_DIR
 from voicenode_tools.boards import DEFAULT
 from voicenode_tools.sim.board import VirtualBoard

@@ -12,6 +12,7 @@ import time
 
 import pytest
 from test_mqtt_broker import Broker, Driver, Subscriber, free_port
+
 from voicenode_tools import FIRMWARE_DIR
 
 NODE = "voicenode/node1"

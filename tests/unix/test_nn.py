@@ -11,6 +11,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.reference import nn
 

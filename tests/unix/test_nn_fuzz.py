@@ -7,6 +7,7 @@ import subprocess
 import zlib
 
 import numpy as np
+
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.reference import nn
 

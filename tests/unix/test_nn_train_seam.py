@@ -5,12 +5,14 @@ import json
 import subprocess
 
 import numpy as np
+
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.reference import nn
 
 
 def test_torch_streamnet_exports_quantises_and_runs_on_the_chip(tmp_path):
     import torch
+
     from voicenode_tools.train.model import StreamNet, to_float_layers
 
     torch.manual_seed(3)

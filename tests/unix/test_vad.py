@@ -4,6 +4,7 @@ import json
 import subprocess
 
 import numpy as np
+
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.reference import vad as ref_vad
 from voicenode_tools.train import commands as tc

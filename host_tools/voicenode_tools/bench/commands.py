@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from voicenode_tools import REPO_ROOT
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "commands_home.vcm"
@@ -58,6 +59,7 @@ class Sphinx:
 
     def __init__(self, cs):
         from pocketsphinx import Decoder
+
         from voicenode_tools import commandset as C
 
         self.d = Decoder(samprate=16000, lm=None, loglevel="FATAL")

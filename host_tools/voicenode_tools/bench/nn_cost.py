@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from voicenode_tools import FIRMWARE_DIR
 
 TARGET_INSTR_PER_S = 25e6
