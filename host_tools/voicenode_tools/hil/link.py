@@ -237,7 +237,14 @@ class NodeLink:
         if soft_reset:
             self._write(b"\x04", "soft-resetting")
             self._read_until(b"soft reboot\r\n", timeout, "soft-resetting")
-            self._read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout, "soft-resetting")
+            try:
+                self._read_until(b"raw REPL; CTRL-B to exit\r\n>", 3.0, "soft-resetting")
+            except NodeGone:
+                # The board came back in the friendly REPL and ran main.py (the virtual board
+                # does when a Ctrl-C landed in its boot): interrupt it and enter raw again.
+                if board_death(self.board):
+                    raise
+                self._enter_raw(False, timeout)
         self._t.in_raw_repl = True
 
     def _start(self, code: str, doing: str) -> None:
