@@ -31,3 +31,34 @@ def test_shipped_model_is_rebuilt_by_its_recipe(name):
     side = json.loads((REPO_ROOT / "models" / f"{name}.json").read_text())
     rec = recipe.make(side["wake_phrase"], seed=side["seed"])
     assert recipe.recipe_hash(rec) == side["recipe_hash"] == recipe.recipe_hash(side["recipe"])
+
+
+def _peak(model, text, voice):
+    import numpy as np
+
+    from voicenode_tools.reference import frontend
+    from voicenode_tools.train import augment, synth
+
+    clip = synth.say(text, voice).astype(float)
+    x = np.concatenate([np.zeros(24000), clip, np.zeros(16000)])
+    x += augment.noise(len(x), np.random.default_rng(1)) * 30  # a quiet room
+    return int(model.stream(frontend.features(augment.to_int16(x))).max())
+
+
+@pytest.mark.parametrize(
+    "name,phrase,other", [("hey_jarvis", "hey jarvis", "alexa"), ("alexa", "alexa", "hey jarvis")]
+)
+def test_shipped_model_hears_its_phrase_only(name, phrase, other):
+    """A held-out espeak voice and piper: the phrase peaks high, other speech stays low."""
+    from voicenode_tools.train.synth import Voice
+
+    model = ref.QuantModel.load(REPO_ROOT / "models" / f"{name}.vnm")
+    voices = [
+        Voice("espeak", "en-gb-scotland", "m3"),
+        Voice("piper", "joe", speed=100, pitch=66, extra=80),
+    ]
+    assert voices[0].held_out()
+    for v in voices:
+        assert _peak(model, phrase, v) >= 200, v.label()
+        for text in (other, "good morning everyone", "hey travis"):
+            assert _peak(model, text, v) <= 60, (text, v.label())
