@@ -36,8 +36,15 @@ def add_arguments(parser):
         help="a tiny run for trying the pipeline (minutes of data, seconds of training)",
     )
     parser.add_argument("--name", help="model name (default: from the phrase)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes for data (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads for training (default 1: OpenMP threads stall badly on a busy machine)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="parallel processes for data (default 2)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="PyTorch threads for training (default 1: OpenMP threads stall badly on a busy machine)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--print-recipe", action="store_true", help="print the full recipe and stop"
@@ -84,7 +91,9 @@ def run(args):
         ) from None
     progress = trainer.Progress(enabled=not args.quiet)
     try:
-        side = trainer.build(rec, Path(args.output), progress, workers=args.workers, threads=args.threads)
+        side = trainer.build(
+            rec, Path(args.output), progress, workers=args.workers, threads=args.threads
+        )
     except RuntimeError as e:
         raise CommandError(str(e)) from None
     s = side["scores"]
