@@ -61,13 +61,13 @@ def load(path=PATH):
     """The settings: DEFAULTS updated from the file at `path` (if it exists and is valid)."""
     cfg = dict(DEFAULTS)
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError:
         return cfg  # no file: defaults, not an error
     try:
-        user = json.loads(text)
-    except ValueError:
+        user = json.loads(raw.decode())
+    except (ValueError, UnicodeError):  # garbage bytes, not only bad JSON
         _error("%s is not valid JSON; using the defaults" % path)
         return cfg
     err = validate(user)

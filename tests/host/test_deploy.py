@@ -108,13 +108,13 @@ def check_node(port):
 
 
 def app_id(tree):
-    return build.build("x64", tree, None).app_id
+    return build.build("x64", tree, None, None).app_id
 
 
 def test_build_compiles_for_both_targets_and_names_the_tree_by_content(trees, tmp_path):
     a, _b = trees
-    x64 = build.build("x64", a, None)
-    xt = build.build("xtensawin", a, None)
+    x64 = build.build("x64", a, None, None)
+    xt = build.build("xtensawin", a, None, None)
     assert "voicenode/__init__.mpy" in x64.files and "voicenode/extra/m3.mpy" in x64.files
     assert not any(p.endswith(".py") for p in x64.files)  # everything compiled
     assert set(x64.root) == {"/boot.py", "/main.py"}  # kept as source, outside the app
@@ -122,9 +122,9 @@ def test_build_compiles_for_both_targets_and_names_the_tree_by_content(trees, tm
     # The native arch is in the .mpy header: x64 = 2, xtensawin = 10 (feature byte >> 2).
     assert x64.files["voicenode/__init__.mpy"][2] >> 2 in (0, 2)
     assert xt.app_id != x64.app_id
-    assert build.build("x64", a, None).app_id == x64.app_id  # same tree, same id
+    assert build.build("x64", a, None, None).app_id == x64.app_id  # same tree, same id
     (a / "voicenode" / "extra" / "m0.py").write_text('TAG = "changed"\n')
-    assert build.build("x64", a, None).app_id != x64.app_id
+    assert build.build("x64", a, None, None).app_id != x64.app_id
 
 
 def test_viper_code_compiles_for_xtensawin(tmp_path):
@@ -132,7 +132,7 @@ def test_viper_code_compiles_for_xtensawin(tmp_path):
     (tree / "voicenode" / "kern.py").write_text(
         "import micropython\n@micropython.viper\ndef add(a: int, b: int) -> int:\n    return a + b\n"
     )
-    b = build.build("xtensawin", tree, None)
+    b = build.build("xtensawin", tree, None, None)
     assert b.files["voicenode/kern.mpy"][2] >> 2 == 10  # xtensawin native code inside
 
 
@@ -140,7 +140,7 @@ def test_deploy_refuses_a_machine_module(trees, board, capsys):
     a, _b = trees
     (a / "voicenode" / "machine.py").write_text("# the simulator's module\n")
     with pytest.raises(CommandError, match="refusing to deploy voicenode/machine.py"):
-        deploy.deploy(board.port, board=None, source=a)
+        deploy.deploy(board.port, board=None, models=None, source=a)
     assert main(["deploy", "--port", board.port, "--source", str(a), "--board", "none"]) == 1
     assert "refusing to deploy" in capsys.readouterr().err
     assert check_node(board.port)["active"] is None  # nothing was installed
@@ -148,7 +148,7 @@ def test_deploy_refuses_a_machine_module(trees, board, capsys):
 
 def test_deploy_then_redeploy_uploads_nothing(trees, board):
     a, b = trees
-    r1 = deploy.deploy(board.port, board=None, source=a)
+    r1 = deploy.deploy(board.port, board=None, models=None, source=a)
     assert r1.arch == "x64"  # detected from sys.implementation._mpy
     assert r1.previous_id is None and r1.copied == []
     assert "/boot.py" in r1.uploaded and "voicenode/extra/m1.mpy" in r1.uploaded
@@ -157,12 +157,12 @@ def test_deploy_then_redeploy_uploads_nothing(trees, board):
     assert state["consistent"] and state["version"] == "1.0.0-a"
     assert state["path0"] == f"/app/{r1.app_id}"
 
-    r2 = deploy.deploy(board.port, board=None, source=a)
+    r2 = deploy.deploy(board.port, board=None, models=None, source=a)
     assert r2.uploaded == [] and r2.copied == [] and r2.bytes_uploaded == 0
     assert not r2.changed and "already up to date" in r2.summary()
 
     # Version B: the unchanged modules are copied on the device, the changed ones sent.
-    r3 = deploy.deploy(board.port, board=None, source=b)
+    r3 = deploy.deploy(board.port, board=None, models=None, source=b)
     assert "voicenode/extra/m0.mpy" in r3.copied and "voicenode/extra/m2.mpy" in r3.copied
     assert "voicenode/extra/m1.mpy" in r3.uploaded and "voicenode/__init__.mpy" in r3.uploaded
     assert "/boot.py" not in r3.uploaded  # the root files did not change
@@ -171,10 +171,10 @@ def test_deploy_then_redeploy_uploads_nothing(trees, board):
     assert state["apps"] == sorted(["current", r1.app_id, r3.app_id])  # previous kept
 
     # The next deploy removes the stale version.
-    r4 = deploy.deploy(board.port, board=None, source=a)
+    r4 = deploy.deploy(board.port, board=None, models=None, source=a)
     assert r4.removed == [] and r4.previous_id == r3.app_id  # A is still on the flash: reused
     assert r4.uploaded == []
-    r5 = deploy.deploy(board.port, board=None, source=b)
+    r5 = deploy.deploy(board.port, board=None, models=None, source=b)
     assert r5.removed == [] and r5.uploaded == []
     assert check_node(board.port)["version"] == "2.0.0-b"
 
@@ -193,7 +193,7 @@ STEPS = ["surveyed", "cleaned", "copy:", "upload:", "staged", "verified", "renam
 @pytest.mark.parametrize("stop_at", STEPS)
 def test_deploy_interrupted_between_steps_boots_one_version(trees, board, stop_at):
     a, b = trees
-    deploy.deploy(board.port, board=None, source=a)
+    deploy.deploy(board.port, board=None, models=None, source=a)
 
     class Stop(Exception):
         pass
@@ -203,7 +203,7 @@ def test_deploy_interrupted_between_steps_boots_one_version(trees, board, stop_a
             raise Stop(step)
 
     with pytest.raises(Stop):
-        deploy.deploy(board.port, board=None, source=b, on_step=hook)
+        deploy.deploy(board.port, board=None, models=None, source=b, on_step=hook)
     board.kill()  # and the plug is pulled right there
     restart(board)
     state = check_node(board.port)
@@ -213,7 +213,7 @@ def test_deploy_interrupted_between_steps_boots_one_version(trees, board, stop_a
     assert state["active"] == app_id(b if stop_at == "switched" else a)
 
     # The next deploy finishes the job and cleans up the half-written staging directory.
-    r = deploy.deploy(board.port, board=None, source=b)
+    r = deploy.deploy(board.port, board=None, models=None, source=b)
     state = check_node(board.port)
     assert state["consistent"] and state["version"] == "2.0.0-b"
     assert not any(n.startswith(".stage") for n in state["apps"])
@@ -229,7 +229,7 @@ def test_deploy_killed_at_random_moments_boots_one_version(tmp_path):
 
     def cli_deploy(tree, port):
         cmd = [sys.executable, "-m", "voicenode_tools.cli", "deploy", "--port", port,
-               "--source", str(tree), "--board", "none", "--no-reset"]  # fmt: skip
+               "--source", str(tree), "--board", "none", "--models", "none", "--no-reset"]  # fmt: skip
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     outcomes = []
@@ -237,7 +237,7 @@ def test_deploy_killed_at_random_moments_boots_one_version(tmp_path):
         wait_ready(vb.port)
         # A big data file in every version, so that many kills land while files are sent.
         old = make_tree(tmp_path / "v0", "0.0.0", blob_kb=160)
-        deploy.deploy(vb.port, board=None, source=old)
+        deploy.deploy(vb.port, board=None, models=None, source=old)
         t0 = time.monotonic()
         p = cli_deploy(make_tree(tmp_path / "v1", "1.0.0", blob_kb=160), vb.port)
         assert p.wait(60) == 0, p.stderr.read()
@@ -262,7 +262,7 @@ def test_deploy_killed_at_random_moments_boots_one_version(tmp_path):
             old = booted
         # Whatever happened, a plain deploy finishes the job and cleans up.
         last = make_tree(tmp_path / "vlast", "99.0.0")
-        r = deploy.deploy(vb.port, board=None, source=last)
+        r = deploy.deploy(vb.port, board=None, models=None, source=last)
         state = check_node(vb.port)
         assert state["version"] == "99.0.0" and state["consistent"]
         assert not any(n.startswith(".stage") for n in state["apps"])
@@ -275,21 +275,21 @@ def test_deploy_busy_port(trees, board):
     holder = serial.Serial(board.port, exclusive=True)
     try:
         with pytest.raises(CommandError, match="is busy"):
-            deploy.deploy(board.port, board=None, source=trees[0])
+            deploy.deploy(board.port, board=None, models=None, source=trees[0])
     finally:
         holder.close()
 
 
 def test_board_unplugged_during_deploy(trees, board):
     a, b = trees
-    deploy.deploy(board.port, board=None, source=a)
+    deploy.deploy(board.port, board=None, models=None, source=a)
 
     def unplug(step):
         if step.startswith("upload:"):
             board.kill()
 
     with pytest.raises(CommandError, match=f"the board on {board.port} stopped answering"):
-        deploy.deploy(board.port, board=None, source=b, on_step=unplug)
+        deploy.deploy(board.port, board=None, models=None, source=b, on_step=unplug)
 
 
 def test_no_repl_answering(monkeypatch):
@@ -326,7 +326,7 @@ def test_status_and_deploy_with_port_sim(monkeypatch, tmp_path, capsys):
 
 
 def test_monitor_shows_the_boot_event(trees, board, capsys):
-    deploy.deploy(board.port, board=None, source=trees[0])
+    deploy.deploy(board.port, board=None, models=None, source=trees[0])
     assert main(["monitor", "--port", board.port, "--seconds", "2", "--reset"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     events = [json.loads(ln) for ln in lines]
@@ -340,15 +340,15 @@ def test_full_filesystem_is_a_clear_error(tmp_path):
     with VirtualBoard(tmp_path / "small.img", realtime=False) as vb:
         wait_ready(vb.port)
         a = make_tree(tmp_path / "A", "1.0.0-a")
-        deploy.deploy(vb.port, board=None, source=a)
+        deploy.deploy(vb.port, board=None, models=None, source=a)
         huge = make_tree(tmp_path / "H", "2.0.0-huge", blob_kb=300)  # > the flash
         with pytest.raises(CommandError, match="filesystem of the board .* is full"):
-            deploy.deploy(vb.port, board=None, source=huge)
+            deploy.deploy(vb.port, board=None, models=None, source=huge)
         vb.kill()
         restart(vb)
         state = check_node(vb.port)
         assert state["version"] == "1.0.0-a" and state["consistent"]
-        deploy.deploy(vb.port, board=None, source=a)  # and the flash is usable again
+        deploy.deploy(vb.port, board=None, models=None, source=a)  # and the flash is usable again
         assert not any(n.startswith(".stage") for n in check_node(vb.port)["apps"])
 
 
@@ -369,7 +369,7 @@ def test_the_real_firmware_compiles_for_the_esp32_s3(tmp_path):
 
 def test_a_damaged_installed_version_is_reinstalled(trees, board):
     a, _b = trees
-    r1 = deploy.deploy(board.port, board=None, source=a)
+    r1 = deploy.deploy(board.port, board=None, models=None, source=a)
     t = transport.connect(board.port)
     try:  # a flipped byte in one installed module
         transport.run(
@@ -378,7 +378,7 @@ def test_a_damaged_installed_version_is_reinstalled(trees, board):
     finally:
         transport.close(t)
     assert not check_node(board.port)["consistent"]
-    r2 = deploy.deploy(board.port, board=None, source=a)
+    r2 = deploy.deploy(board.port, board=None, models=None, source=a)
     assert "voicenode/extra/m3.mpy" in r2.uploaded and r2.copied == []  # nothing copied from it
     assert any("damaged" in n for n in r2.notes)
     state = check_node(board.port)

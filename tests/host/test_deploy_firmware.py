@@ -91,8 +91,8 @@ def device(port, code):
 def test_boot_picks_current_then_a_complete_current_tmp(tmp_path, board):
     a = make_tree(tmp_path / "A", "1.0.0-a")
     b = make_tree(tmp_path / "B", "2.0.0-b")
-    ra = deploy.deploy(board.port, board=None, source=a)
-    rb = deploy.deploy(board.port, board=None, source=b)
+    ra = deploy.deploy(board.port, board=None, models=None, source=a)
+    rb = deploy.deploy(board.port, board=None, models=None, source=b)
     assert check_node(board.port)["version"] == "2.0.0-b"
 
     # A half-written current.tmp (a deploy killed while writing it) is ignored.
@@ -114,7 +114,7 @@ def test_boot_picks_current_then_a_complete_current_tmp(tmp_path, board):
     assert check_node(board.port)["active"] is None
 
     # And deploy repairs all of that.
-    r = deploy.deploy(board.port, board=None, source=b)
+    r = deploy.deploy(board.port, board=None, models=None, source=b)
     state = check_node(board.port)
     assert state["version"] == "2.0.0-b" and state["consistent"] and state["via"] == "current"
     assert "/app/zzz" in r.removed and rb.app_id == r.app_id
@@ -123,11 +123,11 @@ def test_boot_picks_current_then_a_complete_current_tmp(tmp_path, board):
 def test_deploy_finishes_a_fat_style_half_switch(tmp_path, board):
     a = make_tree(tmp_path / "A", "1.0.0-a")
     b = make_tree(tmp_path / "B", "2.0.0-b")
-    ra = deploy.deploy(board.port, board=None, source=a)
+    ra = deploy.deploy(board.port, board=None, models=None, source=a)
     device(board.port, "_swap('/app/current', '/app/current.tmp')")  # only current.tmp left
     assert check_node(board.port)["via"] == "current.tmp"
     steps = []
-    deploy.deploy(board.port, board=None, source=b, on_step=steps.append)
+    deploy.deploy(board.port, board=None, models=None, source=b, on_step=steps.append)
     state = check_node(board.port)
     assert state["version"] == "2.0.0-b" and state["via"] == "current" and state["consistent"]
     assert ra.app_id in state["apps"]  # the version that was active is kept as previous
@@ -138,7 +138,7 @@ def test_main_logs_a_crashing_node_and_stays_at_the_repl(tmp_path, board):
     (tree / "voicenode" / "node.py").write_text(
         "def main():\n    raise RuntimeError('mic unplugged')\n"
     )
-    deploy.deploy(board.port, board=None, source=tree, reset=False)
+    deploy.deploy(board.port, board=None, models=None, source=tree, reset=False)
     boots = board.boots
     got = list(monitor.events(board.port, seconds=2.5, reset=True))
     events = [json.loads(x) for x in got]
@@ -155,7 +155,7 @@ def test_main_runs_the_node(tmp_path, board):
         "from voicenode.actions import eventlog\n"
         "def main():\n    eventlog.emit('ready', source='node')\n"
     )
-    deploy.deploy(board.port, board=None, source=tree, reset=False)
+    deploy.deploy(board.port, board=None, models=None, source=tree, reset=False)
     events = [json.loads(x) for x in monitor.events(board.port, seconds=2.5, reset=True)]
     assert [e["event"] for e in events] == ["boot", "ready"]
     assert events[0]["app"].startswith("/app/") and events[1]["source"] == "node"

@@ -141,10 +141,10 @@ print('OK', n.samples, allocated)
 
 def test_corrupt_config_falls_back_to_defaults(tmp_path):
     bad = tmp_path / "config.json"
-    cases = {"{not json": "not valid JSON", '{"wake_words": "alexa"}': "'wake_words' must be a list",
+    cases = {"{not json": "not valid JSON", "\xff\xfe\x00garbage\x80": "not valid JSON", '{"wake_words": "alexa"}': "'wake_words' must be a list",
              '{"colour": 1}': "unknown key", '{"cutoffs": {"alexa": 7}}': "cutoff for 'alexa'"}
     for text, why in cases.items():
-        bad.write_text(text)
+        bad.write_bytes(text.encode("latin-1"))
         code = f"""
 import json, voicenode
 from voicenode import config

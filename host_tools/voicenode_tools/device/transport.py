@@ -21,7 +21,7 @@ from . import ports
 READ_TIMEOUT = 2.0
 #: Tries at entering the raw REPL; the first is short (a REPL answers in milliseconds), the
 #: later ones wait longer for a board that is still booting.
-CONNECT_ATTEMPTS = 3
+CONNECT_ATTEMPTS = 5
 RAW_REPL_TIMEOUT = 4
 
 
