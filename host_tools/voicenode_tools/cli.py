@@ -64,4 +64,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m voicenode_tools.cli`: run the imported module's main, so that the
+    # CommandError the commands raise is the class main() catches (not __main__'s copy).
+    from voicenode_tools.cli import main as _main
+
+    sys.exit(_main())

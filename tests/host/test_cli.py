@@ -21,3 +21,10 @@ def test_console_script_installed():
 
 def test_firmware_dir_found():
     assert (FIRMWARE_DIR / "voicenode" / "__init__.py").is_file()
+
+
+def test_module_entry_prints_one_line_errors(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "voicenode_tools.cli", "listen", str(tmp_path / "no.wav")],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.startswith("voicenode listen: error:") and "Traceback" not in out.stderr
