@@ -220,12 +220,12 @@ def _micropython_cmd(heapsize="512k"):
 def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
     """Heap of a Recognizer, time per listening frame and per decision on the Unix port, and
     (valgrind) instructions per decision: a run with 4 decisions minus a run with 1, / 3."""
-    import re
     import shutil
     import subprocess
     import tempfile
 
     from voicenode_tools import FIRMWARE_DIR
+    from voicenode_tools.bench import measure
     from voicenode_tools.train import commands as tc
     from voicenode_tools.train import synth
 
@@ -244,7 +244,7 @@ def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
             p.write_text(
                 COST_CODE.format(fw=str(FIRMWARE_DIR), model=str(model), frames=str(fpath), n=n)
             )
-            return _micropython_cmd() + [str(p)]
+            return measure.micropython_cmd() + [str(p)]
 
         r = subprocess.run(prog(20), capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
@@ -253,16 +253,7 @@ def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
         res = {"recognizer_heap_bytes": int(heap), "unix_us_per_listening_frame": round(float(us_step), 1),
                "unix_us_per_decision": round(float(us_dec), 1)}  # fmt: skip
         if callgrind and shutil.which("valgrind"):
-            counts = []
-            for n in (1, 4):
-                out = Path(d) / f"cg{n}.out"
-                subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + prog(n),
-                               capture_output=True, text=True, timeout=3600, check=True)  # fmt: skip
-                text = out.read_text(errors="replace")
-                m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(
-                    r"^totals:\s+(\d+)", text, re.M
-                )
-                counts.append(int(m.group(1)))
+            counts = [measure.callgrind(prog(n), timeout=3600) for n in (1, 4)]
             res["instructions_per_utterance_x64"] = (counts[1] - counts[0]) // 3
     log("firmware cost: " + json.dumps(res))
     return res

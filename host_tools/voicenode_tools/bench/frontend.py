@@ -25,7 +25,6 @@ Targets (issue 3): <= 15 M instructions per second of audio, <= 4x the C front e
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
+from voicenode_tools.bench import measure
 
 TARGET_INSTR_PER_S = 15e6
 TARGET_RATIO_C = 4.0
@@ -104,72 +104,8 @@ def make_audio(seconds, seed=0):
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
-def _micropython_cmd(heapsize="256k"):
-    exe = shutil.which("micropython")
-    if exe is None:
-        raise SystemExit("micropython is not on PATH")
-    # The PyPI `micropython` command is a CPython script; run it under the same interpreter.
-    with open(exe, "rb") as f:
-        head = f.readline()
-    if head.startswith(b"#!") and b"python" in head:
-        return [sys.executable, exe, "-X", f"heapsize={heapsize}"]
-    return [exe, "-X", f"heapsize={heapsize}"]
-
-
-def _run(cmd, timeout=3600, cpu=False):
-    """Run a command; returns (seconds, stdout): wall time, or with cpu=True the child's
-    user + system CPU time (steadier on a loaded machine)."""
-    import resource
-
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    dt = time.perf_counter() - t0
-    if cpu:
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        dt = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    if r.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]}... failed:\n{r.stdout}\n{r.stderr}")
-    return dt, r.stdout
-
-
-def _callgrind(cmd, toggle=None):
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "cg.out"
-        vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        if toggle:
-            vg.append(f"--toggle-collect={toggle}")
-        r = subprocess.run(vg + cmd, capture_output=True, text=True, timeout=7200)
-        if r.returncode != 0:
-            raise RuntimeError(f"callgrind failed:\n{r.stderr[-2000:]}")
-        m = re.search(r"^summary:\s+(\d+)", out.read_text(errors="replace"), re.M)
-        if not m:
-            m = re.search(r"^totals:\s+(\d+)", out.read_text(errors="replace"), re.M)
-        return int(m.group(1))
-
-
 def _best_wall(cmd, repeat=3, cpu=False):
-    return min(_run(cmd, cpu=cpu)[0] for _ in range(repeat))
-
-
-def _heap_bisect(script_args, lo=1024, hi=1 << 20, step=256):
-    """Smallest -X heapsize (bytes, to `step`) with which the script succeeds."""
-
-    def ok(size):
-        r = subprocess.run(
-            _micropython_cmd(str(size)) + script_args, capture_output=True, text=True, timeout=600
-        )
-        return r.returncode == 0
-
-    if not ok(hi):
-        return None
-    while hi - lo > step:
-        mid = (lo + hi) // 2 // step * step
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return min(measure.run(cmd, cpu=cpu)[0] for _ in range(repeat))
 
 
 def _compile_mpy(dst):
@@ -242,8 +178,8 @@ def kernel_costs(n=200, log=print):
         (d / "k.py").write_text(_KERNEL_SCRIPT)
 
         def run(which, count):
-            cmd = _micropython_cmd() + [str(d / "k.py"), str(FIRMWARE_DIR), str(d / "a.raw")]
-            return _callgrind(cmd + [which, str(count)])
+            cmd = measure.micropython_cmd() + [str(d / "k.py"), str(FIRMWARE_DIR), str(d / "a.raw")]
+            return measure.callgrind(cmd + [which, str(count)])
 
         def per_call(which):
             return (run(which, n) - run(which, 0)) / n
@@ -272,10 +208,10 @@ def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
         (d / "fw_import.py").write_text(_FW_IMPORT_ONLY)
         (d / "fw_heap.py").write_text(_FW_HEAP)
         (d / "c.py").write_text(_C_SCRIPT)
-        fw = lambda f: _micropython_cmd() + [str(d / "fw.py"), str(FIRMWARE_DIR), str(f)]  # noqa: E731
+        fw = lambda f: measure.micropython_cmd() + [str(d / "fw.py"), str(FIRMWARE_DIR), str(f)]  # noqa: E731
         cc = lambda f: [sys.executable, str(d / "c.py"), str(f)]  # noqa: E731
 
-        steps = int(_run(fw(full))[1].split()[-1])
+        steps = int(measure.run(fw(full))[1].split()[-1])
         res["steps"] = steps
         log(f"audio: {seconds:.0f} s, {steps} feature steps")
 
@@ -294,7 +230,7 @@ def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
             have_c = False
             log("pymicro_features missing: pip install -e '.[bench]' for the C comparison")
         if have_c:
-            res["c_steps"] = int(_run(cc(full))[1].split()[-1])
+            res["c_steps"] = int(measure.run(cc(full))[1].split()[-1])
             res["c_wall_s"] = _best_wall(cc(full)) - _best_wall(cc(tiny))
             res["c_cpu_s"] = _best_wall(cc(full), cpu=True) - _best_wall(cc(tiny), cpu=True)
             log(
@@ -320,8 +256,8 @@ def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
         )
 
         if callgrind and shutil.which("valgrind"):
-            ir_full = _callgrind(fw(full))
-            ir_tiny = _callgrind(fw(tiny))
+            ir_full = measure.callgrind(fw(full))
+            ir_tiny = measure.callgrind(fw(tiny))
             res["fw_instr_per_s"] = (ir_full - ir_tiny) / seconds
             res["fw_instr_per_step"] = (ir_full - ir_tiny) / steps
             log(
@@ -329,10 +265,10 @@ def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
                 f"({res['fw_instr_per_step']:.0f} per 10 ms step)"
             )
             if have_c:
-                c_full = _callgrind(cc(full))
-                c_tiny = _callgrind(cc(tiny))
+                c_full = measure.callgrind(cc(full))
+                c_tiny = measure.callgrind(cc(tiny))
                 res["c_instr_per_s"] = (c_full - c_tiny) / seconds
-                res["c_core_instr_per_s"] = _callgrind(cc(full), "FrontendProcessSamples") / seconds
+                res["c_core_instr_per_s"] = measure.callgrind(cc(full), "FrontendProcessSamples") / seconds
                 res["ratio_vs_c"] = res["fw_instr_per_s"] / res["c_core_instr_per_s"]
                 res["ratio_vs_c_with_loop"] = res["fw_instr_per_s"] / res["c_instr_per_s"]
                 log(
@@ -347,11 +283,11 @@ def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
 
         # Heap.
         res["heap_construct"] = int(
-            _run(_micropython_cmd() + [str(d / "fw_heap.py"), str(FIRMWARE_DIR)])[1].split()[-1]
+            measure.run(measure.micropython_cmd() + [str(d / "fw_heap.py"), str(FIRMWARE_DIR)])[1].split()[-1]
         )
         mpy = str(_compile_mpy(d / "mpy"))
-        res["heapsize_min_run"] = _heap_bisect([str(d / "fw.py"), mpy, str(full)])
-        res["heapsize_min_import"] = _heap_bisect([str(d / "fw_import.py"), mpy, str(full)])
+        res["heapsize_min_run"] = measure.heap_bisect([str(d / "fw.py"), mpy, str(full)])
+        res["heapsize_min_import"] = measure.heap_bisect([str(d / "fw_import.py"), mpy, str(full)])
         log(
             f"heap: Frontend() allocates {res['heap_construct']} bytes (gc.mem_alloc); smallest "
             f"-X heapsize (front end as .mpy): {res['heapsize_min_run']} to process the minute, "

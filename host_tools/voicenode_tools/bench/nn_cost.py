@@ -22,17 +22,16 @@ state, no allocation per step (that one is a test: tests/unix/test_nn.py, test_w
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from voicenode_tools import FIRMWARE_DIR
+from voicenode_tools.bench import measure
 
 TARGET_INSTR_PER_S = 25e6
 TARGET_HEAP = 48 * 1024
@@ -81,65 +80,6 @@ det = Detector([sys.argv[2]])
 gc.collect(); b = gc.mem_alloc()
 print(b - a)
 """
-
-
-def _micropython_cmd(heapsize="512k"):
-    exe = shutil.which("micropython")
-    if exe is None:
-        raise SystemExit("micropython is not on PATH")
-    with open(exe, "rb") as f:
-        head = f.readline()
-    # The PyPI `micropython` command is a CPython script: run it under the same interpreter.
-    if head.startswith(b"#!") and b"python" in head:
-        return [sys.executable, exe, "-X", f"heapsize={heapsize}"]
-    return [exe, "-X", f"heapsize={heapsize}"]
-
-
-def _run(cmd, timeout=1800):
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd[:4]))}... failed:\n{r.stdout}\n{r.stderr}")
-    return dt, r.stdout
-
-
-def _callgrind(cmd):
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "cg.out"
-        r = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd,
-            capture_output=True,
-            text=True,
-            timeout=7200,
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"callgrind failed:\n{r.stderr[-2000:]}")
-        text = out.read_text(errors="replace")
-        m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(
-            r"^totals:\s+(\d+)", text, re.M
-        )
-        return int(m.group(1))
-
-
-def _heap_bisect(args, lo=4096, hi=1 << 20, step=512):
-    """Smallest -X heapsize (bytes, to `step`) with which the script succeeds, or None."""
-
-    def ok(size):
-        r = subprocess.run(
-            _micropython_cmd(str(size)) + args, capture_output=True, text=True, timeout=600
-        )
-        return r.returncode == 0
-
-    if not ok(hi):
-        return None
-    while hi - lo > step:
-        mid = (lo + hi) // 2 // step * step
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def _compile_firmware(dest: Path):
@@ -208,15 +148,15 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, spec="bench", l
             return [str(d / "run.py"), str(fw), str(path), str(d / frames), str(n), mode, check]
 
         def run(n, **kw):
-            return _micropython_cmd() + script(n, **kw)
+            return measure.micropython_cmd("512k") + script(n, **kw)
 
         def per_s(cmd_big, cmd_small, n_big, n_small):
-            return (_callgrind(cmd_big) - _callgrind(cmd_small)) / (
+            return (measure.callgrind(cmd_big) - measure.callgrind(cmd_small)) / (
                 (n_big - n_small) / FRAMES_PER_S
             )
 
-        wall = min(_run(run(total))[0] for _ in range(3)) - min(
-            _run(run(tiny))[0] for _ in range(3)
+        wall = min(measure.run(run(total), timeout=1800)[0] for _ in range(3)) - min(
+            measure.run(run(tiny), timeout=1800)[0] for _ in range(3)
         )
         res["wall_s_per_s_audio"] = wall / ((total - tiny) / FRAMES_PER_S)
         log(
@@ -262,16 +202,16 @@ def bench(model_path=None, seconds=20.0, callgrind=True, seed=1, spec="bench", l
                 f"  dense kernel (256 -> 256 per frame, requantisation and calls included): "
                 f"{res['dense_instr_per_mac']:.2f} instructions per MAC"
             )
-        heap_cmd = _micropython_cmd() + [str(d / "heap.py"), str(FIRMWARE_DIR), str(model_path)]
-        res["heap_alloc"] = int(_run(heap_cmd)[1].split()[-1])
+        heap_cmd = measure.micropython_cmd("512k") + [str(d / "heap.py"), str(FIRMWARE_DIR), str(model_path)]
+        res["heap_alloc"] = int(measure.run(heap_cmd, timeout=1800)[1].split()[-1])
         log(
             f"heap: {res['heap_alloc']} bytes allocated by Detector([model]) on the 64-bit port "
             f"(sidecar estimate {res['heap_estimate']}, target <= {TARGET_HEAP})"
         )
         _compile_firmware(d / "mpy")
         for label, fw in (("py", FIRMWARE_DIR), ("mpy", d / "mpy")):
-            full = _heap_bisect(script(300, fw))
-            bare = _heap_bisect([str(d / "import.py"), str(fw)])
+            full = measure.heap_bisect(script(300, fw), lo=4096, step=512)
+            bare = measure.heap_bisect([str(d / "import.py"), str(fw)], lo=4096, step=512)
             res[f"min_heapsize_{label}"] = full
             res[f"min_heapsize_import_only_{label}"] = bare
             log(
