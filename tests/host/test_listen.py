@@ -67,6 +67,15 @@ def test_listen_command_prints_json_events(tmp_path, capsys, pcm, tree):
     assert n_scores > 100 and all(0 <= e["score"] <= 1 for e in scored)
 
 
+def test_listen_command_sim_prints_the_reference_events(tmp_path, capsys, pcm, tree):
+    wav = tmp_path / "clip.wav"
+    write_wav(wav, pcm)
+    assert main(["listen", str(wav), "--models", str(tree / "models")]) == 0
+    ref = capsys.readouterr().out
+    assert main(["listen", str(wav), "--sim", "--models", str(tree / "models")]) == 0
+    assert capsys.readouterr().out == ref and ref.count('"wake"') >= 2
+
+
 def test_listen_refuses_bad_input(tmp_path, capsys, tree):
     assert main(["listen", str(tmp_path / "nope.wav"), "--models", str(tree / "models")]) == 1
     assert "nope.wav" in capsys.readouterr().err

@@ -69,6 +69,8 @@ def run(args):
     if args.sim:
         if args.scores:
             raise CommandError("--scores runs on the host reference; the firmware prints only events")
+        from voicenode_tools.sim.listen import listen_on_virtual_board
+
         events = listen_on_virtual_board(pcm, words, cutoffs, models=folder)
     else:
         import numpy as np
