@@ -5,7 +5,7 @@
     voicenode secrets --show                             # what the node has (passwords masked)
     voicenode secrets --remove                           # back to an offline node
 
-The secrets are checked on the host with the same rules as the firmware (voicenode.net), then
+The secrets are checked on the host by the firmware's own rules (voicenode.net), then
 written to /secrets.json.tmp and renamed over /secrets.json, so a reset mid-write never
 leaves half a file. A password given as "-" is asked for without echo. Passwords are never
 printed. The file is read at the node's next start (reset the board).
@@ -15,49 +15,28 @@ import json
 
 PATH = "/secrets.json"
 
-# The firmware's schema (firmware/voicenode/net.py _SCHEMA), as JSON type names.
-SCHEMA = {
-    "wifi": {"ssid": str, "password": str, "hostname": str},
-    "mqtt": {
-        "host": str,
-        "port": int,
-        "user": str,
-        "password": str,
-        "node_id": str,
-        "keepalive": int,
-        "discovery_prefix": str,
-        "command_topic": bool,
-        "name": str,
-    },
-}
-REQUIRED = {"wifi": ("ssid",), "mqtt": ("host",)}
+# The firmware checks the secrets it reads with voicenode.net.validate; the host runs that same
+# function on the MicroPython Unix port, so there is one set of rules. The secrets travel on
+# stdin, never on a command line.
+_VALIDATE = """
+import sys, json
+sys.path.insert(0, %r)
+from voicenode import net
+print(json.dumps(net.validate(json.loads(sys.stdin.read()))))
+"""
 
 
 def validate(secrets):
-    """An error message for a bad secrets dict (the firmware's rules), or None."""
-    if not isinstance(secrets, dict):
-        return "top level must be a JSON object"
-    for section, body in secrets.items():
-        schema = SCHEMA.get(section)
-        if schema is None:
-            return f"unknown section {section!r}"
-        if not isinstance(body, dict):
-            return f"{section!r} must be an object"
-        for key, value in body.items():
-            if key not in schema:
-                return f"unknown key {section}.{key}"
-            if type(value) is not schema[key]:
-                return f"{section}.{key} must be a {schema[key].__name__}"
-        for key in REQUIRED[section]:
-            if not body.get(key):
-                return f"{section}.{key} is required"
-    port = secrets.get("mqtt", {}).get("port", 1883)
-    if not 0 < port < 65536:
-        return "mqtt.port must be 1..65535"
-    nid = secrets.get("mqtt", {}).get("node_id", "x")
-    if not nid or any(c in nid for c in "/+#"):
-        return "mqtt.node_id must be a plain name (no / + #)"
-    return None
+    """An error message for a bad secrets dict (the firmware's own rules), or None."""
+    import subprocess
+
+    from voicenode_tools import FIRMWARE_DIR
+
+    res = subprocess.run(["micropython", "-c", _VALIDATE % str(FIRMWARE_DIR)],
+                         input=json.dumps(secrets), capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise RuntimeError("the firmware's secrets check did not run: " + res.stderr[-500:])
+    return json.loads(res.stdout.splitlines()[-1])
 
 
 def masked(secrets):
