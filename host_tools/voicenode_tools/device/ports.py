@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import errno
 import os
+import time
 from pathlib import Path
 
 from voicenode_tools.cli import CommandError
@@ -142,6 +143,10 @@ def session(port=None, flash_image=None):
         yield resolve(port)
 
 
+_LOCK_GRACE_S = 0.5
+_BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY)
+
+
 def check_free(path: str) -> None:
     """Open `path` exclusively once to turn an opaque failure into a clear message.
 
@@ -150,12 +155,20 @@ def check_free(path: str) -> None:
     """
     import serial
 
-    try:
-        s = serial.Serial(path, exclusive=True, timeout=0)
-    except serial.SerialException as e:
-        raise CommandError(explain_open_error(path, e)) from e
-    except OSError as e:
-        raise CommandError(explain_open_error(path, e)) from e
+    # A lock can be held for an instant by a process that has just forked from this one (the
+    # virtual board's supervisor starting MicroPython inherits open ports until its exec), so
+    # a lock that is still taken after _LOCK_GRACE_S is another program's.
+    deadline = time.monotonic() + _LOCK_GRACE_S
+    while True:
+        try:
+            s = serial.Serial(path, exclusive=True, timeout=0)
+            break
+        except (serial.SerialException, OSError) as e:
+            busy = "exclusively lock" in str(e) or getattr(e, "errno", None) in _BUSY
+            if busy and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            raise CommandError(explain_open_error(path, e)) from e
     s.close()
 
 

@@ -62,13 +62,15 @@ def open_serial(path: str):
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
-    ports.check_free(path)
-    try:
-        return SerialTransport(path, baudrate=115200, exclusive=True, timeout=READ_TIMEOUT)
-    except TransportError as e:
-        # mpremote hides the reason; open it ourselves once more to name it.
+    for _ in range(3):  # the port can be taken for an instant (see ports.check_free)
         ports.check_free(path)
-        raise CommandError(f"cannot open {path}: {e}") from e
+        try:
+            return SerialTransport(path, baudrate=115200, exclusive=True, timeout=READ_TIMEOUT)
+        except TransportError as e:
+            error = e
+    # mpremote hides the reason; open it ourselves once more to name it.
+    ports.check_free(path)
+    raise CommandError(f"cannot open {path}: {error}") from error
 
 
 def _wait_quiet(link, quiet: float = 0.5, limit: float = 6.0) -> None:
