@@ -17,7 +17,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -71,47 +70,26 @@ def run_demo(wav: Path = DEMO_WAV, board: str | None = None, realtime: bool = Tr
         The events the node printed (dicts), in order.
     """
     from voicenode_tools.audio import load_16k
-    from voicenode_tools.boards import load as load_board
     from voicenode_tools.device import deploy as deploy_mod
-    from voicenode_tools.device import monitor, transport
-    from voicenode_tools.sim.board import VirtualBoard
-    from voicenode_tools.sim.listen import TAIL_S
+    from voicenode_tools.sim.listen import hear
 
     board = board or deploy_mod.DEFAULT_BOARD
-    pcm = load_16k(wav)
-    duration = len(pcm) / 16000
-    fmt = load_board(board).mic
+    duration = len(load_16k(wav)) / 16000
     image = flash_image or Path.home() / ".cache" / "voicenode" / "demo" / "flash.img"
     image.parent.mkdir(parents=True, exist_ok=True)
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
     say(f"voicenode demo: a virtual board ({board}) hears {wav.name} ({duration:.1f} s)")
     events = []
-    with VirtualBoard(image, mic=str(wav), realtime=realtime,
-                      mic_shift=fmt["shift"] - fmt.get("bit_delay", 0)) as vb:
-        say(f"virtual board on {vb.start()}")
-        report = deploy_mod.deploy(vb.port, board=board, reset=False)
-        say(f"deploy: {report.summary()}")
-        t = transport.connect(vb.port)
-        try:
-            t.fs_writefile("/config.json", json.dumps({"status_every_s": 2}).encode())
-        finally:
-            transport.close(t)
-        vb.hard_reset()
-        say("listening (events as the node prints them):")
-        deadline = time.monotonic() + 30 + (duration + TAIL_S) * (1.5 if realtime else 5)
-        for line in monitor.events(vb.port, seconds=max(1.0, deadline - time.monotonic())):
-            ev = json.loads(line)
-            events.append(ev)
-            say("  " + line)
-            if ev.get("event") == "status" and ev.get("at", 0) >= duration + TAIL_S:
-                break
-        wakes = [e for e in events if e.get("event") == "wake"]
-        t = transport.connect(vb.port, soft_reset=False)  # keep the node's counters
-        try:
-            status = transport.run_json(t, "import voicenode, json; print(json.dumps(voicenode.status(out=False)))")
-        finally:
-            transport.close(t)
-        say(f"done: {len(wakes)} wake event(s); node status: {json.dumps(status)}")
+    first = True
+    for ev in hear(wav, {"status_every_s": 2}, board=board, flash_image=image,
+                   realtime=realtime, say=say):
+        if first:
+            say("listening (events as the node prints them):")
+            first = False
+        events.append(ev)
+        say("  " + json.dumps(ev))
+    wakes = [e for e in events if e.get("event") == "wake"]
+    say(f"done: {len(wakes)} wake event(s); the node's last status: {json.dumps(events[-1])}")
     return events
 
 
