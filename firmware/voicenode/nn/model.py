@@ -1,8 +1,16 @@
-"""Load a wake-word model (`<name>.vnm` + `<name>.json`) and run it one feature frame at a time.
+"""Load a model (`<name>.vnm` + `<name>.json`) and run it one feature frame at a time.
 
     >>> from voicenode.nn import model
     >>> m = model.load("/models/hey_node.vnm")
     >>> p = m.step(frame)        # uint8 probability, or -1 between model steps
+
+    >>> a = model.load("/models/phones.vnm", head="logits")    # a multi-channel head
+    >>> if a.step(frame) >= 0:   # the step emitted: a.out holds out_ch uint8 logits
+    ...     best = max(range(len(a.out)), key=lambda i: a.out[i])
+
+Two heads: "sigmoid" (the default, a wake-word model: the last layer is one channel through
+the logistic table, sidecar kind "wake" or none) and "logits" (sidecar kind "phones": the
+last layer has activation none, no table and two or more channels, all read from `out`).
 
 The loader refuses anything it cannot run exactly as trained, with a `ModelError` whose
 message names the file and the problem: wrong magic or format version, a truncated file, a
@@ -33,6 +41,7 @@ _DWCONV = const(2)
 _DENSE = const(3)
 _RELU = const(1)
 _SIGMOID = const(2)
+_NONE = const(0)
 _BIAS_LIMIT = const(0x20000000)  # 2**29
 # layer meta tuple: kind, act, k, stride, dil, out_zp, in_ch, out_ch, then these
 _M_PER = const(8)  # terms per sum = weights per output channel
@@ -59,17 +68,23 @@ class ModelError(ValueError):
 class Model:
     """One loaded network: `step(frame)` feeds a feature frame, returns a probability or -1.
 
-    Attributes: `name`, `word` (the wake phrase), `cutoff_u8`, `window`, `cooloff` (model
-    steps), `stride` (feature frames per model step), `path`.
+    Attributes: `name`, `head` ("sigmoid" or "logits"), `stride` (feature frames per model
+    step), `path`, `out` (a memoryview of the last layer's output bytes, shared: valid until
+    the next step; a logits head's out_ch logits, a sigmoid head's one probability), `labels`
+    (the sidecar's list of output names, or None). A wake model ("sigmoid") also has `word`
+    (the wake phrase), `cutoff_u8`, `window`, `cooloff` (model steps); a logits model has
+    None there.
     """
 
-    def __init__(self, path, side, layers):
+    def __init__(self, path, side, layers, head="sigmoid"):
         self.path = path
         self.name = side["name"]
-        self.word = side["wake_phrase"]
-        self.cutoff_u8 = side["cutoff_u8"]
-        self.window = side["window"]
-        self.cooloff = side["cooloff"]
+        self.head = head
+        self.word = side.get("wake_phrase")
+        self.cutoff_u8 = side.get("cutoff_u8")
+        self.window = side.get("window")
+        self.cooloff = side.get("cooloff")
+        self.labels = side.get("labels")
         self.version = side.get("version", "")
         stride = 1
         for _, cfg in layers:
@@ -85,6 +100,9 @@ class Model:
             ]
             for buf, cfg in layers
         ]
+        # The last layer's output bytes: a view into its buffer, rewritten by every step
+        # that emits (read it before the next step).
+        self.out = self._out[-1]
         self.reset()
 
     def reset(self):
@@ -103,8 +121,9 @@ class Model:
     def step(self, frame):
         """Feed one feature frame (N_MELS bytes); return the probability 0..255 or -1.
 
-        Returns -1 when the network has not completed a model step (between strides).
-        Allocates nothing.
+        Returns -1 when the network has not completed a model step (between strides). A
+        logits head returns its first logit (0..255) when it emitted: read all of them from
+        `out` (a view, overwritten by the next emitting step). Allocates nothing.
         """
         return run_layers(frame, self._buf, self._cfg, self._out)
 
@@ -161,7 +180,11 @@ def check_frontend(trained, current, where):
             )
 
 
-def _read_sidecar(path, crc, in_zp, n_in, frontend):
+_WAKE_KEYS = ("wake_phrase", "cutoff_u8", "window", "cooloff")
+_COMMON_KEYS = ("format", "name", "input", "model_crc32", "frontend", "heap_bytes")
+
+
+def _read_sidecar(path, crc, in_zp, n_in, frontend, head):
     try:
         with open(path) as f:
             side = json.load(f)
@@ -171,18 +194,20 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend):
         raise ModelError("%s: sidecar is not valid JSON" % path) from None
     if not isinstance(side, dict):
         raise ModelError("%s: sidecar is not a JSON object" % path)
-    for key in (
-        "format",
-        "name",
-        "wake_phrase",
-        "cutoff_u8",
-        "window",
-        "cooloff",
-        "input",
-        "model_crc32",
-        "frontend",
-        "heap_bytes",
-    ):
+    # The sidecar's kind says which head the network has: a wake-word model ("wake", or no
+    # kind: the models made before there were two heads) or a phone model ("phones").
+    kind = side.get("kind", "wake")
+    if head == "sigmoid" and kind != "wake":
+        raise ModelError(
+            "%s: sidecar kind %r is not a wake-word model (load it with head='logits')"
+            % (path, kind)
+        )
+    if head == "logits" and kind != "phones":
+        raise ModelError(
+            "%s: sidecar kind %r: a logits head needs a 'phones' model, not a wake-word model"
+            % (path, kind)
+        )
+    for key in _COMMON_KEYS + (_WAKE_KEYS if head == "sigmoid" else ()):
         if key not in side:
             raise ModelError("%s: sidecar lacks %r" % (path, key))
     if side["format"] != FORMAT_VERSION:
@@ -200,12 +225,17 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend):
             "%s: input zero point %r / n_mels %r do not match the model (%d, %d)"
             % (path, inp.get("zero_point"), inp.get("n_mels"), in_zp, n_in)
         )
-    if not (isinstance(side["cutoff_u8"], int) and 0 < side["cutoff_u8"] < 256):
-        raise ModelError("%s: cutoff_u8 must be 1..255" % path)
-    if not (isinstance(side["window"], int) and 0 < side["window"] < 256):
-        raise ModelError("%s: window must be 1..255 model steps" % path)
-    if not (isinstance(side["cooloff"], int) and side["cooloff"] >= 0):
-        raise ModelError("%s: cooloff must be >= 0 model steps" % path)
+    if head == "sigmoid":
+        if not (isinstance(side["cutoff_u8"], int) and 0 < side["cutoff_u8"] < 256):
+            raise ModelError("%s: cutoff_u8 must be 1..255" % path)
+        if not (isinstance(side["window"], int) and 0 < side["window"] < 256):
+            raise ModelError("%s: window must be 1..255 model steps" % path)
+        if not (isinstance(side["cooloff"], int) and side["cooloff"] >= 0):
+            raise ModelError("%s: cooloff must be >= 0 model steps" % path)
+    labels = side.get("labels")
+    if labels is not None:
+        if not isinstance(labels, list) or [x for x in labels if not isinstance(x, str)]:
+            raise ModelError("%s: sidecar 'labels' must be a list of strings" % path)
     if frontend is None:
         try:
             frontend = firmware_frontend()
@@ -222,7 +252,7 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend):
     return side
 
 
-def load(path, frontend=None, check_heap=True):
+def load(path, frontend=None, check_heap=True, head="sigmoid"):
     """Load `<name>.vnm` and its `<name>.json` sidecar; return a `Model`.
 
     Args:
@@ -230,21 +260,26 @@ def load(path, frontend=None, check_heap=True):
         frontend: {NAME: value} the sidecar's front-end parameters must equal; None takes
             this firmware's `voicenode.dsp.params`.
         check_heap: refuse the model if the sidecar's heap_bytes exceed gc.mem_free().
+        head: "sigmoid" (a wake-word model: the last layer is one sigmoid channel, sidecar
+            kind "wake") or "logits" (sidecar kind "phones": the last layer has activation
+            none, no table and >= 2 channels, read from `Model.out` after a step).
 
     Raises:
         ModelError: with a message naming the file and the problem.
     """
     base = path[:-4] if path.endswith(".vnm") else path
     vnm = base + ".vnm"
+    if head not in ("sigmoid", "logits"):
+        raise ModelError("%s: unknown head %r (sigmoid or logits)" % (vnm, head))
     try:
         f = open(vnm, "rb")
     except OSError as e:
         raise ModelError("%s: cannot open (%s)" % (vnm, e)) from None
     with f:
-        head = f.read(_HEADER)
-        if len(head) < _HEADER:
-            raise ModelError("%s: %d bytes is too short for a model" % (vnm, len(head)))
-        magic, version, n_layers, n_in, in_zp, _, body_len = struct.unpack("<4sHHHBBI", head)
+        hdr = f.read(_HEADER)
+        if len(hdr) < _HEADER:
+            raise ModelError("%s: %d bytes is too short for a model" % (vnm, len(hdr)))
+        magic, version, n_layers, n_in, in_zp, _, body_len = struct.unpack("<4sHHHBBI", hdr)
         if magic != MAGIC:
             raise ModelError("%s: not a voicenode model (magic %r)" % (vnm, magic))
         if version != FORMAT_VERSION:
@@ -272,7 +307,7 @@ def load(path, frontend=None, check_heap=True):
         (stored,) = struct.unpack("<I", f.read(4))
         if crc != stored:
             raise ModelError("%s: checksum mismatch (corrupt file)" % vnm)
-        side = _read_sidecar(base + ".json", stored, in_zp, n_in, frontend)
+        side = _read_sidecar(base + ".json", stored, in_zp, n_in, frontend, head)
         del buf, mv
         if check_heap:
             gc.collect()
@@ -291,7 +326,8 @@ def load(path, frontend=None, check_heap=True):
             f.seek(pos)
             if f.readinto(hb) != _LAYER_HEAD:
                 raise ModelError("%s: layer %d runs past the end" % (vnm, i))
-            meta = _layer_meta(hb, "%s: layer %d" % (vnm, i), i == n_layers - 1, zp, prev_out)
+            where = "%s: layer %d" % (vnm, i)
+            meta = _layer_meta(hb, where, i == n_layers - 1, zp, prev_out, head)
             metas.append(meta)
             zp = meta[5]
             prev_out = meta[7]
@@ -302,6 +338,11 @@ def load(path, frontend=None, check_heap=True):
             raise ModelError("%s: %d stray bytes after the layers" % (vnm, size - 4 - pos))
         if not metas:
             raise ModelError("%s: no layers" % vnm)
+        labels = side.get("labels")
+        if labels is not None and len(labels) != metas[-1][7]:
+            raise ModelError(
+                "%s: sidecar names %d labels for %d outputs" % (vnm, len(labels), metas[-1][7])
+            )
         del hb
         gc.collect()
         total = 0
@@ -329,10 +370,10 @@ def load(path, frontend=None, check_heap=True):
             f.seek(_LAYER_HEAD, 1)
             _fill(f, "%s: layer %d" % (vnm, i), metas[i], zp, bufs[i], cfgs[i], chan)
             zp = metas[i][5]
-    return Model(vnm, side, [(bufs[i], cfgs[i]) for i in range(n_layers)])
+    return Model(vnm, side, [(bufs[i], cfgs[i]) for i in range(n_layers)], head)
 
 
-def _layer_meta(hb, where, last, in_zp, in_expected):
+def _layer_meta(hb, where, last, in_zp, in_expected, head="sigmoid"):
     kind, act, k, stride, dil, out_zp, in_ch, out_ch, _ = struct.unpack("<BBBBBBHHH", hb)
     if kind not in (_CONV, _DWCONV, _DENSE) or act > _SIGMOID:
         raise ModelError("%s: unknown kind %d or activation %d" % (where, kind, act))
@@ -344,7 +385,15 @@ def _layer_meta(hb, where, last, in_zp, in_expected):
         raise ModelError("%s: dense layer with kernel %d" % (where, k))
     if kind == _DWCONV and in_ch != out_ch:
         raise ModelError("%s: depthwise layer with %d inputs, %d outputs" % (where, in_ch, out_ch))
-    if (act == _SIGMOID) != last or (last and out_ch != 1):
+    if head == "logits":
+        if act == _SIGMOID:
+            raise ModelError("%s: a sigmoid layer in a logits model" % where)
+        if last and (act != _NONE or out_ch < 2):
+            raise ModelError(
+                "%s: the last layer of a logits model must have activation none and at least"
+                " 2 channels (has activation %d, %d channels)" % (where, act, out_ch)
+            )
+    elif (act == _SIGMOID) != last or (last and out_ch != 1):
         raise ModelError("%s: the last layer (only) must be a one-channel sigmoid" % where)
     per = k if kind == _DWCONV else k * in_ch
     tab = 256 if act == _SIGMOID else 0

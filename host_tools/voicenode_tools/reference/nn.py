@@ -20,8 +20,12 @@ emits output ``m`` after input step ``e = m*s + s - 1``::
     y[m] = act(b + sum_j W[:, j, :] @ x[e - (k - 1 - j) * d])     x[n < 0] = 0 (real zero)
 
 so tap ``j = 0`` is the oldest input and ``j = k - 1`` the newest (the torch ``Conv1d`` tap
-order). A depthwise layer does the same per channel. The last layer has one output channel
-and a logistic activation; its uint8 output is the probability (0..255) of that model step.
+order). A depthwise layer does the same per channel.
+
+Two heads. ``"sigmoid"`` (a wake-word model, sidecar kind ``"wake"``): the last layer has one
+output channel and a logistic activation; its uint8 output is the probability (0..255) of
+that model step. ``"logits"`` (sidecar kind ``"phones"``): the last layer has activation
+``"none"`` and two or more channels, all of which are the model step's uint8 output.
 
 Integer arithmetic (identical on the chip, every intermediate within signed 32 bits)::
 
@@ -71,8 +75,12 @@ BIAS_LIMIT = 1 << 29
 LAYER_OVERHEAD = 448
 MODEL_OVERHEAD = 640
 
-#: Sidecar keys that the caller of :meth:`QuantModel.save` must give.
+#: Sidecar keys that the caller of :meth:`QuantModel.save` must give (wake-word model).
 REQUIRED_SIDECAR = ("name", "wake_phrase", "cutoff", "window", "cooloff", "frontend")
+#: The same for a model with a logits head.
+REQUIRED_PHONES_SIDECAR = ("name", "frontend")
+#: The two heads and the sidecar ``kind`` that goes with each.
+HEADS = {"sigmoid": "wake", "logits": "phones"}
 
 
 class ModelFormatError(ValueError):
@@ -97,7 +105,8 @@ class FloatLayer:
         stride: emit every ``stride``-th input step.
         dilation: spacing of the taps, in input steps.
         activation: ``"relu"``, ``"none"`` or ``"sigmoid"`` (last layer only, one output
-            channel: the wake-word probability).
+            channel: the wake-word probability). A logits head ends in a ``"none"`` layer of
+            two or more channels.
     """
 
     kind: str
@@ -177,11 +186,17 @@ def float_stream(layers: list[FloatLayer], x: np.ndarray, logits: bool = False) 
         logits: return the last layer's pre-sigmoid output instead of probabilities.
 
     Returns:
-        ``(model_steps,)`` probabilities (or logits) of the last layer's single channel.
+        ``(model_steps,)`` probabilities (or logits) of the last layer's single channel, or
+        ``(model_steps, out_ch)`` outputs if the last layer has several channels (a logits
+        head).
     """
     h = np.asarray(x, np.float64)
     for layer in layers:
         h = float_layer_forward(layer, h)
+    if layers[-1].out_ch > 1:
+        if layers[-1].activation == "sigmoid":
+            raise ValueError("a sigmoid last layer must have one channel")
+        return h
     out = h[:, 0]
     if layers[-1].activation == "sigmoid" and not logits:
         return 1.0 / (1.0 + np.exp(-out))
@@ -348,12 +363,15 @@ class QuantLayer:
 
 @dataclass
 class QuantModel:
-    """An int8 streaming wake-word network, bit-exact with the chip.
+    """An int8 streaming network (wake word or logits head), bit-exact with the chip.
 
     Attributes:
         layers: the quantised layers, first first.
         input_scale, input_zp: what a uint8 feature means: ``(q - input_zp) * input_scale``.
         sidecar: the JSON sidecar (filled by :meth:`load`, written by :meth:`save`).
+        head: ``"sigmoid"`` (a wake-word model: one logistic output channel, sidecar kind
+            ``"wake"``) or ``"logits"`` (last layer activation none, >= 2 channels, no
+            table, sidecar kind ``"phones"``).
     """
 
     layers: list[QuantLayer]
@@ -362,6 +380,7 @@ class QuantModel:
     sidecar: dict = field(default_factory=dict)
     #: CRC-32 stored in the file this model was read from (None if built in memory).
     file_crc32: int | None = None
+    head: str = "sigmoid"
 
     @property
     def n_in(self) -> int:
@@ -411,7 +430,15 @@ class QuantModel:
             if layer.act == ACT_SIGMOID and i != len(self.layers) - 1:
                 raise ModelFormatError(f"{where}sigmoid before the last layer")
         last = self.layers[-1]
-        if last.act != ACT_SIGMOID or last.out_ch != 1:
+        if self.head == "logits":
+            if last.act != ACT_NONE or last.out_ch < 2 or last.table is not None:
+                raise ModelFormatError(
+                    "the last layer of a logits model must have activation none, no table and"
+                    f" at least 2 channels (has activation {last.act}, {last.out_ch} channels)"
+                )
+        elif self.head != "sigmoid":
+            raise ModelFormatError(f"unknown head {self.head!r} (one of {sorted(HEADS)})")
+        elif last.act != ACT_SIGMOID or last.out_ch != 1:
             raise ModelFormatError("the last layer must have one channel and a sigmoid")
 
     def stream(self, features: np.ndarray) -> np.ndarray:
@@ -421,7 +448,9 @@ class QuantModel:
             features: uint8 ``(steps, n_mels)`` from the front end, from a reset state.
 
         Returns:
-            uint8 ``(steps // stride,)``: what ``Model.step`` returns on the chip, in order.
+            uint8 ``(steps // stride,)``: what ``Model.step`` returns on the chip, in order;
+            for a logits head uint8 ``(steps // stride, out_ch)``: what ``Model.out`` holds
+            on the chip after each step that emitted.
         """
         x = np.asarray(features)
         if x.ndim != 2 or x.shape[1] != self.n_in:
@@ -432,6 +461,8 @@ class QuantModel:
             x = x.astype(np.uint8)
         for layer in self.layers:
             x = layer.stream(x)
+        if self.head == "logits":
+            return x.copy()
         return x[:, 0].copy()
 
     # ---- file format -------------------------------------------------------------------------
@@ -456,8 +487,11 @@ class QuantModel:
         return data + struct.pack("<I", zlib.crc32(data))
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str = "model") -> QuantModel:
-        """Parse and check a ``.vnm`` image (raises :class:`ModelFormatError`)."""
+    def from_bytes(cls, data: bytes, where: str = "model", head: str = "sigmoid") -> QuantModel:
+        """Parse and check a ``.vnm`` image (raises :class:`ModelFormatError`).
+
+        ``head`` is what the caller expects (``"sigmoid"`` or ``"logits"``), as on the chip.
+        """
         if len(data) < _HEADER.size + 4:
             raise ModelFormatError(f"{where}: {len(data)} bytes is too short for a model")
         magic, version, n_layers, n_in, input_zp, _, body_len = _HEADER.unpack_from(data)
@@ -520,7 +554,7 @@ class QuantModel:
             zp = out_zp
         if pos != len(data) - 4:
             raise ModelFormatError(f"{where}: {len(data) - 4 - pos} stray bytes after the layers")
-        model = cls(layers, input_zp=input_zp, file_crc32=crc)
+        model = cls(layers, input_zp=input_zp, file_crc32=crc, head=head)
         if model.n_in != n_in:
             raise ModelFormatError(
                 f"{where}: header says {n_in} inputs, first layer has {model.n_in}"
@@ -542,26 +576,40 @@ class QuantModel:
                 front-end parameters, see :func:`frontend_params`). Also recorded if given:
                 ``version``, ``recipe``, ``seed``, ``scores``. The input scale and zero point,
                 the checksum, the stride, the heap and MAC counts are filled in here.
+                A logits-head model needs only ``name`` and ``frontend`` (``labels``, a list
+                of out_ch names, is checked if given); its ``kind`` is set to ``"phones"``
+                (``"wake"`` for a wake-word model).
         """
-        missing = [k for k in REQUIRED_SIDECAR if k not in sidecar]
+        required = REQUIRED_SIDECAR if self.head == "sigmoid" else REQUIRED_PHONES_SIDECAR
+        missing = [k for k in required if k not in sidecar]
         if missing:
             raise ValueError(f"sidecar lacks {', '.join(missing)}")
         data = self.to_bytes()
         side = dict(sidecar)
-        cutoff = float(side["cutoff"])
-        if not 0.0 < cutoff <= 1.0:
-            raise ValueError(f"cutoff {cutoff} must be a probability between 0 and 1")
-        cutoff_u8 = int(side.get("cutoff_u8", round(cutoff * 255)))
-        if not 1 <= cutoff_u8 <= 255:
-            raise ValueError(f"cutoff_u8 {cutoff_u8} must be 1..255")
-        if int(side["window"]) < 1 or int(side["cooloff"]) < 0:
-            raise ValueError("window must be >= 1 and cooloff >= 0 model steps")
+        kind = HEADS[self.head]
+        if side.get("kind", kind) != kind:
+            raise ValueError(f"sidecar kind {side['kind']!r}: a {self.head} head is {kind!r}")
+        side["kind"] = kind
+        if self.head == "sigmoid":
+            cutoff = float(side["cutoff"])
+            if not 0.0 < cutoff <= 1.0:
+                raise ValueError(f"cutoff {cutoff} must be a probability between 0 and 1")
+            cutoff_u8 = int(side.get("cutoff_u8", round(cutoff * 255)))
+            if not 1 <= cutoff_u8 <= 255:
+                raise ValueError(f"cutoff_u8 {cutoff_u8} must be 1..255")
+            if int(side["window"]) < 1 or int(side["cooloff"]) < 0:
+                raise ValueError("window must be >= 1 and cooloff >= 0 model steps")
+            side.update(
+                cutoff_u8=cutoff_u8, window=int(side["window"]), cooloff=int(side["cooloff"])
+            )
+        labels = side.get("labels")
+        if labels is not None and (
+            len(labels) != self.layers[-1].out_ch or not all(isinstance(x, str) for x in labels)
+        ):
+            raise ValueError(f"labels must be {self.layers[-1].out_ch} strings (one per output)")
         side.update(
             format=FORMAT_VERSION,
             version=str(side.get("version", "0")),
-            cutoff_u8=cutoff_u8,
-            window=int(side["window"]),
-            cooloff=int(side["cooloff"]),
             input={
                 "scale": float(self.input_scale),
                 "zero_point": int(self.input_zp),
@@ -584,22 +632,34 @@ class QuantModel:
         return side
 
     @classmethod
-    def load(cls, path) -> QuantModel:
+    def load(cls, path, head: str = "sigmoid") -> QuantModel:
         """Read ``<path>.vnm`` and its sidecar (if present) and check both.
 
+        Args:
+            path: the ``.vnm`` path.
+            head: ``"sigmoid"`` (a wake-word model, the default) or ``"logits"`` (sidecar
+                kind ``"phones"``), as ``voicenode.nn.model.load(path, head=...)`` on the chip.
+
         Raises:
-            ModelFormatError: with a clear message for any corrupt or inconsistent file.
+            ModelFormatError: with a clear message for any corrupt or inconsistent file,
+                or a model of the other head.
         """
+        if head not in HEADS:
+            raise ModelFormatError(f"{path}: unknown head {head!r} (one of {sorted(HEADS)})")
         path = Path(path)
         if path.suffix != ".vnm":
             path = path.with_suffix(".vnm")
-        model = cls.from_bytes(path.read_bytes(), where=str(path))
         side_path = path.with_suffix(".json")
+        side = None
         if side_path.exists():
             try:
                 side = json.loads(side_path.read_text())
             except ValueError as e:
                 raise ModelFormatError(f"{side_path}: not JSON ({e})") from None
+            if isinstance(side, dict):
+                _check_kind(side, head, str(side_path))
+        model = cls.from_bytes(path.read_bytes(), where=str(path), head=head)
+        if side is not None:
             check_sidecar(side, model, where=str(side_path))
             model.sidecar = side
             model.input_scale = float(side["input"]["scale"])
@@ -624,9 +684,21 @@ def check_sidecar(
     Raises:
         ModelFormatError: naming the first field that is missing or does not match.
     """
-    for key in REQUIRED_SIDECAR + ("format", "cutoff_u8", "input", "model_crc32"):
+    if not isinstance(side, dict):
+        raise ModelFormatError(f"{where}: not a JSON object")
+    _check_kind(side, model.head, where)
+    if model.head == "sigmoid":
+        keys = REQUIRED_SIDECAR + ("format", "cutoff_u8", "input", "model_crc32")
+    else:
+        keys = REQUIRED_PHONES_SIDECAR + ("format", "input", "model_crc32")
+    for key in keys:
         if key not in side:
             raise ModelFormatError(f"{where}: missing {key!r}")
+    labels = side.get("labels")
+    if labels is not None and (
+        not isinstance(labels, list) or len(labels) != model.layers[-1].out_ch
+    ):
+        raise ModelFormatError(f"{where}: 'labels' must name each of the model's outputs")
     if side["format"] != FORMAT_VERSION:
         raise ModelFormatError(f"{where}: format {side['format']}, expected {FORMAT_VERSION}")
     crc = model.file_crc32 if model.file_crc32 is not None else zlib.crc32(model.to_bytes()[:-4])
@@ -639,6 +711,20 @@ def check_sidecar(
         raise ModelFormatError(f"{where}: input zero point / n_mels do not match the model")
     if frontend is not None:
         check_frontend(side["frontend"], frontend, where)
+
+
+def _check_kind(side: dict, head: str, where: str) -> None:
+    # The same messages as the chip: a wake loader refuses a phones model and back.
+    kind = side.get("kind", "wake")
+    if head == "sigmoid" and kind != "wake":
+        raise ModelFormatError(
+            f"{where}: sidecar kind {kind!r} is not a wake-word model (load it with head='logits')"
+        )
+    if head == "logits" and kind != "phones":
+        raise ModelFormatError(
+            f"{where}: sidecar kind {kind!r}: a logits head needs a 'phones' model, "
+            "not a wake-word model"
+        )
 
 
 def check_frontend(trained: dict, current: dict, where: str = "sidecar") -> None:
@@ -708,7 +794,8 @@ def quantize(
 
     Args:
         layers: the trained network as :class:`FloatLayer` objects (last: one channel,
-            ``activation="sigmoid"``).
+            ``activation="sigmoid"`` for a wake-word model, or two or more channels and
+            ``activation="none"`` for a logits head; the head follows from it).
         calibration: uint8 feature sequences ``(steps, n_mels)`` (one array or a list) that
             set the activation ranges; a few hundred steps of speech and noise suffice.
         input_scale, input_zp: the float value the network was trained on is
@@ -725,8 +812,16 @@ def quantize(
     )
     if not seqs:
         raise ValueError("quantize needs calibration features")
-    if layers[-1].activation != "sigmoid" or layers[-1].out_ch != 1:
-        raise ValueError("the last layer must have one output channel and activation 'sigmoid'")
+    last = layers[-1]
+    if last.activation == "sigmoid" and last.out_ch == 1:
+        head = "sigmoid"
+    elif last.activation == "none" and last.out_ch >= 2:
+        head = "logits"
+    else:
+        raise ValueError(
+            "the last layer must have one output channel and activation 'sigmoid' (wake word)"
+            " or two or more channels and activation 'none' (logits head)"
+        )
     # Float activations of every layer (pre-sigmoid for the last) over the calibration set.
     ranges = [[np.inf, -np.inf] for _ in layers]
     for q in seqs:
@@ -781,7 +876,7 @@ def quantize(
         qlayer.check(f"layer {i}: ")
         out.append(qlayer)
         in_scale, in_zp = out_scale, out_zp
-    model = QuantModel(out, input_scale=float(input_scale), input_zp=int(input_zp))
+    model = QuantModel(out, input_scale=float(input_scale), input_zp=int(input_zp), head=head)
     model.check()
     return model
 
