@@ -388,3 +388,57 @@ def test_compiled_mpy_gives_the_same_bytes(tmp_path):
     frames = rng.integers(0, 256, size=(200, 7), dtype=np.uint8)
     got = firmware_stream(vnm, frames, tmp_path, frontend=FRONTEND, path=tmp_path / "fw")
     np.testing.assert_array_equal(got, model.stream(frames))
+
+
+SHIPPED_CODE = """
+import gc, micropython
+from voicenode.wake import Detector
+gc.collect()
+a0 = gc.mem_alloc()
+det = Detector([{path!r}])
+gc.collect()
+used = gc.mem_alloc() - a0
+m = det.models[0]
+x = open({frames!r}, 'rb').read()
+frames = [bytearray(x[40 * i:40 * i + 40]) for i in range(len(x) // 40)]
+out = bytearray(len(frames))
+
+
+def run(n):
+    k = 0
+    micropython.heap_lock()
+    try:
+        for i in range(n):
+            p = m.step(frames[i])
+            if p >= 0:
+                out[k] = p
+                k += 1
+    finally:
+        micropython.heap_unlock()
+    return k
+
+
+k = run(len(frames))
+print(used, k, bytes(out[:k]).hex())
+"""
+
+
+@pytest.mark.parametrize("name", ["hey_jarvis", "alexa"])
+def test_shipped_models_fit_48k_and_run_bit_exact(name, tmp_path):
+    """The shipped wake models: heap for models and state <= 48 KB, the sidecar's estimate
+    covers what the loader takes, and the chip equals the twin on speech."""
+    from voicenode_tools import REPO_ROOT
+    from voicenode_tools.audio import load_16k
+    from voicenode_tools.reference import frontend
+
+    vnm = REPO_ROOT / "models" / f"{name}.vnm"
+    model = nn.QuantModel.load(vnm)  # checks the file against its sidecar's CRC
+    assert model.sidecar["heap_bytes"] == model.heap_bytes() <= 48 * 1024
+    feats = frontend.features(load_16k(REPO_ROOT / "tests" / "data" / "speech_16k.wav"))
+    (tmp_path / "f.bin").write_bytes(feats.tobytes())
+    code = SHIPPED_CODE.format(path=str(vnm), frames=str(tmp_path / "f.bin"))
+    used, k, probs = run_mpy(code).split()
+    assert int(used) <= model.heap_bytes()
+    want = model.stream(feats)
+    assert int(k) == len(want) == len(feats) // model.stride
+    np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(probs), np.uint8), want)

@@ -7,13 +7,16 @@ logistic table) into the layer's output bytes. It returns 1 if it emitted, else 
 Nothing is allocated: all buffers are made once by the loader (`voicenode.nn.model`).
 
 One bytearray per layer holds everything (offsets in `cfg`, an array("i")):
-  [channels: out_ch * 3 int32 (bias + 2**29, m, s)][weights: int8 ^ 0x80 (dwconv: int8)]
+  [channels: out_ch * 2 int32 (bias + 2**29, m << 8 | s)][weights: int8 ^ 0x80 (dwconv: int8)]
   [table: 256]
-  [out: out_ch][ring: 2 * span * in_ch][window: k * in_ch, dilated conv only]
+  [out: out_ch][ring: span * in_ch, k > 1 only][window: k * in_ch, dilated conv only]
 The channel records come first so that they are 4-byte aligned (the ESP32-S3 faults on
-unaligned 32-bit loads). The ring is doubled: input n goes to slots n % span and
-n % span + span, so the last `span` inputs are always contiguous, oldest first, and the
-taps of a layer are read in place (a dilated conv gathers its k taps into the window).
+unaligned 32-bit loads); both words are non-negative (m < 2**15, s <= 30). The ring holds
+the last span = (k-1)*d + 1 inputs once: input n goes to row n % span, and after a write
+row p = CFG_WPOS is the oldest (tap 0). Tap j is row (p + j*d) % span: a depthwise layer
+walks each channel's taps d rows apart and steps back span rows once where they pass the
+end; a conv with d == 1 reads the ring in place as two contiguous pieces (rows p..span-1,
+then 0..p-1); a dilated conv gathers its k taps into the window first.
 
 Arithmetic (docs/MODEL_FORMAT.md), every intermediate within signed 32 bits so that the
 64-bit Unix port and the 32-bit ESP32-S3 give the same bytes: weights are stored as
@@ -40,7 +43,7 @@ CFG_DIL = const(4)
 CFG_IN = const(5)
 CFG_OUT = const(6)
 CFG_SPAN = const(7)  # (k - 1) * dilation + 1 inputs kept in the ring
-CFG_WPOS = const(8)  # ring slot of the next input (0 .. span-1)
+CFG_WPOS = const(8)  # ring row of the next input (0 .. span-1), the oldest once written
 CFG_PHASE = const(9)  # inputs since the last emission
 CFG_ZO = const(10)  # output zero point
 CFG_LO = const(11)  # lower clamp (zo after ReLU, else 0)
@@ -63,25 +66,25 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
     k = int(c[CFG_K])
     n_in = int(c[CFG_IN])
     d = int(c[CFG_DIL])
-    # 1. the new input into both halves of the ring (one-tap layers read the input directly)
+    # 1. the new input into the ring (one-tap layers read the input directly)
     xa = int(x)
+    span = 1
+    p = 0
+    ring = 0
     if k > 1:
         span = int(c[CFG_SPAN])
         p = int(c[CFG_WPOS])
         ring = base + int(c[CFG_RING])
-        d0 = ptr8(ring + p * n_in)
-        d1 = ptr8(ring + (p + span) * n_in)
+        dst = ptr8(ring + p * n_in)
         i = 0
         while i < n_in:
-            v = x[i]
-            d0[i] = v
-            d1[i] = v
+            dst[i] = x[i]
             i += 1
         p += 1
         if p == span:
             p = 0
         c[CFG_WPOS] = p
-        xa = ring + p * n_in  # the oldest of the last `span` inputs (tap 0)
+        xa = ring + p * n_in  # row p: the oldest of the last `span` inputs (tap 0)
     # 2. stride: emit on every stride-th input
     phase = int(c[CFG_PHASE]) + 1
     if phase < int(c[CFG_STRIDE]):
@@ -96,22 +99,39 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
     po = ptr8(base + int(c[CFG_OUTOFF]))
     wbase = base + int(c[CFG_W])
     if int(c[CFG_KIND]) == _DWCONV:
-        # depthwise: channel o's k taps are d * in_ch bytes apart in the ring; its weights
-        # stay signed int8 (k terms: a sign fix per tap is cheaper than a sum per channel)
+        # depthwise: channel o's taps are rows p, p + d, ... of the ring, d * in_ch bytes
+        # apart, until they pass the ring's end; the remaining taps continue span rows back
+        # (one wrap at most: tap k-1 is row p + (k-1)*d < 2 * span). j1 taps before the wrap.
+        # Weights stay signed int8 (k terms: a sign fix per tap is cheaper than a sum per
+        # channel).
         step = d * n_in
+        back = span * n_in
+        j1 = 0
+        r = p
+        while j1 < k and r < span:
+            r += d
+            j1 += 1
+        j2 = k - j1  # taps after the wrap
         o = 0
         while o < nout:
-            pp = ptr32(base + o * 12)
+            pp = ptr32(base + (o << 3))
             acc = int(pp[0]) - BIAS_OFFSET
             x = ptr8(xa + o)
             w = ptr8(wbase + o * k)
-            wend = int(w) + k
+            wend = int(w) + j1
             while int(w) < wend:
                 acc += ((w[0] ^ 0x80) - 0x80) * x[0]
                 x = ptr8(int(x) + step)
                 w = ptr8(int(w) + 1)
-            m = int(pp[1])
-            s = int(pp[2])
+            x = ptr8(int(x) - back)
+            wend = int(w) + j2
+            while int(w) < wend:
+                acc += ((w[0] ^ 0x80) - 0x80) * x[0]
+                x = ptr8(int(x) + step)
+                w = ptr8(int(w) + 1)
+            ms = int(pp[1])
+            m = ms >> 8
+            s = ms & 0xFF
             t = (acc >> 16) * m + (((acc & 0xFFFF) * m) >> 16)
             v = zo + ((t + ((1 << s) >> 1)) >> s)
             if v < lo:
@@ -123,29 +143,50 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
             po[o] = v
             o += 1
         return 1
-    # 3. conv / dense: one contiguous dot product of n = k * in_ch terms per output channel
-    if k > 1 and d > 1:  # a dilated conv gathers its taps side by side
-        win = base + int(c[CFG_WIN])
-        j = 0
-        while j < k:
-            src = ptr8(xa + j * d * n_in)
-            dst = ptr8(win + j * n_in)
-            i = 0
-            while i < n_in:
-                dst[i] = src[i]
-                i += 1
-            j += 1
-        xa = win
-    n = k * n_in
-    n4 = n - (n & 3)
+    # 3. conv / dense: a dot product of k * in_ch terms per output channel over at most two
+    # contiguous pieces of input: [xa, xa + na) then [xb, xb + nb), the weights contiguous.
+    # A dense layer reads its input; a conv with d == 1 reads its ring in place, oldest row
+    # first: rows p .. span-1, then rows 0 .. p-1 (nothing when it emits at p == 0, as a conv
+    # whose stride equals its span does); a dilated conv gathers its k taps into the window.
+    na = k * n_in
+    xb = xa
+    nb = 0
+    if k > 1:
+        if d == 1:
+            na = (span - p) * n_in
+            xb = ring
+            nb = p * n_in
+        else:
+            win = base + int(c[CFG_WIN])
+            j = 0
+            r = p
+            while j < k:
+                src = ptr8(ring + r * n_in)
+                dst = ptr8(win + j * n_in)
+                i = 0
+                while i < n_in:
+                    dst[i] = src[i]
+                    i += 1
+                r += d
+                if r >= span:
+                    r -= span
+                j += 1
+            xa = win
+    na4 = na - (na & 3)
+    nb4 = nb - (nb & 3)
     # sum of the inputs (for the 128 * sum(x) correction), in the registers
     x = ptr8(xa)
-    end = xa + n4
+    end = xa + na4
     acc = 0
     while int(x) < end:
         acc += x[0] + x[1] + x[2] + x[3]
         x = ptr8(int(x) + 4)
-    end = xa + n
+    end = xa + na
+    while int(x) < end:
+        acc += x[0]
+        x = ptr8(int(x) + 1)
+    x = ptr8(xb)
+    end = xb + nb
     while int(x) < end:
         acc += x[0]
         x = ptr8(int(x) + 1)
@@ -153,21 +194,34 @@ def layer_step(x: ptr8, w: ptr8, acc: int, cfg: ptr32) -> int:
     w = ptr8(wbase)
     o = 0
     while o < nout:
-        pp = ptr32(base + o * 12)
+        pp = ptr32(base + (o << 3))
         acc = int(pp[0]) - BIAS_OFFSET - sx128
         x = ptr8(xa)
-        end = xa + n4
+        end = xa + na4
         while int(x) < end:
             acc += x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3]
             x = ptr8(int(x) + 4)
             w = ptr8(int(w) + 4)
-        end = xa + n
+        end = xa + na
         while int(x) < end:
             acc += x[0] * w[0]
             x = ptr8(int(x) + 1)
             w = ptr8(int(w) + 1)
-        m = int(pp[1])
-        s = int(pp[2])
+        if nb:
+            x = ptr8(xb)
+            end = xb + nb4
+            while int(x) < end:
+                acc += x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3]
+                x = ptr8(int(x) + 4)
+                w = ptr8(int(w) + 4)
+            end = xb + nb
+            while int(x) < end:
+                acc += x[0] * w[0]
+                x = ptr8(int(x) + 1)
+                w = ptr8(int(w) + 1)
+        ms = int(pp[1])
+        m = ms >> 8
+        s = ms & 0xFF
         t = (acc >> 16) * m + (((acc & 0xFFFF) * m) >> 16)
         v = zo + ((t + ((1 << s) >> 1)) >> s)
         if v < lo:
@@ -186,43 +240,45 @@ def layer_step_py(x, buf, acc, cfg):
     k = cfg[CFG_K]
     n_in = cfg[CFG_IN]
     d = cfg[CFG_DIL]
-    xs, xo = x, 0
+    span = cfg[CFG_SPAN]
+    p = 0
+    ring = cfg[CFG_RING]
     if k > 1:
-        span = cfg[CFG_SPAN]
         p = cfg[CFG_WPOS]
-        ring = cfg[CFG_RING]
         for i in range(n_in):
             buf[ring + p * n_in + i] = x[i]
-            buf[ring + (p + span) * n_in + i] = x[i]
         p = (p + 1) % span
         cfg[CFG_WPOS] = p
-        xs, xo = buf, ring + p * n_in
     phase = cfg[CFG_PHASE] + 1
     if phase < cfg[CFG_STRIDE]:
         cfg[CFG_PHASE] = phase
         return 0
     cfg[CFG_PHASE] = 0
-    dw = cfg[CFG_KIND] == _DWCONV
-    if not dw and k > 1 and d > 1:
+
+    def tap(j, i):  # input i of tap j (0: the oldest), wherever the layout keeps it
+        if k == 1:
+            return x[i]
+        return buf[ring + ((p + j * d) % span) * n_in + i]
+
+    if cfg[CFG_KIND] != _DWCONV and k > 1 and d > 1:  # the gather window, as the kernel
         win = cfg[CFG_WIN]
         for j in range(k):
             for i in range(n_in):
-                buf[win + j * n_in + i] = buf[xo + j * d * n_in + i]
-        xs, xo = buf, win
+                buf[win + j * n_in + i] = tap(j, i)
     wb = cfg[CFG_W]
     tab = cfg[CFG_TAB]
     out = cfg[CFG_OUTOFF]
     for o in range(cfg[CFG_OUT]):
-        acc = _u32(buf, o * 12) - BIAS_OFFSET
-        m = _u32(buf, o * 12 + 4)
-        s = _u32(buf, o * 12 + 8)
-        if dw:
+        acc = _u32(buf, o * 8) - BIAS_OFFSET
+        ms = _u32(buf, o * 8 + 4)
+        m, s = ms >> 8, ms & 0xFF
+        if cfg[CFG_KIND] == _DWCONV:
             for j in range(k):
-                acc += ((buf[wb + o * k + j] ^ 0x80) - 0x80) * xs[xo + j * d * n_in + o]
+                acc += ((buf[wb + o * k + j] ^ 0x80) - 0x80) * tap(j, o)
         else:
-            n = k * n_in
-            for i in range(n):
-                acc += (buf[wb + o * n + i] - 128) * xs[xo + i]
+            for j in range(k):
+                for i in range(n_in):
+                    acc += (buf[wb + (o * k + j) * n_in + i] - 128) * tap(j, i)
         t = (acc >> 16) * m + (((acc & 0xFFFF) * m) >> 16)
         v = cfg[CFG_ZO] + ((t + ((1 << s) >> 1)) >> s)
         v = min(max(v, cfg[CFG_LO]), 255)

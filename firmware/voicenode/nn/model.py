@@ -35,7 +35,8 @@ FORMAT_VERSION = const(1)
 MAGIC = b"VNNM"
 _HEADER = const(16)
 _LAYER_HEAD = const(12)
-_CHAN = const(8)
+_CHAN = const(8)  # a channel record in the file
+_REC = const(8)  # a channel record in a layer's buffer: bias + 2**29, m << 8 | s
 _CONV = const(1)
 _DWCONV = const(2)
 _DENSE = const(3)
@@ -113,7 +114,7 @@ class Model:
             zi = cfg[kernels.CFG_ZI]
             ring = cfg[kernels.CFG_RING]
             if cfg[kernels.CFG_K] > 1:
-                for j in range(ring, ring + 2 * cfg[kernels.CFG_SPAN] * cfg[kernels.CFG_IN]):
+                for j in range(ring, ring + cfg[kernels.CFG_SPAN] * cfg[kernels.CFG_IN]):
                     buf[j] = zi
             cfg[kernels.CFG_WPOS] = 0
             cfg[kernels.CFG_PHASE] = 0
@@ -399,9 +400,11 @@ def _layer_meta(hb, where, last, in_zp, in_expected, head="sigmoid"):
     tab = 256 if act == _SIGMOID else 0
     data = per * out_ch + _CHAN * out_ch + tab
     span = (k - 1) * dil + 1
-    size = 12 * out_ch + per * out_ch + tab + out_ch
+    # the layer's buffer (layout in kernels.py): channel records, weights, table, outputs,
+    # the ring of the last span inputs, the gather window of a dilated conv
+    size = _REC * out_ch + per * out_ch + tab + out_ch
     if k > 1:
-        size += 2 * span * in_ch
+        size += span * in_ch
         if kind != _DWCONV and dil > 1:
             size += k * in_ch
     return kind, act, k, stride, dil, out_zp, in_ch, out_ch, per, data, size
@@ -411,12 +414,12 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
     # Read one layer's data (the file is positioned after its head) into buf; set up cfg.
     kind, act, k, stride, dil, out_zp, in_ch, out_ch, per, _, size = meta
     nw = per * out_ch
-    woff = 12 * out_ch
+    woff = _REC * out_ch
     tab = 256 if act == _SIGMOID else 0
     span = (k - 1) * dil + 1
     outoff = woff + nw + tab
     ring = outoff + out_ch
-    win = ring + (2 * span * in_ch if k > 1 else 0)
+    win = ring + (span * in_ch if k > 1 else 0)
     mv = memoryview(buf)
     if f.readinto(mv[woff : woff + nw]) != nw:
         raise ModelError("%s runs past the end" % where)
@@ -435,7 +438,8 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
             raise ModelError(
                 "%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s)
             )
-        struct.pack_into("<III", buf, 12 * o, fb + kernels.BIAS_OFFSET, m, s)
+        # both words non-negative: a ptr32 load is zero-extended on the 64-bit port
+        struct.pack_into("<II", buf, _REC * o, fb + kernels.BIAS_OFFSET, (m << 8) | s)
     if kind == _DWCONV:  # depthwise kernels read signed int8 weights
         kernels.xor80(buf, woff, nw)
     if tab and f.readinto(mv[woff + nw : outoff]) != tab:

@@ -404,11 +404,12 @@ class QuantModel:
         """Heap the chip's loader allocates for this model (buffers plus object overhead)."""
         n = MODEL_OVERHEAD
         for L in self.layers:
-            # one buffer per layer: channel records, weights, table, outputs, doubled ring,
-            # gather window (dilated conv only); see firmware/voicenode/nn/kernels.py
-            ring = 2 * L.span * L.in_ch if L.k > 1 else 0
+            # one buffer per layer: channel records (2 int32), weights, table, outputs, the
+            # ring of the last span inputs, the gather window (dilated conv only); see
+            # firmware/voicenode/nn/kernels.py
+            ring = L.span * L.in_ch if L.k > 1 else 0
             window = L.k * L.in_ch if L.k > 1 and L.dilation > 1 and L.kind != KIND_DWCONV else 0
-            const = 12 * L.out_ch + L.weights.size + (256 if L.table is not None else 0)
+            const = 8 * L.out_ch + L.weights.size + (256 if L.table is not None else 0)
             n += LAYER_OVERHEAD + _blocks(const + L.out_ch + ring + window)
         return int(n)
 
