@@ -6,6 +6,8 @@ VENV=${1:-.venv}
 cd "$(dirname "$0")/.."
 
 DEBS="espeak-ng sox mosquitto valgrind fluidsynth fluid-soundfont-gm strace"
+# Reserved evaluation voices and real recordings for bench wakeword (never used in training).
+DEBS="$DEBS flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts pocketsphinx-testdata"
 missing=""
 for pkg in $DEBS; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

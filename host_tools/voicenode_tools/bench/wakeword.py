@@ -1,44 +1,96 @@
-"""Benchmark: false-reject rate at 0.5 false accepts per hour, ours against peer wake-word engines.
+"""Benchmark: false-reject rate at fixed false accepts per hour, ours against peer wake-word engines.
 
-Every engine hears exactly the same audio: the recipe's validation material (held-out espeak-ng
-voices and piper, laid over noise, babble and music at several SNRs) and at least an hour of
-negatives (held-out voices reading held-out text over the same kinds of background). Nothing
-here was used to train our model; the peers were trained on their own data.
+Every engine hears exactly the same audio:
 
-    python -m voicenode_tools.bench.wakeword --phrase "hey jarvis" [--engines ours,microwakeword,...]
+* validation: the recipe's validation clips (held-out espeak-ng voices and piper) laid over
+  noise, babble and music at several SNRs, and at least an hour of negatives (held-out voices
+  reading held-out text over the same kinds of background). Each engine's setting (cutoff,
+  sensitivity, threshold) for a false-accept budget is chosen on these negatives only.
+* independent: the reserved synthesizers training never uses (flite and festival, see
+  `bench.evalvoices`) saying the phrase in tracks built the same way, and reserved voices
+  reading held-out text plus Debian's real recordings (pocketsphinx-testdata) as negatives.
+  Reported at the settings chosen on the validation negatives, never used to choose them.
+
+    python -m voicenode_tools.bench.wakeword --phrase "hey jarvis" --out results/hey_jarvis.json
 
 Engines (optional extra `bench`): ours (`models/<name>.vnm`, the bit-exact int8 reference),
 microWakeWord (`pymicro-wakeword`), openWakeWord (`pyopen-wakeword`), Porcupine
 (`pvporcupine==1.9.5`, no access key, keyword "jarvis"/"alexa"), PocketSphinx keyphrase
 spotting. Probability engines are swept over cutoffs; Porcupine and PocketSphinx over their
-sensitivity / threshold settings. Results go to stdout as JSON (and `--out FILE`).
+sensitivity / threshold settings. FRR is given at 0.1, 0.5, 2 and 5 false accepts per hour:
+a budget of B FA/h over H hours of negatives allows floor(B * H) false accepts (with 1.2 h,
+both 0.1 and 0.5 FA/h mean none at all; the output says how many each budget allowed).
+Each engine's CPU time is process CPU seconds per hour of audio scored, single-threaded
+(OMP/BLAS/ONNX threads set to 1 before anything loads). Results: JSON on stdout and in
+`--out FILE`, with a DET curve `FILE.png` and a Markdown table `FILE.md` beside it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+# One thread for every numeric library, before any of them loads: CPU time per engine is
+# then comparable (and the benchmark stays off the other core).
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ORT_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 RATE = 16000
 COOLOFF_S = 1.5
 DETECT_AFTER_S = 1.0
-TARGET_FA_PER_HOUR = 0.5
-TARGETS = (0.5, 2.0, 5.0)
+TARGETS = (0.1, 0.5, 2.0, 5.0)
+#: Which FRR a positive set counts towards.
+GROUP_LABELS = {
+    "val_pos": "validation espeak (held-out voices)",
+    "val_piper": "validation piper",
+    "ind": "independent (flite + festival)",
+}
+
+
+def set_group(name: str) -> str:
+    """The group of a positive set's name: "val_pos_snr10" -> "val_pos"."""
+    return name.rsplit("_snr", 1)[0]
 
 
 # ---- the common audio ------------------------------------------------------------------------
 
 
-def make_audio(phrase: str, seed: int, snrs):
-    """Positive tracks per (source, SNR) and negative tracks, as int16 audio with events.
+def make_audio(
+    phrase: str,
+    seed: int,
+    snrs,
+    max_positives: int | None = None,
+    independent: bool = True,
+    ind_minutes: float = 10.0,
+    log=lambda *_: None,
+    negative_tracks: int | None = None,
+):
+    """Positive tracks per (group, SNR) and negative tracks, as int16 audio with events.
 
-    The clips are the recipe's validation clips (cached by `voicenode train-wakeword`); the
-    negatives are its `val_speech_minutes` of held-out speech plus the backgrounds between.
+    The validation clips are the recipe's (cached by `voicenode train-wakeword`); its negatives
+    are its `val_speech_minutes` of held-out speech plus the backgrounds between. The
+    independent sets come from `evalvoices.clips` (reserved voices and human recordings).
+
+    Args:
+        phrase: the wake phrase.
+        seed: the recipe's seed.
+        snrs: SNRs (dB) of the positive tracks.
+        max_positives: at most this many clips per positive group (all by default).
+        independent: also build the independent sets ("ind_snrN", "ind_negatives").
+        ind_minutes: minutes of reserved voices reading text, for "ind_negatives".
+        log: progress messages.
+        negative_tracks: keep only this many negative tracks (a smoke run, not a result).
+
+    Returns:
+        ({set name: [(int16 audio, [(start, end, kind)])]}, info dict).
     """
     from voicenode_tools.train import data, recipe, tracks
 
@@ -47,10 +99,29 @@ def make_audio(phrase: str, seed: int, snrs):
     g = clips.groups
     rng = np.random.default_rng([seed, 99])
     babble = [g["val_speech"][i] for i in rng.permutation(len(g["val_speech"]))[:60]]
+    groups = {k: g[k] for k in ("val_pos", "val_piper")}
+    info = {"clips": {}}
+    if independent:
+        from . import evalvoices
+
+        log("synthesizing the independent set (flite, festival; cached) ...")
+        ind = evalvoices.clips(phrase, seed, ind_minutes)
+        groups["ind"] = ind["pos"]
+        info["independent_voices"] = sorted({s.split(":d")[0] for s in ind["pos_info"]})
+        info["human_recordings"] = ind["human_info"]
+        info["human_seconds"] = round(sum(len(c) for c in ind["human"]) / RATE, 1)
+        info["ind_speech_seconds"] = round(sum(len(c) for c in ind["speech"]) / RATE, 1)
     sets = {}
-    for group in ("val_pos", "val_piper"):
+    for group, cl in groups.items():
+        if max_positives is not None and len(cl) > max_positives:
+            sub = np.random.default_rng([seed, 5, len(group)]).permutation(len(cl))[:max_positives]
+            cl = [cl[i] for i in sorted(sub)]
+        info["clips"][group] = len(cl)
+        # The independent group draws from its own generator: the validation tracks stay
+        # the same with or without it.
+        grng = np.random.default_rng([seed, 88]) if group == "ind" else rng
         for snr in snrs:
-            plans = tracks.plan_tracks([(c, "pos") for c in g[group]], rng, per_track=8)
+            plans = tracks.plan_tracks([(c, "pos") for c in cl], grng, per_track=8)
             sets[f"{group}_snr{snr}"] = [
                 tracks.build_track(
                     p, RATE, np.random.default_rng([seed, snr, i]), g["music"], babble, (snr, snr)
@@ -58,13 +129,26 @@ def make_audio(phrase: str, seed: int, snrs):
                 for i, p in enumerate(plans)
             ]
     plans = tracks.plan_tracks([(c, "speech") for c in g["val_speech"]], rng, per_track=10)
+    if negative_tracks is not None:
+        plans = plans[:negative_tracks]
     sets["negatives"] = [
         tracks.build_track(
             p, RATE, np.random.default_rng([seed, 1000, i]), g["music"], babble, (5, 25)
         )
         for i, p in enumerate(plans)
     ]
-    return sets
+    if independent:
+        items = [(c, "speech") for c in ind["speech"] + ind["human"]]
+        plans = tracks.plan_tracks(items, np.random.default_rng([seed, 77]), per_track=10)
+        if negative_tracks is not None:
+            plans = plans[:negative_tracks]
+        sets["ind_negatives"] = [
+            tracks.build_track(
+                p, RATE, np.random.default_rng([seed, 2000, i]), g["music"], babble, (5, 25)
+            )
+            for i, p in enumerate(plans)
+        ]
+    return sets, info
 
 
 # ---- engines: each maps int16 audio to (sample index, score) per step or to detections -----
@@ -232,65 +316,291 @@ def _count(dets_per_track, tracks_):
     return hit, total, fa
 
 
+def hours_of(tracks_) -> float:
+    """Hours of audio in a list of (audio, events) tracks."""
+    return sum(len(a) for a, _ in tracks_) / RATE / 3600
+
+
+def max_false_accepts(target: float, hours: float) -> int:
+    """How many false accepts a budget of ``target`` per hour allows in ``hours`` of negatives."""
+    return int(math.floor(target * hours + 1e-9))
+
+
+def operating_point(curve: list[dict], hours: float, target: float) -> dict | None:
+    """The loosest setting within a false-accept budget, read off an operating curve.
+
+    Args:
+        curve: rows {"setting", "fa", "frr": {set: rate}, ...} ordered strict to lenient;
+            "fa" counts false accepts on ``hours`` of negatives.
+        hours: hours of negative audio behind "fa".
+        target: false accepts per hour allowed.
+
+    Returns:
+        The row of the loosest setting whose false accepts are at most
+        ``floor(target * hours)``, or None when even the strictest exceeds it.
+    """
+    allowed = max_false_accepts(target, hours)
+    ok = [row for row in curve if row["fa"] <= allowed]
+    return ok[-1] if ok else None
+
+
+def frr_means(frr: dict) -> dict:
+    """Mean FRR per group of positive sets ({"val_pos": ..., "val_piper": ..., "ind": ...}),
+    and "validation" over all validation sets."""
+    out = {}
+    for grp in GROUP_LABELS:
+        v = [r for k, r in frr.items() if set_group(k) == grp]
+        if v:
+            out[grp] = round(float(np.mean(v)), 4)
+    v = [r for k, r in frr.items() if set_group(k) != "ind"]
+    if v:
+        out["validation"] = round(float(np.mean(v)), 4)
+    return out
+
+
+class _Meter:
+    """Process CPU seconds and audio samples of one engine's scoring."""
+
+    def __init__(self):
+        self.cpu = 0.0
+        self.samples = 0
+
+    def run(self, fn, audio, *args):
+        t = time.process_time()
+        r = fn(audio, *args)
+        self.cpu += time.process_time() - t
+        self.samples += len(audio)
+        return r
+
+
 def evaluate_engine(engine, sets, log):
-    """FRR per positive set at the loosest setting within each FA/h target (0.5, 2, 5)."""
+    """The operating curve, FRR at each FA/h budget and CPU time of one engine.
+
+    The curve has one row per setting (strict to lenient): false accepts on the validation
+    negatives, FRR per positive set, false accepts on the independent negatives. Settings
+    are chosen on the validation negatives alone.
+    """
     neg = sets["negatives"]
-    hours = sum(len(a) for a, _ in neg) / RATE / 3600
-    pos_sets = {k: v for k, v in sets.items() if k != "negatives"}
+    ind_neg = sets.get("ind_negatives", [])
+    hours = hours_of(neg)
+    ind_hours = hours_of(ind_neg)
+    pos_sets = {k: v for k, v in sets.items() if k not in ("negatives", "ind_negatives")}
+    meter = _Meter()
     t0 = time.time()
-    fa_rows = []  # (setting, false accepts), strict to lenient
+    curve = []
+
+    def row(setting, fa, dets_pos, ind_fa):
+        frr = {}
+        for k, v in pos_sets.items():
+            hit, total, _ = _count(dets_pos[k], v)
+            frr[k] = round(1 - hit / max(total, 1), 4)
+        return {
+            "setting": setting,
+            "fa": fa,
+            "fa_per_hour": round(fa / hours, 3),
+            "frr": frr,
+            "frr_mean": frr_means(frr),
+            "ind_fa": ind_fa,
+        }
+
     if hasattr(engine, "scores"):
-        neg_s = [engine.scores(a) for a, _ in neg]
-        pos_s = {k: [engine.scores(a) for a, _ in v] for k, v in pos_sets.items()}
+        neg_s = [meter.run(engine.scores, a) for a, _ in neg]
+        ind_s = [meter.run(engine.scores, a) for a, _ in ind_neg]
+        pos_s = {k: [meter.run(engine.scores, a) for a, _ in v] for k, v in pos_sets.items()}
         settings = sorted(
             set(np.round(np.arange(0.01, 1.0, 0.01), 2)) | {0.995, 0.999}, reverse=True
         )
         for c in settings:
-            fa_rows.append((float(c), _count([_detect(p, s, c) for p, s in neg_s], neg)[2]))
-
-        def frr_at(c):
+            fa = _count([_detect(p, s, c) for p, s in neg_s], neg)[2]
+            ind_fa = _count([_detect(p, s, c) for p, s in ind_s], ind_neg)[2] if ind_neg else None
             # Each positive on its own: no cool-off between the positives of a track.
-            out = {}
-            for k, v in pos_sets.items():
-                hit, total, _ = _count([_detect(p, s, c, 0.0) for p, s in pos_s[k]], v)
-                out[k] = round(1 - hit / max(total, 1), 4)
-            return out
-
+            dets = {k: [_detect(p, s, c, 0.0) for p, s in v] for k, v in pos_s.items()}
+            curve.append(row(float(c), fa, dets, ind_fa))
     else:
         for st in engine.settings:
-            fa = _count([engine.detections(a, st) for a, _ in neg], neg)[2]
-            log(f"  {engine.name} setting {st}: {fa} false accepts in {hours:.2f} h")
-            fa_rows.append((st, fa))
+            fa = _count([meter.run(engine.detections, a, st) for a, _ in neg], neg)[2]
+            ind_fa = (
+                _count([meter.run(engine.detections, a, st) for a, _ in ind_neg], ind_neg)[2]
+                if ind_neg
+                else None
+            )
+            dets = {
+                k: [meter.run(engine.detections, a, st) for a, _ in v] for k, v in pos_sets.items()
+            }
+            curve.append(row(st, fa, dets, ind_fa))
+            log(
+                f"  {engine.name} setting {st}: {fa} false accepts in {hours:.2f} h, FRR {curve[-1]['frr_mean']}"
+            )
             if fa / hours > max(TARGETS):
-                break  # settings go from strict to lenient
+                break  # settings go from strict to lenient: the rest only accept more
 
-        def frr_at(st):
-            out = {}
-            for k, v in pos_sets.items():
-                hit, total, _ = _count([engine.detections(a, st) for a, _ in v], v)
-                out[k] = round(1 - hit / max(total, 1), 4)
-            return out
-
-    result = {"engine": engine.name, "negative_hours": round(hours, 3), "targets": {}}
-    cache = {}
+    result = {
+        "engine": engine.name,
+        "negative_hours": round(hours, 3),
+        "ind_negative_hours": round(ind_hours, 3),
+        "targets": {},
+    }
     for target in TARGETS:
-        ok = [st for st, fa in fa_rows if fa / hours <= target]
-        if not ok:
-            result["targets"][str(target)] = None
+        r = operating_point(curve, hours, target)
+        key = str(target)
+        if r is None:
+            result["targets"][key] = None
             continue
-        st = ok[-1]  # the loosest setting still within the target
-        if st not in cache:
-            cache[st] = frr_at(st)
-        frr = cache[st]
-        result["targets"][str(target)] = {
-            "setting": st,
-            "fa_per_hour": round(dict(fa_rows)[st] / hours, 2),
-            "frr": frr,
-            "frr_mean": round(float(np.mean(list(frr.values()))), 4),
+        result["targets"][key] = {
+            "setting": r["setting"],
+            "max_fa_allowed": max_false_accepts(target, hours),
+            "fa": r["fa"],
+            "fa_per_hour": r["fa_per_hour"],
+            "frr": r["frr"],
+            **{f"frr_{k}": v for k, v in r["frr_mean"].items()},
+            "ind_fa": r["ind_fa"],
         }
-    result["strictest"] = {"setting": fa_rows[0][0], "fa_per_hour": round(fa_rows[0][1] / hours, 2)}
+    result["curve"] = curve
+    audio_h = meter.samples / RATE / 3600
+    result["cpu_s"] = round(meter.cpu, 1)
+    result["audio_hours_scored"] = round(audio_h, 3)
+    result["cpu_s_per_audio_hour"] = round(meter.cpu / max(audio_h, 1e-9), 1)
     result["seconds"] = round(time.time() - t0, 1)
     return result
+
+
+# ---- reporting --------------------------------------------------------------------------------
+
+ZERO_FA_X = 0.03  # where a setting with no false accept at all is drawn on the log axis
+X_MAX = 100.0  # right edge of the DET plot (FA/h)
+
+
+def det_points(curve: list[dict], key: str = "validation") -> tuple[list[float], list[float]]:
+    """The DET points of an operating curve: for each false-accept rate, the lowest FRR.
+
+    Args:
+        curve: rows {"fa_per_hour", "frr_mean": {key: frr}} (any order).
+        key: which mean FRR ("validation", "val_pos", "val_piper", "ind").
+
+    Returns:
+        (FA/h, FRR) sorted by FA/h, a zero FA/h drawn at `ZERO_FA_X`; empty if ``key`` is
+        missing from the rows.
+    """
+    best = {}
+    for c in curve:
+        y = c["frr_mean"].get(key)
+        if y is None:
+            return [], []
+        x = max(c["fa_per_hour"], ZERO_FA_X)
+        best[x] = min(y, best.get(x, 1.0))
+    xs = sorted(best)
+    return xs, [best[x] for x in xs]
+
+
+def plot_det(out: dict, path) -> list[str]:
+    """Draw the DET curves of one benchmark run (its JSON) as a PNG.
+
+    FRR against false accepts per hour on the validation negatives (log axis; settings with
+    no false accept at all are drawn at 0.03 FA/h), one colour per engine: a solid line for
+    the validation positives, a dashed one for the independent positives (same settings).
+    Vertical lines mark 0.1 and 0.5 FA/h and one false accept in the negatives.
+
+    Args:
+        out: the benchmark's JSON (phrase, results with their curves).
+        path: where to write the PNG.
+
+    Returns:
+        The labels of the lines drawn, in order.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    labels = []
+    hours = None
+    for i, r in enumerate(x for x in out["results"] if x.get("curve")):
+        hours = r["negative_hours"]
+        color = f"C{i}"
+        for key, style, what in (("validation", "-", "validation"), ("ind", "--", "independent")):
+            xs, ys = det_points(r["curve"], key)
+            if not xs:
+                continue
+            label = f"{r['engine']} ({what})"
+            # Held to the right edge: a looser budget can always keep the same setting.
+            ax.plot(
+                xs + [X_MAX],
+                [100 * y for y in ys + ys[-1:]],
+                style,
+                color=color,
+                drawstyle="steps-post",
+                marker="o" if len(r["curve"]) < 20 else None,
+                ms=3,
+                label=label,
+            )
+            labels.append(label)
+    for x, txt in ((0.1, "0.1 FA/h"), (0.5, "0.5 FA/h")):
+        ax.axvline(x, color="k", lw=0.8)
+        ax.text(x, 101, txt, ha="center", va="bottom", fontsize=8)
+    if hours:
+        ax.axvline(1 / hours, color="grey", lw=0.8, ls=":")
+        ax.text(1 / hours, 2, f" 1 FA in {hours:.2f} h", fontsize=7, color="grey", rotation=90)
+    ax.set_xscale("log")
+    ax.set_xlim(ZERO_FA_X * 0.7, X_MAX)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(f"false accepts per hour (validation negatives; 0 drawn at {ZERO_FA_X})")
+    ax.set_ylabel("false-reject rate (%)")
+    ax.set_title(f'DET: "{out["phrase"]}"', pad=14)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return labels
+
+
+def _n(x):
+    return "-" if x is None else str(x)
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def table(out: dict) -> str:
+    """The results as a Markdown table: one row per (engine, set), FRR per FA/h budget."""
+    hours = next((r["negative_hours"] for r in out["results"] if "negative_hours" in r), 0)
+    heads = [f"FRR @ {t:g} FA/h (<= {max_false_accepts(t, hours)} FA)" for t in TARGETS]
+    lines = [
+        "| engine | positives | " + " | ".join(heads) + " | CPU s per audio hour |",
+        "|---|---|" + "---|" * len(TARGETS) + "---|",
+    ]
+    for r in out["results"]:
+        if "error" in r:
+            lines.append(f"| {r['engine']} | not run: {r['error']} |" + " |" * (len(TARGETS) + 1))
+            continue
+        for grp, label in GROUP_LABELS.items():
+            cells = []
+            for t in TARGETS:
+                p = r["targets"].get(str(t))
+                cells.append("none" if p is None else _pct(p.get(f"frr_{grp}")))
+            if all(c == "-" for c in cells):
+                continue  # no such positives in this run
+            cpu = f"{r['cpu_s_per_audio_hour']:g}" if grp == "val_pos" else ""
+            lines.append(f"| {r['engine']} | {label} | " + " | ".join(cells) + f" | {cpu} |")
+    lines.append("")
+    lines.append("Settings chosen on the validation negatives (setting: false accepts there, false")
+    lines.append("accepts on the independent negatives):")
+    lines.append("")
+    for r in out["results"]:
+        if "error" in r:
+            continue
+        cells = []
+        for t in TARGETS:
+            p = r["targets"].get(str(t))
+            cells.append(
+                f"{t:g} FA/h: none"
+                if p is None
+                else f"{t:g} FA/h: {p['setting']:g} ({p['fa']} FA; indep. {_n(p['ind_fa'])} FA)"
+            )
+        lines.append(f"- {r['engine']}: " + "; ".join(cells))
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -302,7 +612,24 @@ def main(argv=None):
     ap.add_argument("--snrs", type=int, nargs="+", default=[20, 10, 5])
     ap.add_argument("--engines", default="ours,microwakeword,openwakeword,porcupine,pocketsphinx")
     ap.add_argument("--model", help="our model (default models/<name>.vnm)")
-    ap.add_argument("--out", help="write the JSON results here too")
+    ap.add_argument(
+        "--max-positives",
+        type=int,
+        help="at most this many clips per positive group (validation espeak, piper, independent)",
+    )
+    ap.add_argument("--no-independent", action="store_true", help="skip flite/festival/human sets")
+    ap.add_argument(
+        "--ind-minutes",
+        type=float,
+        default=10.0,
+        help="minutes of reserved voices reading text in the independent negatives",
+    )
+    ap.add_argument(
+        "--negative-tracks",
+        type=int,
+        help="only this many negative tracks: a quick smoke run (its FA/h figures mean little)",
+    )
+    ap.add_argument("--out", help="write the JSON here, the DET curve to .png, the table to .md")
     args = ap.parse_args(argv)
     Ours.model_path = args.model
 
@@ -310,7 +637,27 @@ def main(argv=None):
         print(msg, file=sys.stderr, flush=True)
 
     log("building the common audio ...")
-    sets = make_audio(args.phrase, args.seed, args.snrs)
+    sets, info = make_audio(
+        args.phrase,
+        args.seed,
+        args.snrs,
+        args.max_positives,
+        not args.no_independent,
+        args.ind_minutes,
+        log,
+        args.negative_tracks,
+    )
+    info["hours"] = {k: round(hours_of(v), 3) for k, v in sets.items()}
+    info["positives"] = {
+        k: sum(1 for _, ev in v for *_, kind in ev if kind == "pos")
+        for k, v in sets.items()
+        if k not in ("negatives", "ind_negatives")
+    }
+    hours = hours_of(sets["negatives"])
+    info["budgets"] = {
+        str(t): f"<= {max_false_accepts(t, hours)} false accepts in {hours:.2f} h" for t in TARGETS
+    }
+    log(json.dumps(info))
     results = []
     for name in args.engines.split(","):
         try:
@@ -321,12 +668,26 @@ def main(argv=None):
             continue
         log(f"{name} ...")
         r = evaluate_engine(engine, sets, log)
-        log(json.dumps(r))
+        log(json.dumps({k: v for k, v in r.items() if k != "curve"}))
         results.append(r)
-    out = {"phrase": args.phrase, "target_fa_per_hour": TARGET_FA_PER_HOUR, "results": results}
+    out = {
+        "phrase": args.phrase,
+        "seed": args.seed,
+        "snrs": args.snrs,
+        "targets_fa_per_hour": list(TARGETS),
+        "audio": info,
+        "results": results,
+    }
+    md = table(out)
+    log(md)
     print(json.dumps(out, indent=1))
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        p = Path(args.out)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(out, indent=1) + "\n")
+        plot_det(out, p.with_suffix(".png"))
+        p.with_suffix(".md").write_text(md)
+        log(f"wrote {p}, {p.with_suffix('.png')}, {p.with_suffix('.md')}")
     return 0
 
 

@@ -1,0 +1,196 @@
+"""The wake-word benchmark's own machinery: FRR at a false-accept budget, the DET plot, the
+reserved evaluation voices (and that training never uses them)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from voicenode_tools.bench import evalvoices
+from voicenode_tools.bench import wakeword as wb
+from voicenode_tools.train import synth
+
+RATE = wb.RATE
+
+
+# ---- FRR at a false-accept budget ------------------------------------------------------------
+
+
+def _row(setting, fa, frr):
+    return {"setting": setting, "fa": fa, "frr": {"x_snr5": frr}, "frr_mean": {"validation": frr}}
+
+
+def test_budget_is_whole_false_accepts():
+    # 1.2 h of negatives: 0.1 and 0.5 FA/h both allow none, 2 FA/h two, 5 FA/h six.
+    assert [wb.max_false_accepts(t, 1.222) for t in wb.TARGETS] == [0, 0, 2, 6]
+    assert wb.max_false_accepts(0.5, 2.0) == 1
+    assert wb.max_false_accepts(0.1, 9.99) == 0  # 0.999 FA is still no false accept allowed
+
+
+def test_operating_point_takes_the_loosest_setting_within_budget():
+    curve = [_row(0.9, 0, 0.5), _row(0.8, 0, 0.4), _row(0.7, 1, 0.3), _row(0.6, 3, 0.2)]
+    assert wb.operating_point(curve, 1.2, 0.1)["setting"] == 0.8
+    assert wb.operating_point(curve, 1.2, 0.5)["setting"] == 0.8
+    assert wb.operating_point(curve, 1.2, 2.0)["setting"] == 0.7
+    assert wb.operating_point(curve, 1.2, 5.0)["setting"] == 0.6
+    assert wb.operating_point(curve, 2.0, 0.5)["setting"] == 0.7  # 2 h: one FA allowed
+    assert wb.operating_point([_row(0.9, 2, 0.5)], 1.2, 0.5) is None
+
+
+def _tone(n, amp, f=440.0):
+    return (amp * np.sin(2 * np.pi * f * np.arange(n) / RATE)).astype(np.int16)
+
+
+def _track(parts):
+    """Tracks of quiet noise with loud tones; returns (audio, events)."""
+    rng = np.random.default_rng(len(parts))
+    x = (rng.normal(0, 30, RATE)).astype(np.int16)
+    audio, events, pos = [x], [], len(x)
+    for amp, kind in parts:
+        t = _tone(RATE // 2, amp)
+        audio += [t, np.zeros(2 * RATE, np.int16)]
+        events.append((pos, pos + len(t), kind))
+        pos += len(t) + 2 * RATE
+    return np.concatenate(audio), events
+
+
+class _LoudnessEngine:
+    """A toy detector: its score is the loudness of each 10 ms step (0..1)."""
+
+    name = "loudness"
+
+    def scores(self, audio):
+        steps = len(audio) // 160
+        a = np.abs(audio[: steps * 160].astype(np.float64)).reshape(steps, 160).max(axis=1)
+        return np.arange(1, steps + 1) * 160, a / 32768.0
+
+
+def test_evaluate_engine_counts_false_accepts_and_rejects():
+    # Positives at amplitudes 0.2, 0.4, 0.6, 0.8 of full scale; negatives carry one tone
+    # at 0.5 and one at 0.3: no false accept above 0.5, one between 0.3 and 0.5.
+    pos = [_track([(6553, "pos"), (13107, "pos")]), _track([(19660, "pos"), (26214, "pos")])]
+    neg = [_track([(16384, "speech")]), _track([(9830, "speech")])]
+    sets = {"val_pos_snr10": pos, "ind_snr10": pos[:1], "negatives": neg, "ind_negatives": neg}
+    r = wb.evaluate_engine(_LoudnessEngine(), sets, lambda *_: None)
+    hours = wb.hours_of(neg)
+    assert r["negative_hours"] == round(hours, 3)
+    t = r["targets"]["0.5"]  # no false accept allowed: the cutoff must sit above 0.5
+    assert t["fa"] == 0 and 0.5 < t["setting"] <= 0.6
+    assert t["frr"]["val_pos_snr10"] == 0.5  # the 0.6 and 0.8 tones pass the cutoff
+    assert t["frr"]["ind_snr10"] == 1.0
+    assert t["ind_fa"] == 0
+    # A budget allowing one false accept (in ~10 s, any rate above 360/h): cutoff in (0.3, 0.5].
+    loose = wb.operating_point(r["curve"], hours, 1.0 / hours)
+    assert loose["fa"] == 1 and 0.29 < loose["setting"] <= 0.4
+    assert loose["frr"]["val_pos_snr10"] == 0.25
+    assert loose["frr"]["ind_snr10"] == 0.5
+    assert r["cpu_s_per_audio_hour"] > 0 and r["audio_hours_scored"] > 0
+
+
+# ---- DET plot and table ----------------------------------------------------------------------
+
+
+def _bench_json():
+    pos = [_track([(6553, "pos"), (13107, "pos")]), _track([(19660, "pos"), (26214, "pos")])]
+    neg = [_track([(16384, "speech")]), _track([(9830, "speech")])]
+    sets = {"val_pos_snr10": pos, "ind_snr10": pos, "negatives": neg}
+    results = []
+    for name in ("alpha", "beta"):
+        e = _LoudnessEngine()
+        e.name = name
+        results.append(wb.evaluate_engine(e, sets, lambda *_: None))
+    results.append({"engine": "gamma", "error": "ImportError: not installed"})
+    return {"phrase": "hey test", "results": results}
+
+
+def test_det_plot_is_a_png_with_one_line_per_engine_and_set(tmp_path):
+    out = json.loads(json.dumps(_bench_json()))  # exactly what the JSON file holds
+    png = tmp_path / "det.png"
+    labels = wb.plot_det(out, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
+    assert labels == [
+        "alpha (validation)",
+        "alpha (independent)",
+        "beta (validation)",
+        "beta (independent)",
+    ]
+
+
+def test_det_points_keep_the_best_frr_per_false_accept_rate():
+    curve = [
+        {"fa_per_hour": 0.0, "frr_mean": {"validation": 0.5}},
+        {"fa_per_hour": 0.0, "frr_mean": {"validation": 0.4}},
+        {"fa_per_hour": 2.0, "frr_mean": {"validation": 0.3}},
+    ]
+    assert wb.det_points(curve) == ([wb.ZERO_FA_X, 2.0], [0.4, 0.3])
+    assert wb.det_points(curve, "ind") == ([], [])
+
+
+def test_table_has_every_engine_and_budget():
+    md = wb.table(_bench_json())
+    for t in ("0.1", "0.5", "2", "5"):
+        assert f"FRR @ {t} FA/h" in md
+    assert "CPU s per audio hour" in md
+    assert md.count("| alpha |") == 2  # validation espeak and independent rows
+    assert "| gamma | not run: ImportError" in md
+
+
+# ---- the reserved voices ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "voice",
+    [
+        evalvoices.EvalVoice("flite", "kal"),
+        evalvoices.EvalVoice("flite", "slt", stretch=1.3, pitch=0.85),
+        evalvoices.EvalVoice("festival", "kal_diphone", stretch=0.8, pitch=1.2),
+        evalvoices.EvalVoice("festival", "cmu_us_slt_arctic_hts", stretch=1.3, warp=1.05),
+    ],
+    ids=lambda v: v.label(),
+)
+def test_reserved_voice_says_a_short_phrase(voice):
+    pcm = evalvoices.say("hey jarvis", voice)
+    assert pcm.dtype == np.int16
+    assert 0.35 < len(pcm) / 16000 < 2.0  # two words, trimmed
+    assert np.abs(pcm.astype(np.int32)).max() > 3000
+
+
+def test_reserved_voice_speed_changes_the_length():
+    slow = evalvoices.say("hey jarvis", evalvoices.EvalVoice("flite", "awb", stretch=1.3))
+    fast = evalvoices.say("hey jarvis", evalvoices.EvalVoice("flite", "awb", stretch=0.8))
+    assert len(slow) > 1.3 * len(fast)
+
+
+def test_every_reserved_voice_is_installed():
+    assert evalvoices.flite_voices() == list(evalvoices.FLITE_VOICES)
+    assert evalvoices.festival_voices() == [n for n, _, _ in evalvoices.FESTIVAL_VOICES]
+    vs = evalvoices.voices()
+    assert len(vs) == 8 * len(evalvoices.STRETCHES) * len(evalvoices.PITCHES) * 2
+    assert {v.synth for v in vs} == {"flite", "festival"}
+
+
+def test_human_recordings_are_real_speech_of_some_length():
+    rec = evalvoices.human_recordings()
+    assert len(rec) >= 10
+    seconds = sum(len(c) for c, _ in rec) / 16000
+    assert 30 < seconds < 120
+    assert all(np.abs(c.astype(np.int32)).max() > 1000 for c, _ in rec)
+
+
+def test_reserved_voices_never_reach_training():
+    reserved = set(synth.RESERVED_SYNTHESIZERS)
+    assert {"flite", "festival", "human"} <= reserved
+    assert {v.synth for v in evalvoices.voices()} <= reserved
+    names = set(evalvoices.FLITE_VOICES) | {n for n, _, _ in evalvoices.FESTIVAL_VOICES}
+    training_lists = set(synth.ESPEAK_ENGLISH) | set(synth.ESPEAK_FOREIGN)
+    training_lists |= set(synth.ESPEAK_VARIANTS)
+    assert not names & training_lists
+    rng = np.random.default_rng(0)
+    drawn = [synth.random_espeak_voice(rng, held_out=h) for h in (False, True, None) * 300]
+    drawn += [synth.random_piper_voice(rng) for _ in range(100)]
+    assert {v.synth for v in drawn} == {"espeak", "piper"}
+    assert not {v.name for v in drawn} & names
+    for s in ("flite", "festival", "human"):
+        with pytest.raises(ValueError, match="reserved"):
+            synth.say("hey jarvis", synth.Voice(s, "kal"))
