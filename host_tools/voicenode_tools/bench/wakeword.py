@@ -47,6 +47,13 @@ RATE = 16000
 COOLOFF_S = 1.5
 DETECT_AFTER_S = 1.0
 TARGETS = (0.1, 0.5, 2.0, 5.0)
+#: Cutoffs of the probability engines, strict to lenient: every 0.01, and every 0.001 above
+#: 0.98 where the small budgets are decided (uint8 outputs step by 1/255 = 0.0039).
+CUTOFFS = sorted(
+    {round(float(c), 2) for c in np.arange(0.01, 0.985, 0.01)}
+    | {round(float(c), 3) for c in np.arange(0.98, 1.0005, 0.001)},
+    reverse=True,
+)
 #: Which FRR a positive set counts towards.
 GROUP_LABELS = {
     "val_pos": "validation espeak (held-out voices)",
@@ -407,9 +414,7 @@ def evaluate_engine(engine, sets, log):
         neg_s = [meter.run(engine.scores, a) for a, _ in neg]
         ind_s = [meter.run(engine.scores, a) for a, _ in ind_neg]
         pos_s = {k: [meter.run(engine.scores, a) for a, _ in v] for k, v in pos_sets.items()}
-        settings = sorted(
-            set(np.round(np.arange(0.01, 1.0, 0.01), 2)) | {0.995, 0.999}, reverse=True
-        )
+        settings = CUTOFFS
         for c in settings:
             fa = _count([_detect(p, s, c) for p, s in neg_s], neg)[2]
             ind_fa = _count([_detect(p, s, c) for p, s in ind_s], ind_neg)[2] if ind_neg else None
