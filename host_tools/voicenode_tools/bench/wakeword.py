@@ -171,10 +171,15 @@ class Ours:
         from voicenode_tools.train.recipe import REPO_ROOT, slug
 
         self.fe = frontend
-        self.model = nn.QuantModel.load(
-            self.model_path or REPO_ROOT / "models" / f"{slug(phrase)}.vnm"
-        )
+        path = self.model_path or REPO_ROOT / "models" / f"{slug(phrase)}.vnm"
+        self.model = nn.QuantModel.load(path)
         self.window = int(self.model.sidecar["window"])
+        sc = self.model.sidecar
+        self.info = {
+            "model": str(path),
+            "version": sc.get("version"),
+            "crc32": sc.get("model_crc32"),
+        }
 
     def scores(self, audio):
         feats = self.fe.features(audio)
@@ -365,6 +370,29 @@ def frr_means(frr: dict) -> dict:
     return out
 
 
+#: The package behind each peer engine (its version goes into the results).
+PACKAGES = {
+    "microwakeword": "pymicro-wakeword",
+    "openwakeword": "pyopen-wakeword",
+    "porcupine": "pvporcupine",
+    "pocketsphinx": "pocketsphinx",
+}
+
+
+def engine_info(engine) -> dict:
+    """What was measured: our model's file and version, or the peer package's version."""
+    from importlib import metadata
+
+    info = dict(getattr(engine, "info", {}))
+    pkg = PACKAGES.get(engine.name)
+    if pkg:
+        try:
+            info["package"] = f"{pkg} {metadata.version(pkg)}"
+        except metadata.PackageNotFoundError:
+            info["package"] = pkg
+    return info
+
+
 class _Meter:
     """Process CPU seconds and audio samples of one engine's scoring."""
 
@@ -441,6 +469,7 @@ def evaluate_engine(engine, sets, log):
 
     result = {
         "engine": engine.name,
+        "info": engine_info(engine),
         "negative_hours": round(hours, 3),
         "ind_negative_hours": round(ind_hours, 3),
         "targets": {},
