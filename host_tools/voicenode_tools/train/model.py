@@ -3,8 +3,9 @@
 Layers are `conv` (Conv1d over time), `dwconv` (depthwise Conv1d) and `dense` (pointwise),
 each causal with its own stride and dilation, with the chip's streaming semantics: output `m`
 of a layer is emitted after input step `m*s + s - 1` (see docs/MODEL_FORMAT.md). Hidden
-layers have a BatchNorm (folded into the weights on export) and a ReLU; the last layer has one
-channel and gives the logit of the wake-word probability.
+layers have a BatchNorm (folded into the weights on export) and a ReLU. The last layer has
+one channel (the logit of the wake-word probability) or, for the command recogniser's phone
+network (`logits=True`), one logit per phone class.
 
 `to_float_layers` exports to `reference.nn.FloatLayer`s, which `reference.nn.quantize` turns
 into the int8 model the chip runs.
@@ -53,10 +54,12 @@ class StreamLayer(nn.Module):
 
 
 class StreamNet(nn.Module):
-    """A stack of `StreamLayer`s; input (batch, time, n_mels) floats, output logits (batch, steps)."""
+    """A stack of `StreamLayer`s; input (batch, time, n_mels) floats, output logits
+    (batch, steps), or (batch, classes, steps) with `logits=True`."""
 
-    def __init__(self, n_in: int, spec=None):
+    def __init__(self, n_in: int, spec=None, logits: bool = False):
         super().__init__()
+        self.logits = logits
         spec = DEFAULT_SPEC if spec is None else spec
         layers = []
         ch = n_in
@@ -64,8 +67,8 @@ class StreamNet(nn.Module):
             layer = StreamLayer(kind, ch, out_ch, k, stride, dil, last=i == len(spec) - 1)
             layers.append(layer)
             ch = layer.out_ch
-        if ch != 1:
-            raise ValueError("the last layer must have one output channel")
+        if (ch != 1) != logits:
+            raise ValueError("the last layer must have one output channel (several: logits=True)")
         self.layers = nn.ModuleList(layers)
         self.spec = [list(s) for s in spec]
 
@@ -73,7 +76,7 @@ class StreamNet(nn.Module):
         h = x.transpose(1, 2)
         for layer in self.layers:
             h = layer(h)
-        return h[:, 0, :]
+        return h if self.logits else h[:, 0, :]
 
     @property
     def stride(self) -> int:
@@ -110,6 +113,6 @@ def to_float_layers(net: StreamNet):
             w = w * g[:, None, None]
         if layer.kind == "dense":
             w = w[:, :, 0]
-        act = "sigmoid" if layer.last else "relu"
+        act = ("none" if net.logits else "sigmoid") if layer.last else "relu"
         out.append(ref.FloatLayer(layer.kind, w, b, layer.stride, layer.dilation, act))
     return out

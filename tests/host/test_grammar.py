@@ -1,0 +1,141 @@
+"""The command grammar on the host: phone classes, compiling a command set, the decoder twin."""
+
+import numpy as np
+import pytest
+
+from voicenode_tools import commandset as C
+from voicenode_tools import grammar as G
+from voicenode_tools import phones
+
+
+@pytest.fixture(scope="module")
+def home():
+    cs = C.load(C.default_path())
+    g, layout = G.compile_commandset(cs)
+    return cs, g, layout
+
+
+def perfect(classes, frames_per_phone=2, gap=True):
+    """A cost matrix that says exactly these classes (0 for the class, 100 for the others)."""
+    rows = []
+    n = len(phones.CLASSES)
+    for c in [0, 0] + list(classes) + [0, 0]:
+        for _ in range(frames_per_phone if c else 1):
+            r = np.full(n, 100, np.uint8)
+            r[c] = 0
+            rows.append(r)
+        if gap and c:
+            r = np.full(n, 100, np.uint8)
+            r[0] = 0
+            rows.append(r)
+    return np.array(rows)
+
+
+def test_ipa_folds_into_broad_classes():
+    assert phones.fold("ˈaɪ") == ["AY"]
+    assert phones.fold("ɔːɹ") == ["AA", "R"]
+    assert phones.fold("ts") == ["T", "S"]
+    assert phones.phonemize("turn on the light", "en-us") == (
+        "T", "ER", "N", "AA", "N", "DH", "AH", "L", "AY", "T",
+    )  # fmt: skip
+    # a foreign voice reading English: its own vowels, still our classes; no language tags
+    nl = phones.phonemize("turn on the living room lights", "nl")
+    assert nl and all(p in phones.INDEX for p in nl)
+    assert phones.phonemize("turn on", "hi")[:3] == ("T", "ER", "N")
+    # "a" alone is the letter; inside a sentence it is a schwa: both are pronunciations
+    assert ("AH",) in phones.pronunciations("a") and ("EY",) in phones.pronunciations("a")
+
+
+def test_home_set_compiles_and_round_trips(home):
+    cs, g, layout = home
+    assert len(g.patterns) == len(cs.intents)
+    assert layout["intents"] == cs.intent_names
+    data = g.to_bytes()
+    assert len(data) % 4 == 0
+    g2 = G.Grammar.from_bytes(data)
+    assert g2.patterns == g.patterns
+    for a in ("ph", "flags", "addidx", "adds", "pstart", "preds"):
+        assert np.array_equal(getattr(g2, a), getattr(g, a)), a
+    # the chip's buffers stay small (nodes: phones of every sentence's words, shared prefixes)
+    assert g.n_nodes < 4000 and g.heap_bytes() < 32 * 1024
+
+
+@pytest.mark.parametrize(
+    "where, change, message",
+    [
+        (0, b"XXXX", "not a voicenode grammar"),
+        (4, b"\x07\x00", "format version 7"),
+        (40, b"\xff", "checksum"),
+    ],
+)
+def test_damaged_grammar_files_are_refused(home, where, change, message):
+    data = bytearray(home[1].to_bytes())
+    data[where : where + len(change)] = change
+    with pytest.raises(G.GrammarError, match=message):
+        G.Grammar.from_bytes(bytes(data))
+
+
+def test_truncated_grammar_is_refused(home):
+    data = home[1].to_bytes()
+    with pytest.raises(G.GrammarError, match="the header says"):
+        G.Grammar.from_bytes(data[:-10])
+    with pytest.raises(G.GrammarError, match="too short"):
+        G.Grammar.from_bytes(data[:10])
+
+
+@pytest.mark.parametrize(
+    "text, voice, intent, slots",
+    [
+        ("turn on the kitchen light", "en-us", "light.on", {"room": "kitchen"}),
+        ("switch off the living room lights", "en-gb", "light.off", {"room": "living room"}),
+        ("set a timer for twenty five minutes", "en-us", "timer.set", {"minutes": 25}),
+        ("set a timer for sixty minutes", "en-gb", "timer.set", {"minutes": 60}),
+        ("set a timer for fifteen minutes", "en-us", "timer.set", {"minutes": 15}),
+        ("set the bedroom light to purple", "en-us", "light.colour",
+         {"room": "bedroom", "colour": "purple"}),
+        ("volume up", "en-us", "volume.up", {}),
+    ],
+)  # fmt: skip
+def test_a_perfectly_heard_command_decodes_to_its_intent_and_slots(
+    home, text, voice, intent, slots
+):
+    cs, g, layout = home
+    cost = perfect(phones.ids(phones.phonemize(text, voice)))
+    r = G.decode(g, cost)
+    name = layout["intents"][r["intent"]]
+    assert name == intent
+    assert G.slots_of(r["token"], name, layout) == slots
+    assert r["frames"] == len(cost) and r["avg"] == (r["cost"] << 8) // len(cost)
+    assert r["second"] is not None and r["second"] > r["avg"]
+
+
+def test_speech_that_is_no_command_costs_more_than_a_command(home):
+    cs, g, _ = home
+    cmd = G.decode(g, perfect(phones.ids(phones.phonemize("turn off the fan", "en-us"))))
+    other = G.decode(
+        g, perfect(phones.ids(phones.phonemize("what a lovely morning it is", "en-us")))
+    )
+    assert cmd["avg"] == 0 and other["avg"] > 20
+
+
+def test_costs_are_max_minus_logit():
+    lg = np.array([[10, 200, 30], [255, 0, 255]], np.uint8)
+    assert G.costs(lg).tolist() == [[190, 0, 170], [0, 255, 0]]
+
+
+def test_decoder_ties_and_unreachable_tokens_are_deterministic(home):
+    g = home[1]
+    zeros = np.zeros((5, len(phones.CLASSES)), np.uint8)
+    a = G.decode(g, zeros)
+    b = G.decode(g, zeros.copy())
+    assert a == b and a["cost"] == 0
+    assert G.decode(g, zeros[:0])["intent"] == -1
+
+
+def test_a_number_slot_too_big_for_the_token_is_an_error():
+    cs = C.loads(
+        'name = "x"\n[slots.n]\ntype = "number"\nmin = 1\nmax = 300\n'
+        '[intents."a"]\nphrases = ["go {n}"]\n'
+    )
+    with pytest.raises(G.GrammarError, match="above 255"):
+        G.compile_commandset(cs)
