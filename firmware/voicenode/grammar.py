@@ -208,7 +208,9 @@ class Grammar:
     """A loaded `.vcg` grammar (`load(path)`).
 
     Attributes: `n_nodes`, `n_classes`, `blank`, `patterns` (list of (first node, nodes,
-    intent index, slots)), `crc32` (CRC-32 of the whole file, as the sidecar records it),
+    intent index, slots)), `crc32` (the file's checksum: the CRC-32 of everything before it,
+    as stored in its last 4 bytes and recorded by the sidecar; the CRC-32 of the whole file
+    would be the same constant, 0x2144DF1C, for every intact file),
     `big` (nodes of the largest pattern), `path`.
     """
 
@@ -375,6 +377,6 @@ def load(path):
     need = 4 * a + 8 * p + 2 * (n + 1) + 2 * n_preds + 3 * n
     if need > body_len:
         raise GrammarError("%s: tables of %d bytes in a body of %d" % (path, need, body_len))
-    g = Grammar(path, data, head, _crc32(mv) & 0xFFFFFFFF)
+    g = Grammar(path, data, head, crc)
     g.check()
     return g

@@ -82,7 +82,7 @@ class Node:
         from voicenode.commands import CommandModelError, Recognizer
 
         try:
-            return Recognizer(folder + "/" + name + ".vcm")
+            return Recognizer(folder + "/" + name)
         except (OSError, CommandModelError, MemoryError) as e:
             voicenode.count("model_errors")
             eventlog.emit("error", where="commands", msg="%s: %s" % (name, e))

@@ -1,20 +1,28 @@
-"""numpy twin of `firmware/voicenode/commands.py`: pooling, the int8 command network, decoding.
+"""numpy twin of `firmware/voicenode/commands.py`: phone network, costgram, grammar, decision.
 
 Host API::
 
-    net = quantize(float_layers, calib_x_u8)          # [(W (out, in), b, "relu"|"none"), ...]
-    out = net.forward(x_u8)                           # (N, outputs) uint8 == the chip
-    net.save("models/commands_home.vcm", sidecar)     # writes .vcm + .json (crc, sizes)
-    net = CommandNet.load("models/commands_home.vcm") # checks file and sidecar
-    r = recognize(net, window_frames_u8)              # == Recognizer on the chip, frame by frame
+    model = load("models/commands_home")        # .json + .vcg + <network>.vnm/.json, checked
+    r = recognize(model, window_frames_u8)      # == Recognizer on the chip, frame by frame
+    cost = costgram(model, frames)              # uint8 (rows, classes): the chip's cost rows
+    r = decide(model, cost[row0:row1])          # the decision from a command's rows
 
-Arithmetic as docs/MODEL_FORMAT.md (int8 weights per output channel, int32 bias, uint8
-activations, fixed-point requantisation), with every intermediate within signed 32 bits.
+The chip feeds every frame of the listening window to the end-pointer (`reference.vad`) and
+to the phone network (a logits head, `reference.nn.QuantModel`); each network step gives one
+costgram row (max logit - logit, `grammar.costs`). When the end-pointer decides, rows
+[start // stride, frames_used // stride) go through the grammar (`grammar.decode`, the chip's
+twin); avg = (cost << 8) // rows against `cutoff_avg` and the margin over the best other
+intent against `margin_avg` decide between the intent and `unknown`.
+
+The dense-MLP command model of format 1 (`CommandNet`, `quantize`, `pool`, `net_input`,
+`decode`) is kept at the end of this module for `train.commands` and `bench.commands` until
+they move to the phone network; the firmware no longer reads it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -22,17 +30,257 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import grammar as G
 from . import nn as ref_nn
 from . import vad as ref_vad
 
-MAGIC = b"VNCM"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BIAS_LIMIT = 1 << 29
 UNKNOWN = "unknown"
+#: avg of a command without a single network step (the chip's too)
+NO_ROWS_AVG = 1 << 20
+#: zlib.crc32 of any intact file that ends in its own CRC-32: not a usable file checksum
+CRC_RESIDUE = 0x2144DF1C
+SIDECAR_KEYS = (
+    "name", "network", "grammar", "layout", "vad", "stride", "cutoff_avg", "frontend",
+)  # fmt: skip
 
 
 class CommandModelError(ValueError):
     """A command model or its sidecar is unusable; the message names the file and problem."""
+
+
+@dataclass
+class CommandModel:
+    """A loaded command model: phone network, grammar and sidecar (`load(base)`)."""
+
+    base: Path
+    sidecar: dict
+    net: ref_nn.QuantModel
+    grammar: G.Grammar
+    pm: np.ndarray = field(repr=False)  # the grammar's predecessor matrix (made once)
+
+    @property
+    def name(self) -> str:
+        return self.sidecar["name"]
+
+    @property
+    def layout(self) -> dict:
+        return self.sidecar["layout"]
+
+    @property
+    def stride(self) -> int:
+        return int(self.net.stride)
+
+    @property
+    def vad(self) -> dict:
+        return {k: self.sidecar["vad"][k] for k in ref_vad.DEFAULTS}
+
+    @property
+    def cutoff_avg(self) -> int:
+        return int(self.sidecar["cutoff_avg"])
+
+    @property
+    def margin_avg(self) -> int:
+        return int(self.sidecar.get("margin_avg", 0))
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.sidecar.get("logit_scale", 1.0))
+
+
+def _base(path) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".json", ".vcg", ".vcm") else p
+
+
+def grammar_crc32(data: bytes) -> int:
+    """What a sidecar records as ``grammar.crc32``: the checksum stored in the file's last 4
+    bytes (the CRC-32 of everything before it). Not the CRC-32 of the whole file: that is the
+    same constant (0x2144DF1C) for every intact file."""
+    return struct.unpack("<I", data[-4:])[0]
+
+
+def _check_head(side, where: str) -> None:
+    if not isinstance(side, dict) or side.get("kind") != "commands":
+        raise CommandModelError(f"{where}: not a command model sidecar")
+    if side.get("format") != FORMAT_VERSION:
+        raise CommandModelError(
+            f"{where}: command model format {side.get('format')!r}, this host reads "
+            f"{FORMAT_VERSION} (retrain with voicenode train-commands)"
+        )
+    for k in SIDECAR_KEYS:
+        if k not in side:
+            raise CommandModelError(f"{where}: missing {k!r}")
+    if not isinstance(side["grammar"], dict) or "file" not in side["grammar"]:
+        raise CommandModelError(f"{where}: the grammar file is not named")
+
+
+def check_sidecar(side: dict, g: G.Grammar, grammar_crc32: int, where: str) -> None:
+    """Raise `CommandModelError` unless the sidecar describes this grammar (as the chip checks)."""
+    _check_head(side, where)
+    try:
+        ref_nn.check_frontend(side["frontend"], ref_nn.frontend_params(), where)
+    except ref_nn.ModelFormatError as e:
+        raise CommandModelError(str(e)) from None
+    gs = side["grammar"]
+    if gs.get("crc32") != grammar_crc32:
+        if gs.get("crc32") == CRC_RESIDUE:
+            raise CommandModelError(
+                f"{where}: grammar crc32 is the CRC-32 of the whole file (the same for every "
+                "file); record the checksum in its last 4 bytes"
+            )
+        raise CommandModelError(f"{where}: sidecar belongs to another grammar file")
+    if gs.get("nodes") != g.n_nodes:
+        raise CommandModelError(
+            f"{where}: sidecar says {gs.get('nodes')!r} grammar nodes, the grammar has {g.n_nodes}"
+        )
+    lay = side["layout"]
+    try:
+        intents = lay["intents"]
+        for _, _, ii, n_slots in g.patterns:
+            if ii >= len(intents):
+                raise CommandModelError(
+                    f"{where}: grammar intent {ii}, the layout names {len(intents)}"
+                )
+            names = lay["intent_slots"][intents[ii]]
+            if len(names) != n_slots:
+                raise CommandModelError(
+                    f"{where}: intent {intents[ii]} has {n_slots} slots in the grammar, "
+                    f"{len(names)} in the layout"
+                )
+            for s in names:
+                if lay["slots"][s]["kind"] not in ("list", "number"):
+                    raise CommandModelError(f"{where}: slot {s} of unknown kind")
+    except (KeyError, TypeError) as e:
+        raise CommandModelError(f"{where}: layout incomplete ({e!r})") from None
+    for k in ref_vad.DEFAULTS:
+        if k not in side["vad"]:
+            raise CommandModelError(f"{where}: vad setting {k!r} missing")
+
+
+def load(base) -> CommandModel:
+    """Load a command model: ``<base>.json``, its grammar and its phone network, all checked.
+
+    Args:
+        base: ``models/commands_home`` (or the ``.json`` / ``.vcg`` path).
+
+    Raises:
+        CommandModelError: as the chip's `Recognizer`: a missing or damaged file, a sidecar
+            for another grammar or front end, a network whose classes or stride differ.
+    """
+    base = _base(base)
+    side_path = base.with_name(base.name + ".json")
+    try:
+        side = json.loads(side_path.read_text())
+    except OSError:
+        raise CommandModelError(f"{side_path}: sidecar missing") from None
+    except ValueError as e:
+        raise CommandModelError(f"{side_path}: not JSON ({e})") from None
+    _check_head(side, str(side_path))
+    gpath = base.parent / side["grammar"]["file"]
+    try:
+        data = gpath.read_bytes()
+    except OSError as e:
+        raise CommandModelError(f"{gpath}: cannot open ({e})") from None
+    try:
+        g = G.Grammar.from_bytes(data, str(gpath))
+    except G.GrammarError as e:
+        raise CommandModelError(str(e)) from None
+    check_sidecar(side, g, grammar_crc32(data), str(side_path))
+    vnm = base.parent / (side["network"] + ".vnm")
+    try:
+        net = ref_nn.QuantModel.load(vnm, head="logits")
+    except (OSError, ref_nn.ModelFormatError) as e:
+        raise CommandModelError(f"network: {e}") from None
+    n_out = net.layers[-1].out_ch
+    if n_out != g.n_classes:
+        raise CommandModelError(
+            f"{side_path}: network {side['network']} has {n_out} classes, the grammar {g.n_classes}"
+        )
+    if net.stride != side["stride"]:
+        raise CommandModelError(
+            f"{side_path}: stride {side['stride']!r}, network {side['network']} has {net.stride}"
+        )
+    return CommandModel(base, side, net, g, g.pred_matrix())
+
+
+def costgram(model: CommandModel, frames: np.ndarray) -> np.ndarray:
+    """The chip's cost rows for frames fed from a reset: uint8 (len(frames) // stride, classes)."""
+    return G.costs(model.net.stream(np.asarray(frames, np.uint8)))
+
+
+def score_of(avg: int, logit_scale: float) -> float:
+    """exp(-avg / 256 * logit_scale) rounded to two decimals (half up), as the chip."""
+    return int(math.exp(-avg / 256 * logit_scale) * 100 + 0.5) / 100
+
+
+def slots_of(token: int, intent: str, layout: dict) -> dict:
+    """Slot values from a token (`grammar.slots_of`): a value off the list is None."""
+    return G.slots_of(token, intent, layout)
+
+
+def decide(
+    model: CommandModel,
+    rows: np.ndarray,
+    cutoff_avg: int | None = None,
+    margin_avg: int | None = None,
+) -> dict:
+    """The chip's decision for the costgram rows of one command.
+
+    Returns the result dict (intent, slots, score, and reason for unknown) plus "avg",
+    "second" (the best other intent's avg or None), "token" and "pattern".
+    """
+    cutoff = model.cutoff_avg if cutoff_avg is None else cutoff_avg
+    margin = model.margin_avg if margin_avg is None else margin_avg
+    d = G.decode(model.grammar, rows, model.pm)
+    if d["frames"] == 0:
+        avg, second, tok, pi = NO_ROWS_AVG, None, 0, -1
+    else:
+        avg, second, tok, pi = d["avg"], d["second"], d["token"], d["pattern"]
+    extra = {"avg": avg, "second": second, "token": tok, "pattern": pi}
+    score = score_of(avg, model.logit_scale)
+    if pi < 0 or avg > cutoff or (second is not None and second - avg < margin):
+        return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "low score", **extra}
+    intent = model.layout["intents"][model.grammar.patterns[pi][2]]
+    slots = slots_of(tok, intent, model.layout)
+    if any(v is None for v in slots.values()):
+        return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "bad slot", **extra}
+    return {"intent": intent, "slots": slots, "score": score, **extra}
+
+
+def recognize(model, frames: np.ndarray, cutoff_avg: int | None = None, **kw) -> dict | None:
+    """What the chip's Recognizer answers for the frames of a listening window (from reset).
+
+    Returns the result dict (as `decide`) plus "start", "end" (the segment's frames),
+    "frames" (frames consumed before the decision) and "rows" ((first, end) of the costgram
+    rows decoded); None if the frames ran out before a decision. (A format 1 `CommandNet`
+    is still answered the old way, for `bench.commands`.)
+    """
+    if isinstance(model, CommandNet):
+        return _recognize_dense(model, frames, **kw)
+    frames = np.asarray(frames, np.uint8)
+    seg = ref_vad.endpoint(frames, **model.vad)
+    if seg.state < ref_vad.DONE:
+        return None
+    if seg.state == ref_vad.SILENCE:
+        r = {"intent": UNKNOWN, "slots": {}, "score": 0.0, "reason": "silence"}
+        rows = (0, 0)
+    else:
+        s = model.stride
+        rows = (seg.start // s, seg.frames_used // s)
+        cost = costgram(model, frames[: seg.frames_used])
+        r = decide(model, cost[rows[0] : rows[1]], cutoff_avg, kw.get("margin_avg"))
+    r.update(start=seg.start, end=seg.end, frames=seg.frames_used, rows=rows)
+    return r
+
+
+# ============================================================================================
+# Legacy: the format 1 dense-MLP command model (train.commands, bench.commands still use it)
+# ============================================================================================
+
+_DENSE_MAGIC = b"VNCM"
+_DENSE_FORMAT = 1
 
 
 # --- pooling (twin of commands.pool) --------------------------------------------------------
@@ -150,7 +398,7 @@ class CommandNet:
             if last:
                 body += self.table.astype(np.uint8).tobytes()
         head = struct.pack(
-            "<4sHHHHI", MAGIC, FORMAT_VERSION, len(self.layers), self.n_in, 0, len(body)
+            "<4sHHHHI", _DENSE_MAGIC, _DENSE_FORMAT, len(self.layers), self.n_in, 0, len(body)
         )
         data = head + bytes(body)
         return data + struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
@@ -161,7 +409,7 @@ class CommandNet:
         data = self.to_bytes()
         side = dict(sidecar)
         side.update(
-            format=FORMAT_VERSION,
+            format=_DENSE_FORMAT,
             kind="commands",
             model_crc32=struct.unpack("<I", data[-4:])[0],
             model_bytes=len(data),
@@ -175,7 +423,7 @@ class CommandNet:
             ],
         )
         side.setdefault("input", {})["scale"] = self.input_scale
-        check_sidecar(side, str(path.with_suffix(".json")), self.n_out, self.n_in)
+        _check_dense_sidecar(side, str(path.with_suffix(".json")), self.n_out, self.n_in)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         path.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n")
@@ -188,12 +436,12 @@ class CommandNet:
         path = Path(path)
         data = path.read_bytes()
         where = str(path)
-        if len(data) < 20 or data[:4] != MAGIC:
+        if len(data) < 20 or data[:4] != _DENSE_MAGIC:
             raise CommandModelError(f"{where}: not a command model")
         magic, ver, n_layers, n_in, _, body_len = struct.unpack_from("<4sHHHHI", data)
-        if ver != FORMAT_VERSION:
+        if ver != _DENSE_FORMAT:
             raise CommandModelError(
-                f"{where}: format version {ver}, this host reads {FORMAT_VERSION}"
+                f"{where}: format version {ver}, this host reads {_DENSE_FORMAT}"
             )
         if len(data) != 16 + body_len + 4:
             raise CommandModelError(
@@ -238,11 +486,11 @@ class CommandNet:
             raise CommandModelError(f"{side_path}: sidecar belongs to another model file")
         net = cls(layers, table, float(side.get("input", {}).get("scale", 1 / 64)), side)
         net.check()
-        check_sidecar(side, str(side_path), net.n_out, net.n_in)
+        _check_dense_sidecar(side, str(side_path), net.n_out, net.n_in)
         return net
 
 
-def check_sidecar(side: dict, where: str, n_out: int, n_in: int) -> None:
+def _check_dense_sidecar(side: dict, where: str, n_out: int, n_in: int) -> None:
     """Raise `CommandModelError` unless the sidecar describes a usable command model."""
     need = ("name", "layout", "input", "vad", "cutoff", "cutoff_u8", "frontend", "model_crc32")
     for k in need:
@@ -340,10 +588,10 @@ def decode(out: np.ndarray, layout: dict, table: np.ndarray, cutoff_u8: int) -> 
     return {"intent": intents[best], "slots": slots, "score": score}
 
 
-def recognize(
+def _recognize_dense(
     net: CommandNet, frames: np.ndarray, side: dict | None = None, cutoff_u8: int | None = None
-) -> dict:
-    """What the chip's Recognizer answers for the frames of a listening window (from reset).
+) -> dict | None:
+    """What the old (format 1) Recognizer answered for the frames of a listening window.
 
     Returns the result dict plus "start", "end" (segment frames) and "frames" (frames the
     chip consumed before answering); None if the frames ran out before a decision.

@@ -112,7 +112,7 @@ def test_decode_equals_the_host_twin_node_for_node(home, tmp_path):
         str(len(phones.CLASSES)),
         "0",
         "20",
-        str(zlib.crc32(path.read_bytes())),
+        str(zlib.crc32(path.read_bytes()[:-4])),
     ]
     pm = g.pred_matrix()
     winners = set()
