@@ -257,3 +257,28 @@ def test_compiles_for_the_esp32s3(tmp_path):
         check=True,
     )  # fmt: skip
     assert out.read_bytes()[:2] == b"M\x06" and out.stat().st_size > 2000
+
+
+def test_host_fast_decoder_equals_grammar_decode(home):
+    """`reference.commands.Decoder` (edge list, what the twin uses) == `grammar.decode`."""
+    from voicenode_tools.reference.commands import Decoder
+
+    _, g, _ = home
+    dec = Decoder(g)
+    pm = g.pred_matrix()
+    rng = np.random.default_rng(11)
+    shapes = [(100, 256), (37, 256), (60, 4), (20, 1), (1, 256), (3, 256), (0, 1)]
+    seen = set()
+    for rows, hi in shapes * 2:
+        cost = rng.integers(0, hi, (rows, g.n_classes)).astype(np.uint8)
+        want = G.decode(g, cost, pm)
+        assert dec.decode(cost) == want
+        if rows:
+            s, k = dec.viterbi(cost)
+            ws, wk = G.viterbi(g, cost, pm)
+            np.testing.assert_array_equal(s, ws)
+            np.testing.assert_array_equal(k, wk)
+        seen.add((want["pattern"], want["token"]))
+    cost = costgram_of("make the bedroom lights blue")
+    assert dec.decode(cost) == G.decode(g, cost, pm)
+    assert len(seen) > 3
