@@ -1,0 +1,105 @@
+"""What the chip's grammar decoder costs: time, instructions and heap of one decision.
+
+    python -m voicenode_tools.bench.grammar_cost [--file commands/home.toml] [--rows 100]
+                                                 [--no-callgrind] [--json OUT]
+
+The command set is compiled (`voicenode_tools.grammar`), written as a `.vcg`, loaded by the
+firmware's `voicenode.grammar` on the MicroPython Unix port and asked to decode a random
+costgram of `rows` rows (100 rows = the whole 3 s listening window at stride 3, the worst
+case) several times:
+
+- time per decision on the Unix port (x64, CPU time of the loop, `time.ticks_us`);
+- x64 instructions per decision: `valgrind --tool=callgrind` on `micropython`, the run with
+  5 decisions minus the run with 1, divided by 4 (load and start-up cancel out); and per
+  node and row, the unit of the Viterbi loop (the Xtensa count differs, the shape does not);
+- heap: `gc.mem_alloc()` before and after `grammar.load` (the file kept as one bytearray, the
+  S/K arrays of the largest pattern, the pattern tuples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from voicenode_tools import FIRMWARE_DIR
+from voicenode_tools.bench import measure
+
+SCRIPT = """
+import sys, gc, time, random
+sys.path.insert(0, {fw!r})
+from voicenode import grammar
+gc.collect()
+a0 = gc.mem_alloc()
+g = grammar.load({path!r})
+gc.collect()
+a1 = gc.mem_alloc()
+random.seed(1)
+cost = bytearray(random.getrandbits(8) for _ in range({rows} * g.n_classes))
+best = None
+t = time.ticks_us()
+for _ in range({n}):
+    best = g.decode(cost, 0, {rows})
+dt = time.ticks_diff(time.ticks_us(), t)
+print(a1 - a0, dt, best[0], g.n_nodes)
+"""
+
+
+def bench(file=None, rows: int = 100, callgrind: bool = True, log=print) -> dict:
+    from voicenode_tools import commandset
+    from voicenode_tools import grammar as G
+
+    path = Path(file) if file else commandset.default_path()
+    g, _ = G.compile_commandset(commandset.load(path))
+    with tempfile.TemporaryDirectory() as d:
+        vcg = Path(d) / "g.vcg"
+        vcg.write_bytes(g.to_bytes())
+
+        def prog(n):
+            p = Path(d) / f"run{n}.py"
+            p.write_text(SCRIPT.format(fw=str(FIRMWARE_DIR), path=str(vcg), rows=rows, n=n))
+            return measure.micropython_cmd("512k") + [str(p)]
+
+        _, out = measure.run(prog(20))
+        heap, us, _, nodes = (int(x) for x in out.split())
+        res = {
+            "command_set": str(path),
+            "nodes": nodes,
+            "preds": int(len(g.preds)),
+            "patterns": len(g.patterns),
+            "file_bytes": len(g.to_bytes()),
+            "rows": rows,
+            "heap_bytes": heap,
+            "unix_ms_per_decision": round(us / 20 / 1000, 2),
+        }
+        log(f"{path.name}: {nodes} nodes, {len(g.preds)} predecessors, {len(g.patterns)} "
+            f"patterns, {res['file_bytes']} B file, {heap} B heap after load")  # fmt: skip
+        log(f"Unix port: {res['unix_ms_per_decision']} ms per decision of {rows} rows")
+        if callgrind:
+            c1, c5 = measure.callgrind(prog(1)), measure.callgrind(prog(5))
+            per = (c5 - c1) / 4
+            res["x64_instructions_per_decision"] = int(per)
+            res["x64_instructions_per_node_row"] = round(per / (nodes * rows), 1)
+            log(f"callgrind: {per / 1e6:.2f} M x64 instructions per decision, "
+                f"{res['x64_instructions_per_node_row']} per node and row")  # fmt: skip
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--file", help="command set (default commands/home.toml)")
+    ap.add_argument("--rows", type=int, default=100, help="costgram rows per decision")
+    ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
+    ap.add_argument("--json", help="write the figures here")
+    a = ap.parse_args(argv)
+    res = bench(a.file, a.rows, not a.no_callgrind, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(res, indent=1))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
