@@ -238,20 +238,66 @@ def _slot(b: _Builder, slot: csmod.Slot, shift: int, preds) -> list[int]:
     return ends
 
 
-def _walk(b: _Builder, cs: csmod.CommandSet, intent: csmod.Intent, node: dict, preds) -> None:
-    """Nodes for a trie of words and slots, children after parents (a topological order)."""
-    for tok, child in node.items():
-        if tok is None:
-            continue
-        if tok.startswith("{"):
-            name = tok[1:-1]
-            ends = _slot(b, cs.slots[name], 8 * intent.slots.index(name), preds)
-        else:
-            ends = b.word(tok, preds)
-        if None in child:
-            for e in ends:
+def _word_dag(templates: list[str]):
+    """The templates as a minimal word graph: a trie whose identical subtrees are merged.
+
+    Returns (nodes in topological order (0 is the start), final flags, edges per node as
+    [(token, target)]): "turn on the {room} light" and "switch on the {room} light" share
+    "the {room} light".
+    """
+    trie: dict = {}
+    for t in templates:
+        node = trie
+        for tok in t.split():
+            node = node.setdefault(tok, {})
+        node[None] = True
+    ids: dict = {}
+    final: list[bool] = []
+    edges: list[list] = []
+
+    def canon(node) -> int:
+        kids = tuple(sorted((tok, canon(ch)) for tok, ch in node.items() if tok is not None))
+        key = (None in node, kids)
+        if key not in ids:
+            ids[key] = len(final)
+            final.append(None in node)
+            edges.append(list(kids))
+        return ids[key]
+
+    root = canon(trie)
+    # topological order from the start (Kahn), by first appearance
+    indeg = [0] * len(final)
+    for es in edges:
+        for _, w in es:
+            indeg[w] += 1
+    order, ready = [], [root]
+    while ready:
+        v = ready.pop(0)
+        order.append(v)
+        for _, w in edges[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                ready.append(w)
+    return order, final, edges
+
+
+def _pattern(b: _Builder, cs: csmod.CommandSet, intent: csmod.Intent) -> None:
+    """Phone nodes of one intent: its word graph, every edge a word (or slot) chain."""
+    order, final, edges = _word_dag([t for t, _ in cs.templates(intent)])
+    ends: dict = {order[0]: None}  # None: the start of the pattern
+    for v in order:
+        preds = ends[v]
+        if final[v] and preds:
+            for e in preds:
                 b.flags[e] |= FINAL
-        _walk(b, cs, intent, child, ends)
+        for tok, w in edges[v]:
+            if tok.startswith("{"):
+                name = tok[1:-1]
+                got = _slot(b, cs.slots[name], 8 * intent.slots.index(name), preds)
+            else:
+                got = b.word(tok, preds)
+            ends.setdefault(w, [])
+            ends[w] = ends[w] + got
 
 
 def compile_commandset(cs: csmod.CommandSet) -> tuple[Grammar, dict]:
@@ -262,15 +308,7 @@ def compile_commandset(cs: csmod.CommandSet) -> tuple[Grammar, dict]:
         first = len(b.ph)
         if len(intent.slots) > 3:
             raise GrammarError(f"intent {intent.name}: more than 3 slots")
-        # a trie of the intent's templates (word or "{slot}" tokens)
-        trie: dict = {}
-        for template, _ in cs.templates(intent):
-            node = trie
-            for tok in template.split():
-                node = node.setdefault(tok, {})
-            node[None] = True
-
-        _walk(b, cs, intent, trie, None)
+        _pattern(b, cs, intent)
         patterns.append((first, len(b.ph) - first, ii, len(intent.slots)))
     adds = [0] + sorted({a for a in b.add if a})
     if len(adds) > 256:
