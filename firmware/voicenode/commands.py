@@ -11,10 +11,10 @@ How: while the window is open every frame goes to the end-pointer (`voicenode.va
 streaming phone network (`voicenode.nn.model.load(..., head="logits")`: the wake word's int8
 layers with one logit per phone class, class 0 the CTC blank). Each time the network emits
 (every `stride` frames) its logits become one row of a costgram: cost = max logit - logit,
-so 0 for the most likely class. When the end-pointer decides, the rows of the command (from
-the segment's start to the frame of the decision) go through the command grammar
-(`voicenode.grammar`, one phone graph per intent): the cheapest path names the intent and
-carries the slot values; its average cost per row, in 1/256 (`avg`), against the model's
+so 0 for the most likely class. The rows of the command (from the segment's start to the
+frame of the decision) go through the command grammar (`voicenode.grammar`, one phone graph
+per intent) as they come, once the end-pointer has heard speech, so the decision itself
+only reads the final nodes: the cheapest path names the intent and carries the slot values; its average cost per row, in 1/256 (`avg`), against the model's
 `cutoff_avg`, and its margin over the best other intent against `margin_avg`, decide
 between the intent and `unknown`. score = exp(-avg / 256 * logit_scale), two decimals.
 
@@ -35,16 +35,24 @@ import micropython
 from micropython import const
 
 from voicenode import grammar, vad
+from voicenode.grammar import advance
 from voicenode.vad import vad_step
 
 FORMAT_VERSION = const(2)
 UNKNOWN = "unknown"
+_SPEECH = const(1)  # voicenode.vad.SPEECH
 _DONE = const(2)  # voicenode.vad.DONE
+_S_STATE = const(0)  # voicenode.vad.S_STATE
+_S_START = const(3)  # voicenode.vad.S_START
+_G_ROW0 = const(9)  # voicenode.grammar's decoder state: next row, rows available
+_G_ROW1 = const(10)
+_NOT_STARTED = const(0x3FFFFFFF)  # voicenode.grammar.NOT_STARTED
 _NO_ROWS_AVG = const(0x100000)  # avg of a command without a single network step (1 << 20)
 # costgram state (array "i")
 _C_ROW = const(0)  # rows written since reset
 _C_CAP = const(1)  # rows the buffer holds
 _C_NCLS = const(2)
+_C_STRIDE = const(3)
 # The CRC-32 of any intact file that ends in its own CRC-32 (little-endian): what a sidecar
 # holds if it recorded the whole file's CRC instead of the stored one.
 _CRC_RESIDUE = const(0x2144DF1C)
@@ -90,6 +98,24 @@ def cost_row_py(out, cost, st):
             cost[row * n + i] = mx - out[i]
     st[_C_ROW] = row + 1
     return row + 1
+
+
+@micropython.viper
+def sync(vs: ptr32, st: ptr32, g: ptr32) -> int:
+    """Once the end-pointer has found speech, the costgram rows the grammar may decode now:
+    from the segment's first row (start // stride, set once) to the rows written. Sets the
+    grammar's row0 (first time) and row1; returns the rows pending."""
+    state = int(vs[_S_STATE])
+    if state != _SPEECH:
+        if state != _DONE:
+            return 0
+    if int(g[_G_ROW0]) == _NOT_STARTED:
+        g[_G_ROW0] = int(vs[_S_START]) // int(st[_C_STRIDE])
+    rows = int(st[_C_ROW])
+    if rows > int(st[_C_CAP]):
+        rows = int(st[_C_CAP])
+    g[_G_ROW1] = rows
+    return rows - int(g[_G_ROW0])
 
 
 def slots_of(token, names, slots):
@@ -259,8 +285,11 @@ class Recognizer:
         )  # fmt: skip
         cap = (v["max_frames"] + stride - 1) // stride
         self.cost = bytearray(cap * g.n_classes)  # the costgram: cap rows x n_classes
-        self._st = array.array("i", [0, cap, g.n_classes])
+        self._st = array.array("i", [0, cap, g.n_classes, stride])
         self._vs = self.vad.s
+        self._blob = g.blob  # the grammar's buffers, for the per-frame call
+        self._sk = g.sk
+        self._gcfg = g.cfg
         self.out = net.out  # the network's logits (a view, rewritten by each emitting step)
         self.listening = False
         self.frames_after_speech = 0
@@ -270,23 +299,30 @@ class Recognizer:
 
     def reset(self):
         """Start a listening window (call on the wake event): the end-pointer, the network's
-        history and the costgram start over, exactly as if the network started here."""
+        history, the costgram and the grammar decoder start over, exactly as if the network
+        started here."""
         self.vad.reset()
         self.net.reset()
         self._st[_C_ROW] = 0
+        self.grammar.begin()
         self.listening = True
 
     def step(self, frame):
         """Feed one feature frame (n_mels bytes). None while listening; the result once.
 
-        Kept tiny (the work is in viper): a bytecode method with a bigger frame would take
-        it from the heap on every call.
+        Every `stride` frames the network's logits become a costgram row; once the
+        end-pointer has heard speech, the grammar decodes the rows as they come, so the
+        decision only reads the final nodes. Kept tiny (the work is in viper): a bytecode
+        method with a bigger frame would take it from the heap on every call.
         """
         if not self.listening:
             return None
         if self.net.step(frame) >= 0:
             cost_row(self.out, self.cost, self._st)
-        if vad_step(frame, self._vs) < _DONE:
+        st = vad_step(frame, self._vs)
+        if sync(self._vs, self._st, self._gcfg) > 0:
+            advance(self.cost, self._blob, self._sk, self._gcfg)
+        if st < _DONE:
             return None
         return self._done()
 
@@ -296,18 +332,24 @@ class Recognizer:
         if v.state == vad.SILENCE:
             return {"intent": UNKNOWN, "slots": {}, "score": 0.0, "reason": "silence"}
         self.frames_after_speech = v.n - 1 - v.last
-        # the rows of the command: from its first frame to the frame of the decision
-        return self.decide(v.start // self.stride, v.n // self.stride)
+        # the rows of the command: from its first frame to the frame of the decision, all
+        # decoded by now (`step`)
+        row0, row1 = v.start // self.stride, v.n // self.stride
+        self.grammar.advance(self.cost, row0, row1)  # nothing left, unless rows were skipped
+        self.rows = (row0, row1)
+        return self._decision(self.grammar.finish(row1 - row0), row1 - row0)
 
     def decide(self, row0, row1):
-        """Decode costgram rows [row0, row1) and decide between an intent and unknown."""
+        """Decode costgram rows [row0, row1) of `cost` from scratch and decide (for tests
+        and tools: `step` decodes as it goes)."""
         self.rows = (row0, row1)
-        d = self.grammar.decode(self.cost, row0, row1)
+        return self._decision(self.grammar.decode(self.cost, row0, row1), row1 - row0)
+
+    def _decision(self, d, frames):
         if d is None:
             self.avg, self.second_avg, self.token, self.pattern = _NO_ROWS_AVG, None, 0, -1
             return self._unknown(_NO_ROWS_AVG, "low score")
         pattern, cost, token, second = d
-        frames = row1 - row0
         avg = (cost << 8) // frames
         second_avg = None if second is None else (second << 8) // frames
         self.avg, self.second_avg, self.token, self.pattern = avg, second_avg, token, pattern

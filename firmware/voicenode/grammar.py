@@ -4,6 +4,7 @@
     >>> g = grammar.load("/app/x/models/commands_home.vcg")
     >>> g.decode(cost, row0, row1)     # cost: rows x n_classes bytes (max logit - logit)
     (pattern, cost, token, second)
+    >>> g.begin(); g.advance(cost, row0, row1); ...; g.finish(rows)   # the same, streaming
 
 A grammar is one small graph of phone classes per intent (a *pattern*), compiled on the host
 by `voicenode_tools.grammar` (format in its docstring). The phone network gives one cost row
@@ -14,15 +15,18 @@ on frames of its class or of the blank. Slot values ride along the path as one i
 (every node may add a constant: byte k of the token is slot k of the intent).
 
 Why this shape: the host compiles, the chip only runs one tight loop. The decode is a viper
-kernel over the whole file kept as one bytearray (tables addressed by offset), two int32
-arrays S (cost) and K (token) the size of the largest pattern, in place: nodes are visited in
-reverse order each frame, so a node's predecessors (earlier nodes) still hold the previous
-frame's values. All values stay within signed 32 bits (costs <= 255 per frame, unreachable
+kernel over the whole file kept as one bytearray (tables addressed by offset) and two int32
+arrays S (cost) and K (token) of every node, in place: nodes are visited in reverse order
+each row, so a node's predecessors (earlier nodes of its pattern) still hold the previous
+row's values. All patterns advance together, one row at a time, so the recogniser decodes
+each row as the network gives it (`advance`), spread over the command, and its decision
+(`finish`: the final nodes of each pattern) costs next to nothing: decoding 100 rows at
+once would stall the audio loop for longer than the microphone's DMA buffer holds. All values stay within signed 32 bits (costs <= 255 per frame, unreachable
 nodes start at 2**28), so the ESP32-S3 and the 64-bit Unix port give the same integers, and
 they equal the host twin `voicenode_tools.grammar.decode` (same ties: the first predecessor
 wins a tie, staying wins over entering, the first cheapest final node wins).
 
-The decode allocates nothing per frame; `decode` (once per command) builds its result tuple.
+`begin` and `advance` allocate nothing; `finish` (once per command) builds its result tuple.
 """
 
 import array
@@ -42,7 +46,7 @@ SENTINEL = const(0x3FFFFFFF)
 _HEAD = "<4sHHHHHBBI"
 _HEAD_LEN = const(20)
 
-# cfg (array "i") of the kernel: offsets of the tables in the file, sizes, then per call
+# cfg (array "i") of the kernels: offsets of the tables in the file, sizes, decoder state
 _G_ADDS = const(0)
 _G_PSTART = const(1)
 _G_PREDS = const(2)
@@ -51,14 +55,18 @@ _G_FLAGS = const(4)
 _G_ADDIDX = const(5)
 _G_NCLS = const(6)
 _G_BLANK = const(7)
-_G_BIG = const(8)  # nodes of the largest pattern (K starts there in the S/K array)
-_G_FIRST = const(9)  # the pattern decoded by this call: first node, node count
-_G_COUNT = const(10)
-_G_ROW0 = const(11)  # rows [row0, row1) of the costgram
-_G_ROW1 = const(12)
-_G_COST = const(13)  # out: the best final node's cost and token (SENTINEL if none)
-_G_TOKEN = const(14)
-_G_LEN = const(15)
+_G_NODES = const(8)  # K starts there in the S/K array
+_G_ROW0 = const(9)  # next costgram row to decode (NOT_STARTED before the first `advance`)
+_G_ROW1 = const(10)  # rows available: [row0, row1) are decoded by the next `advance`
+_G_B = const(11)  # cost of the blank-only prefix up to the previous row
+_G_FIRST = const(12)  # `best_final`: the pattern's first node and node count
+_G_COUNT = const(13)
+_G_COST = const(14)  # out of `best_final`: the best final node's cost and token
+_G_TOKEN = const(15)
+_G_LEN = const(16)
+# row0 of a decoder that has not decoded yet: a large positive value, because ptr32 loads
+# are zero-extended on 64-bit ports (a -1 would read as 4294967295 there, not on the chip)
+NOT_STARTED = const(0x3FFFFFFF)
 
 try:
     from binascii import crc32 as _crc32
@@ -77,17 +85,34 @@ class GrammarError(ValueError):
     """A grammar file that cannot be used; the message names the file and the problem."""
 
 
-# --- the kernel -----------------------------------------------------------------------------
+# --- the kernels -----------------------------------------------------------------------------
 
 
 @micropython.viper
-def viterbi(cost: ptr8, blob: ptr8, sk: ptr32, cfg: ptr32) -> int:
-    """Viterbi of one pattern over costgram rows [row0, row1); returns the best final cost.
+def begin(sk: ptr32, cfg: ptr32) -> int:
+    """Every node unreached (S = INF, K = 0), an empty blank prefix, no row decoded yet."""
+    n = int(cfg[_G_NODES])
+    k = ptr32(int(sk) + 4 * n)
+    i = 0
+    while i < n:
+        sk[i] = INF
+        k[i] = 0
+        i += 1
+    cfg[_G_B] = 0
+    cfg[_G_ROW0] = NOT_STARTED
+    return n
 
-    `cost` holds rows of n_classes bytes, `blob` the whole grammar file, `sk` the S (cost)
-    and K (token) arrays (K from index cfg[_G_BIG]); the pattern and rows are in `cfg`, and
-    the best final node's cost and token go to cfg[_G_COST], cfg[_G_TOKEN] (strict <: the
-    first cheapest final node).
+
+@micropython.viper
+def advance(cost: ptr8, blob: ptr8, sk: ptr32, cfg: ptr32) -> int:
+    """Viterbi over costgram rows [row0, row1) for all nodes; then row0 = row1.
+
+    Per row, nodes in reverse order (a node's predecessors are earlier nodes of its pattern,
+    so they still hold the previous row's values): best = the first cheapest predecessor (or
+    the blank prefix B for a start node, if strictly cheaper); enter = best + c[class];
+    stay = S + min(c[class], c[blank]); staying wins ties; entering adds the node's token
+    increment. Then B += c[blank]. `cost` holds rows of n_classes bytes, `blob` the grammar
+    file, `sk` S (cost) then K (token). Returns the rows decoded.
     """
     c = cfg
     base = int(blob)
@@ -99,35 +124,31 @@ def viterbi(cost: ptr8, blob: ptr8, sk: ptr32, cfg: ptr32) -> int:
     addidx = ptr8(base + int(c[_G_ADDIDX]))
     ncls = int(c[_G_NCLS])
     blank = int(c[_G_BLANK])
-    first = int(c[_G_FIRST])
-    count = int(c[_G_COUNT])
-    r = int(c[_G_ROW0])
+    nodes = int(c[_G_NODES])
+    r0 = int(c[_G_ROW0])
+    r = r0
     r1 = int(c[_G_ROW1])
+    b = int(c[_G_B])
     s = sk
-    k = ptr32(int(sk) + 4 * int(c[_G_BIG]))
-    i = 0
-    while i < count:
-        s[i] = INF
-        k[i] = 0
-        i += 1
-    b = 0  # cost of the blank-only prefix up to the previous frame
+    k = ptr32(int(sk) + 4 * nodes)
     while r < r1:
         row = ptr8(int(cost) + r * ncls)
         cb = int(row[blank])
-        i = count - 1
-        while i >= 0:
-            n = first + i
+        n = nodes - 1
+        je = int(pstart[nodes])  # node n's predecessors end where node n + 1's begin
+        while n >= 0:
             best = SENTINEL
             tok = 0
             j = int(pstart[n])
-            je = int(pstart[n + 1])
+            jn = j
             while j < je:
-                p = int(preds[j]) - first
+                p = int(preds[j])
                 v = int(s[p])
                 if v < best:
                     best = v
                     tok = int(k[p])
                 j += 1
+            je = jn
             if int(flags[n]) & START:
                 if b < best:
                     best = b
@@ -135,70 +156,75 @@ def viterbi(cost: ptr8, blob: ptr8, sk: ptr32, cfg: ptr32) -> int:
             cp = int(row[ph[n]])
             enter = best + cp
             if cb < cp:
-                stay = int(s[i]) + cb
+                stay = int(s[n]) + cb
             else:
-                stay = int(s[i]) + cp
+                stay = int(s[n]) + cp
             if stay <= enter:
-                s[i] = stay
+                s[n] = stay
             else:
-                s[i] = enter
-                k[i] = tok + int(adds[addidx[n]])
-            i -= 1
+                s[n] = enter
+                k[n] = tok + int(adds[addidx[n]])
+            n -= 1
         b += cb
         r += 1
+    c[_G_B] = b
+    c[_G_ROW0] = r
+    return r - r0
+
+
+@micropython.viper
+def best_final(blob: ptr8, sk: ptr32, cfg: ptr32) -> int:
+    """The first cheapest final node of the pattern [first, first + count): its cost (also
+    in cfg[_G_COST]) and token (cfg[_G_TOKEN]); SENTINEL if the pattern has none."""
+    c = cfg
+    flags = ptr8(int(blob) + int(c[_G_FLAGS]))
+    k = ptr32(int(sk) + 4 * int(c[_G_NODES]))
+    n = int(c[_G_FIRST])
+    end = n + int(c[_G_COUNT])
     best = SENTINEL
     tok = 0
-    i = 0
-    while i < count:
-        if int(flags[first + i]) & FINAL:
-            v = int(s[i])
+    while n < end:
+        if int(flags[n]) & FINAL:
+            v = int(sk[n])
             if v < best:
                 best = v
-                tok = int(k[i])
-        i += 1
+                tok = int(k[n])
+        n += 1
     c[_G_COST] = best
     c[_G_TOKEN] = tok
     return best
 
 
-def viterbi_py(cost, blob, sk, cfg):
-    """Plain-Python twin of `viterbi` (same buffers, same integers)."""
+def advance_py(cost, blob, sk, cfg):
+    """Plain-Python twin of `advance` (same buffers, same integers)."""
     u16 = lambda o: blob[o] | blob[o + 1] << 8  # noqa: E731
-    big, first, count = cfg[_G_BIG], cfg[_G_FIRST], cfg[_G_COUNT]
-    ncls, blank = cfg[_G_NCLS], cfg[_G_BLANK]
-    for i in range(count):
-        sk[i] = INF
-        sk[big + i] = 0
-    b = 0
-    for r in range(cfg[_G_ROW0], cfg[_G_ROW1]):
+    nodes, ncls, blank = cfg[_G_NODES], cfg[_G_NCLS], cfg[_G_BLANK]
+    b = cfg[_G_B]
+    r0 = cfg[_G_ROW0]
+    for r in range(r0, cfg[_G_ROW1]):
         row = r * ncls
         cb = cost[row + blank]
-        for i in range(count - 1, -1, -1):
-            n = first + i
+        for n in range(nodes - 1, -1, -1):
             best, tok = SENTINEL, 0
             for j in range(u16(cfg[_G_PSTART] + 2 * n), u16(cfg[_G_PSTART] + 2 * n + 2)):
-                p = u16(cfg[_G_PREDS] + 2 * j) - first
+                p = u16(cfg[_G_PREDS] + 2 * j)
                 if sk[p] < best:
-                    best, tok = sk[p], sk[big + p]
+                    best, tok = sk[p], sk[nodes + p]
             if blob[cfg[_G_FLAGS] + n] & START and b < best:
                 best, tok = b, 0
             cp = cost[row + blob[cfg[_G_PH] + n]]
             enter = best + cp
-            stay = sk[i] + min(cp, cb)
+            stay = sk[n] + min(cp, cb)
             if stay <= enter:
-                sk[i] = stay
+                sk[n] = stay
             else:
                 a = struct.unpack_from("<i", blob, cfg[_G_ADDS] + 4 * blob[cfg[_G_ADDIDX] + n])
-                sk[i] = enter
-                sk[big + i] = tok + a[0]
+                sk[n] = enter
+                sk[nodes + n] = tok + a[0]
         b += cb
-    best, tok = SENTINEL, 0
-    for i in range(count):
-        if blob[cfg[_G_FLAGS] + first + i] & FINAL and sk[i] < best:
-            best, tok = sk[i], sk[big + i]
-    cfg[_G_COST] = best
-    cfg[_G_TOKEN] = tok
-    return best
+    cfg[_G_B] = b
+    cfg[_G_ROW0] = max(r0, cfg[_G_ROW1])
+    return cfg[_G_ROW0] - r0
 
 
 # --- the grammar ----------------------------------------------------------------------------
@@ -208,10 +234,10 @@ class Grammar:
     """A loaded `.vcg` grammar (`load(path)`).
 
     Attributes: `n_nodes`, `n_classes`, `blank`, `patterns` (list of (first node, nodes,
-    intent index, slots)), `crc32` (the file's checksum: the CRC-32 of everything before it,
+    intent index, slots)), `sk` (S then K of every node after a decode), `crc32` (the file's checksum: the CRC-32 of everything before it,
     as stored in its last 4 bytes and recorded by the sidecar; the CRC-32 of the whole file
     would be the same constant, 0x2144DF1C, for every intact file),
-    `big` (nodes of the largest pattern), `path`.
+    `path`.
     """
 
     def __init__(self, path, data, head, crc):
@@ -240,10 +266,10 @@ class Grammar:
         self.n_adds = a
         self.n_preds = e
         self.patterns = pats
-        self.big = big = max(c for _, c, _, _ in pats) if pats else 0
-        g[_G_BIG] = big
+        g[_G_NODES] = n
+        g[_G_ROW0] = NOT_STARTED
         self.cfg = g
-        self.sk = array.array("i", bytes(8 * big))  # S then K
+        self.sk = array.array("i", bytes(8 * n))  # S (cost) then K (token) of every node
 
     def _u16(self, table, i):
         o = self.cfg[table] + 2 * i
@@ -301,36 +327,41 @@ class Grammar:
         if covered != n:
             raise GrammarError("%s: patterns cover %d of %d nodes" % (where, covered, n))
 
-    def run(self, cost, pattern, row0, row1):
-        """Viterbi of one pattern over rows [row0, row1); the best final (cost, token).
+    # Decoding: `begin()`, then `advance(cost, row0, row1)` as rows arrive (or all at
+    # once), then `finish(rows)`; `decode` does the three. Only `finish` allocates.
 
-        The nodes' final costs and tokens stay in `sk` (S[:nodes], K from index `big`)
-        until the next call.
-        """
-        first, count, _, _ = self.patterns[pattern]
+    def begin(self):
+        """A new command: every node unreached, no row decoded."""
+        begin(self.sk, self.cfg)
+
+    def advance(self, cost, row0, row1):
+        """Decode costgram rows [row0, row1) (`cost`: rows x n_classes bytes); the next call
+        continues from row1 whatever its row0 says (rows are decoded once, in order)."""
         g = self.cfg
-        g[_G_FIRST] = first
-        g[_G_COUNT] = count
-        g[_G_ROW0] = row0
+        if g[_G_ROW0] == NOT_STARTED:
+            g[_G_ROW0] = row0
         g[_G_ROW1] = row1
-        viterbi(cost, self.blob, self.sk, g)
-        return g[_G_COST], g[_G_TOKEN]
+        return advance(cost, self.blob, self.sk, g)
 
-    def decode(self, cost, row0, row1):
-        """The cheapest pattern over costgram rows [row0, row1) (`cost`: rows x n_classes).
+    def finish(self, rows):
+        """The cheapest pattern after `rows` decoded rows.
 
         Returns (pattern, cost, token, second): `second` is the best cost of any other
-        intent (None if there is none); None when there are no rows.
+        intent (None if there is none); None when no row was decoded. Every node's final
+        cost and token stay in `sk` (S[:n_nodes], K[n_nodes:]) until `begin`.
         """
-        if row1 <= row0:
+        if rows <= 0:
             return None
+        g = self.cfg
         best, best_cost, best_tok = -1, SENTINEL, 0
         per_intent = {}  # type: dict
         for pi in range(len(self.patterns)):
-            v, tok = self.run(cost, pi, row0, row1)
+            first, count, intent, _ = self.patterns[pi]
+            g[_G_FIRST] = first
+            g[_G_COUNT] = count
+            v = best_final(self.blob, self.sk, g)
             if v < best_cost:
-                best, best_cost, best_tok = pi, v, tok
-            intent = self.patterns[pi][2]
+                best, best_cost, best_tok = pi, v, g[_G_TOKEN]
             if v < per_intent.get(intent, SENTINEL):
                 per_intent[intent] = v
         intent = self.patterns[best][2]
@@ -339,6 +370,14 @@ class Grammar:
             if i != intent and (second is None or per_intent[i] < second):
                 second = per_intent[i]
         return best, best_cost, best_tok, second
+
+    def decode(self, cost, row0, row1):
+        """The cheapest pattern over costgram rows [row0, row1), as `finish`."""
+        self.begin()
+        if row1 <= row0:
+            return None
+        self.advance(cost, row0, row1)
+        return self.finish(row1 - row0)
 
 
 def load(path):

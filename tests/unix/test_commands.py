@@ -291,7 +291,8 @@ run(rec, frames, 0)
 t[1] = micropython.mem_total()
 rets = run(rec, frames, {n})
 t[2] = micropython.mem_total()
-print((t[2] - t[1]) - (t[1] - t[0]), rets, rec.listening, rec._st[0])
+print((t[2] - t[1]) - (t[1] - t[0]), rets, rec.listening, rec._st[0], rec.grammar.cfg[9],
+      rec.vad.start // 3)
 """
 
 
@@ -303,10 +304,12 @@ def test_step_allocates_nothing_while_listening(model, real_windows, tmp_path):
     lines = run_mpy(ALLOC.format(path=str(base), frames=str(tmp_path / "w.bin"), n=n))
     same, same_st, rows, top = lines[-2].split()
     assert (same, same_st) == ("True", "True") and int(rows) > 100 // 3 and int(top) > 100
-    allocated, rets, listening, rows = lines[-1].split()
+    allocated, rets, listening, rows, decoded_to, row0 = lines[-1].split()
     # heap_lock raises on any allocation; mem_total also sees frames taken and given back
     assert (int(allocated), rets, listening) == (0, "0", "True")
     assert int(rows) == n // 3 > 30
+    # and the grammar decoded every row of the command so far, inside those locked steps
+    assert int(decoded_to) == int(rows) > int(row0) + 20
 
 
 REFUSE = """

@@ -38,28 +38,32 @@ def home(tmp_path_factory):
     return path, g, layout
 
 
-# Decodes every costgram of a file of (rows, n_classes) blocks: the decode tuple, then every
-# pattern's final S and K (hex of the int32 arrays).
+# Decodes every costgram of a file of (rows, n_classes) blocks: the decode tuple, every node's
+# final S and K (hex of the int32 arrays), and the decode again with the rows streamed in
+# uneven chunks (as the recogniser feeds them).
 DECODE = """
-import json, struct
+import json
 from voicenode import grammar
 g = grammar.load({path!r})
 print(g.n_nodes, g.n_classes, g.blank, len(g.patterns), g.crc32)
 data = open({costs!r}, 'rb').read()
 shapes = {shapes!r}
 off = 0
+n = g.n_nodes
 for rows in shapes:
     cost = data[off:off + rows * g.n_classes]
     off += rows * g.n_classes
     d = g.decode(cost, 0, rows)
-    s = []
-    k = []
-    for pi in range(len(g.patterns)):
-        g.run(cost, pi, 0, rows)
-        n = g.patterns[pi][1]
-        s.append(bytes(memoryview(g.sk)[:n]).hex())
-        k.append(bytes(memoryview(g.sk)[g.big:g.big + n]).hex())
-    print(json.dumps([d, ''.join(s), ''.join(k)]))
+    sk = bytes(g.sk)
+    g.begin()
+    r = 0
+    step = 1
+    while r < rows:
+        g.advance(cost, r, min(rows, r + step))
+        r = min(rows, r + step)
+        step = step % 4 + 1
+    streamed = g.finish(rows)
+    print(json.dumps([d, sk[:4 * n].hex(), sk[4 * n:].hex(), streamed, bytes(g.sk) == sk]))
 """
 
 
@@ -116,7 +120,8 @@ def test_decode_equals_the_host_twin_node_for_node(home, tmp_path):
     ]
     pm = g.pred_matrix()
     winners = set()
-    for cost, (d, s_hex, k_hex) in zip(costgrams, got, strict=True):
+    for cost, (d, s_hex, k_hex, streamed, same) in zip(costgrams, got, strict=True):
+        assert streamed == d and same
         s, k = G.viterbi(g, cost, pm)
         np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(s_hex), "<i4"), s)
         np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(k_hex), "<i4"), k)
@@ -147,7 +152,7 @@ def test_perfect_costgrams_decode_to_their_command(home, tmp_path):
     rng = np.random.default_rng(3)
     costgrams = [costgram_of(t, rng if i % 2 else None) for i, (t, _, _) in enumerate(PERFECT)]
     _, got = firmware_decode(path, costgrams, tmp_path)
-    for (text, intent, slots), cost, (d, _, _) in zip(PERFECT, costgrams, got, strict=True):
+    for (text, intent, slots), cost, (d, *_) in zip(PERFECT, costgrams, got, strict=True):
         want = G.decode(g, cost)
         assert d[:3] == [want["pattern"], want["cost"], want["token"]], text
         name = layout["intents"][g.patterns[d[0]][2]]
@@ -168,16 +173,21 @@ random.seed(5)
 bad = 0
 for rows, hi in ((6, 256), (4, 3), (1, 256)):
     cost = bytearray(random.getrandbits(8) % hi for _ in range(rows * g.n_classes))
-    for pi in (0, 4, 15, len(g.patterns) - 1):
-        g.run(cost, pi, 0, rows)
-        a = (array.array('i', g.sk), g.cfg[13], g.cfg[14])
-        grammar.viterbi_py(cost, g.blob, g.sk, g.cfg)
-        b = (array.array('i', g.sk), g.cfg[13], g.cfg[14])
-        bad += a != b
-print(bad)
+    for chunks in ((0, rows), (0, 1, rows)):
+        ga = array.array('i', g.cfg); gb = array.array('i', g.cfg)
+        sa = array.array('i', g.sk); sb = array.array('i', g.sk)
+        grammar.begin(sa, ga); grammar.begin(sb, gb)
+        ga[9] = gb[9] = 0
+        for c in chunks[1:]:
+            ga[10] = gb[10] = c
+            na = grammar.advance(cost, g.blob, sa, ga)
+            nb = grammar.advance_py(cost, g.blob, sb, gb)
+            bad += na != nb
+        bad += sa != sb or ga != gb
+print(bad, sum(sa[:g.n_nodes]) > 0)
 """
     )
-    assert lines[-1] == "0"
+    assert lines[-1] == "0 True"
 
 
 def _refit(data: bytes) -> bytes:
