@@ -287,9 +287,8 @@ class Recognizer:
         self.cost = bytearray(cap * g.n_classes)  # the costgram: cap rows x n_classes
         self._st = array.array("i", [0, cap, g.n_classes, stride])
         self._vs = self.vad.s
-        self._blob = g.blob  # the grammar's buffers, for the per-frame call
-        self._sk = g.sk
         self._gcfg = g.cfg
+        self._bufs = (self.cost, g.blob, g.sk, g.cfg)  # the grammar kernel's buffers
         self.out = net.out  # the network's logits (a view, rewritten by each emitting step)
         self.listening = False
         self.frames_after_speech = 0
@@ -321,7 +320,7 @@ class Recognizer:
             cost_row(self.out, self.cost, self._st)
         st = vad_step(frame, self._vs)
         if sync(self._vs, self._st, self._gcfg) > 0:
-            advance(self.cost, self._blob, self._sk, self._gcfg)
+            advance(0, 0, 0, self._bufs)
         if st < _DONE:
             return None
         return self._done()

@@ -180,8 +180,8 @@ for rows, hi in ((6, 256), (4, 3), (1, 256)):
         ga[9] = gb[9] = 0
         for c in chunks[1:]:
             ga[10] = gb[10] = c
-            na = grammar.advance(cost, g.blob, sa, ga)
-            nb = grammar.advance_py(cost, g.blob, sb, gb)
+            na = grammar.advance(0, 0, 0, (cost, g.blob, sa, ga))
+            nb = grammar.advance_py(0, 0, 0, (cost, g.blob, sb, gb))
             bad += na != nb
         bad += sa != sb or ga != gb
 print(bad, sum(sa[:g.n_nodes]) > 0)

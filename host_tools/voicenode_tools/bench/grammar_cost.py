@@ -8,7 +8,8 @@ firmware's `voicenode.grammar` on the MicroPython Unix port and asked to decode 
 costgram of `rows` rows (100 rows = the whole 3 s listening window at stride 3, the worst
 case) several times:
 
-- time per decision on the Unix port (x64, CPU time of the loop, `time.ticks_us`);
+- time per decode of all rows and per row on the Unix port (x64, `time.ticks_us`; the
+  recogniser decodes each row as it arrives), and of the decision itself (`finish`);
 - x64 instructions per decision: `valgrind --tool=callgrind` on `micropython`, the run with
   5 decisions minus the run with 1, divided by 4 (load and start-up cancel out); and per
   node and row, the unit of the Viterbi loop (the Xtensa count differs, the shape does not);
@@ -43,7 +44,11 @@ t = time.ticks_us()
 for _ in range({n}):
     best = g.decode(cost, 0, {rows})
 dt = time.ticks_diff(time.ticks_us(), t)
-print(a1 - a0, dt, best[0], g.n_nodes)
+t = time.ticks_us()
+for _ in range({n}):
+    best = g.finish({rows})
+df = time.ticks_diff(time.ticks_us(), t)
+print(a1 - a0, dt, best[0], g.n_nodes, df)
 """
 
 
@@ -63,7 +68,7 @@ def bench(file=None, rows: int = 100, callgrind: bool = True, log=print) -> dict
             return measure.micropython_cmd("512k") + [str(p)]
 
         _, out = measure.run(prog(20))
-        heap, us, _, nodes = (int(x) for x in out.split())
+        heap, us, _, nodes, fin = (int(x) for x in out.split())
         res = {
             "command_set": str(path),
             "nodes": nodes,
@@ -73,10 +78,14 @@ def bench(file=None, rows: int = 100, callgrind: bool = True, log=print) -> dict
             "rows": rows,
             "heap_bytes": heap,
             "unix_ms_per_decision": round(us / 20 / 1000, 2),
+            "unix_ms_per_row": round(us / 20 / 1000 / rows, 3),
+            "unix_ms_finish": round(fin / 20 / 1000, 3),
         }
         log(f"{path.name}: {nodes} nodes, {len(g.preds)} predecessors, {len(g.patterns)} "
             f"patterns, {res['file_bytes']} B file, {heap} B heap after load")  # fmt: skip
-        log(f"Unix port: {res['unix_ms_per_decision']} ms per decision of {rows} rows")
+        log(f"Unix port: {res['unix_ms_per_decision']} ms per decode of {rows} rows "
+            f"({res['unix_ms_per_row']} ms per row, as the recogniser streams them), "
+            f"{res['unix_ms_finish']} ms for the decision (finish)")  # fmt: skip
         if callgrind:
             c1, c5 = measure.callgrind(prog(1)), measure.callgrind(prog(5))
             per = (c5 - c1) / 4
