@@ -76,10 +76,9 @@ class Grammar:
         return len(self.ph)
 
     def heap_bytes(self) -> int:
-        """The chip's buffers for this grammar (arrays; Python objects not counted)."""
-        n, e, a, p = self.n_nodes, len(self.preds), len(self.adds), len(self.patterns)
-        big = max(c for _, c, _, _ in self.patterns)
-        return 4 * a + 8 * p + 2 * (n + 1) + 2 * e + 3 * n + 8 * big
+        """The chip's buffers for this grammar: the whole file (one bytearray) and S/K, two
+        int32 per node (the chip decodes all patterns row by row); Python objects not counted."""
+        return len(self.to_bytes()) + 8 * self.n_nodes
 
     # ---- the file -----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
