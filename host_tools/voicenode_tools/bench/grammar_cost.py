@@ -14,7 +14,12 @@ case) several times:
   5 decisions minus the run with 1, divided by 4 (load and start-up cancel out); and per
   node and row, the unit of the Viterbi loop (the Xtensa count differs, the shape does not);
 - heap: `gc.mem_alloc()` before and after `grammar.load` (the file kept as one bytearray, the
-  S/K arrays of the largest pattern, the pattern tuples).
+  S/K arrays of every node, the pattern tuples).
+
+With `--model BASE` (a command model: `BASE.json`, `.vcg`, its phone network) also the whole
+`voicenode.commands.Recognizer` on the Unix port over a listening window of real speech
+(tests/data/speech_16k.wav through the reference front end): its heap, the time per `step`
+(mean, and the slowest: a step that runs the network and decodes a row) and of the decision.
 """
 
 from __future__ import annotations
@@ -96,14 +101,74 @@ def bench(file=None, rows: int = 100, callgrind: bool = True, log=print) -> dict
     return res
 
 
+RECOGNIZER = """
+import sys, gc, time
+sys.path.insert(0, {fw!r})
+from voicenode.commands import Recognizer
+gc.collect()
+a0 = gc.mem_alloc()
+rec = Recognizer({base!r})
+gc.collect()
+a1 = gc.mem_alloc()
+x = open({frames!r}, 'rb').read()
+frames = [bytearray(x[40 * i:40 * i + 40]) for i in range(len(x) // 40)]
+total = 0
+slowest = 0
+steps = 0
+decision = 0
+for w in range(0, len(frames) - 300, 150):
+    rec.reset()
+    for i in range(w, w + 300):
+        t = time.ticks_us()
+        r = rec.step(frames[i])
+        dt = time.ticks_diff(time.ticks_us(), t)
+        if r is not None:
+            decision = max(decision, dt)
+            break
+        total += dt
+        steps += 1
+        slowest = max(slowest, dt)
+print(a1 - a0, total, steps, slowest, decision)
+"""
+
+
+def recognizer_cost(base, log=print) -> dict:
+    """Heap and step times of the firmware's Recognizer for the model at `base`."""
+    from voicenode_tools import REPO_ROOT
+    from voicenode_tools.audio import load_16k
+    from voicenode_tools.reference import frontend
+
+    feats = frontend.features(load_16k(REPO_ROOT / "tests" / "data" / "speech_16k.wav"))
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "frames.bin"
+        f.write_bytes(feats.astype("uint8").tobytes())
+        p = Path(d) / "rec.py"
+        p.write_text(RECOGNIZER.format(fw=str(FIRMWARE_DIR), base=str(base), frames=str(f)))
+        _, out = measure.run(measure.micropython_cmd("1m") + [str(p)])
+    heap, total, steps, slowest, decision = (int(x) for x in out.split())
+    res = {
+        "recognizer_heap_bytes": heap,
+        "unix_us_per_step": round(total / max(steps, 1), 1),
+        "unix_us_slowest_step": slowest,
+        "unix_us_decision_step": decision,
+    }
+    log(f"Recognizer({Path(base).name}): {heap} B heap; Unix port {res['unix_us_per_step']} us "
+        f"per step (slowest {slowest} us), the deciding step {decision} us")  # fmt: skip
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", help="command set (default commands/home.toml)")
     ap.add_argument("--rows", type=int, default=100, help="costgram rows per decision")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
+    ap.add_argument("--model", help="also measure the Recognizer of this command model (base)")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args(argv)
-    res = bench(a.file, a.rows, not a.no_callgrind, log=lambda m: print(m, file=sys.stderr))
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    res = bench(a.file, a.rows, not a.no_callgrind, log=log)
+    if a.model:
+        res.update(recognizer_cost(a.model, log=log))
     print(json.dumps(res, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
