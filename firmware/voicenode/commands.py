@@ -229,6 +229,13 @@ class Recognizer:
 
     def __init__(self, path, cutoff_avg=None, margin_avg=None):
         base = _base(path)
+        try:
+            self._load(base, cutoff_avg, margin_avg)
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            # a sidecar with the keys but values of the wrong shape
+            raise CommandModelError("%s.json: sidecar unusable (%r)" % (base, e)) from None
+
+    def _load(self, base, cutoff_avg, margin_avg):
         side_path = base + ".json"
         self.side = side = _read_sidecar(side_path)
         self.name = side["name"]

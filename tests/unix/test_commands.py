@@ -376,6 +376,8 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
     case("layout", "slots in the grammar", lambda d, s: write_side(
         d, dict(s, layout=dict(s["layout"], intent_slots=dict(
             s["layout"]["intent_slots"], **{"light.on": []})))))  # fmt: skip
+    case("badvalues", "sidecar unusable", lambda d, s: write_side(
+        d, dict(s, layout=dict(s["layout"], intents=s["layout"]["intents"] + ["extra"]))))  # fmt: skip
     case("nosidecar", "sidecar missing", lambda d, s: (d / f"{NAME}.json").unlink())
     paths = [str(p) for p, _ in cases]
     got = json.loads(run_mpy(REFUSE.format(paths=paths))[-1])

@@ -222,6 +222,8 @@ def check_sidecar(side: dict, g: G.Grammar, grammar_crc32: int, where: str) -> N
     lay = side["layout"]
     try:
         intents = lay["intents"]
+        for name in intents:  # the chip looks up every intent's slots
+            lay["intent_slots"][name]
         for _, _, ii, n_slots in g.patterns:
             if ii >= len(intents):
                 raise CommandModelError(
