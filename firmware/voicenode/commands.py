@@ -237,8 +237,10 @@ class Recognizer:
 
     def _load(self, base, cutoff_avg, margin_avg):
         side_path = base + ".json"
-        self.side = side = _read_sidecar(side_path)
+        # the sidecar is read here and not kept: its recipe and scores would stay on the heap
+        side = _read_sidecar(side_path)
         self.name = side["name"]
+        self.version = side.get("version", "")
         i = base.rfind("/")
         folder = base[: i + 1]
         gs = side["grammar"]

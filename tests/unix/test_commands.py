@@ -392,6 +392,28 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
     assert rc.load(str(base) + ".vcg").grammar.n_nodes == m.grammar.n_nodes
 
 
+def test_recognizer_heap_is_its_buffers_and_a_little_more(model):
+    """What the chip's Recognizer takes from the heap (modules already imported, as in the
+    node): the network's and grammar's buffers as the host counts them (`heap_bytes`), the
+    costgram, and less than 16 KB of objects (the layout, the network's layer objects)."""
+    base, m = model
+    code = f"""
+import gc
+from voicenode.commands import Recognizer
+from voicenode.nn import model
+from voicenode.dsp import params
+gc.collect()
+a = gc.mem_alloc()
+r = Recognizer({str(base)!r})
+gc.collect()
+print(gc.mem_alloc() - a, len(r.cost))
+"""
+    heap, cost = (int(x) for x in run_mpy(code)[-1].split())
+    assert cost == -(-ref_vad.DEFAULTS["max_frames"] // 3) * N_CLS
+    buffers = m.net.heap_bytes() + m.grammar.heap_bytes() + cost
+    assert buffers <= heap <= buffers + 16 * 1024, (heap, buffers)
+
+
 def test_node_builds_the_recognizer_from_its_config(model):
     base, _ = model
     folder = base.parent
