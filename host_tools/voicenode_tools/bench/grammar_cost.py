@@ -18,7 +18,8 @@ case) several times:
 
 With `--model BASE` (a command model: `BASE.json`, `.vcg`, its phone network) also the whole
 `voicenode.commands.Recognizer` on the Unix port over a listening window of real speech
-(tests/data/speech_16k.wav through the reference front end): its heap, the time per `step`
+(tests/data/speech_16k.wav through the reference front end): its heap (modules imported
+before, as in the node), the time per `step`
 (mean, and the slowest: a step that runs the network and decodes a row) and of the decision.
 """
 
@@ -105,6 +106,8 @@ RECOGNIZER = """
 import sys, gc, time
 sys.path.insert(0, {fw!r})
 from voicenode.commands import Recognizer
+from voicenode.nn import model  # imported already in the node (the wake word's loader)
+from voicenode.dsp import params
 gc.collect()
 a0 = gc.mem_alloc()
 rec = Recognizer({base!r})
