@@ -386,6 +386,14 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
         assert str(p.parent) in msg
         with pytest.raises(rc.CommandModelError):
             rc.load(p)
+    # the host also knows the class names: a network trained on another phone set is refused
+    d = tmp_path / "classes"
+    shutil.copytree(src, d)
+    ps = json.loads((d / f"{NAME}_phones.json").read_text())
+    ps["labels"] = ps["labels"][::-1]
+    (d / f"{NAME}_phones.json").write_text(json.dumps(ps))
+    with pytest.raises(rc.CommandModelError, match="phone classes"):
+        rc.load(d / NAME)
     # the untouched model loads on both, by any of its names
     ok = [str(base), str(base) + ".json", str(base) + ".vcg"]
     assert json.loads(run_mpy(REFUSE.format(paths=ok))[-1]) == ["LOADED"] * 3

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import grammar as G
+from .. import phones
 from . import nn as ref_nn
 from . import vad as ref_vad
 
@@ -279,6 +280,12 @@ def load(base) -> CommandModel:
         net = ref_nn.QuantModel.load(vnm, head="logits")
     except (OSError, ref_nn.ModelFormatError) as e:
         raise CommandModelError(f"network: {e}") from None
+    names = (net.sidecar or {}).get("classes") or (net.sidecar or {}).get("labels")
+    if names is not None and list(names) != list(phones.CLASSES):
+        raise CommandModelError(
+            f"{vnm}: phone classes {names[:4]}... are not this host's ({len(phones.CLASSES)}, "
+            "voicenode_tools.phones.CLASSES)"
+        )
     n_out = net.layers[-1].out_ch
     if n_out != g.n_classes:
         raise CommandModelError(
