@@ -280,11 +280,12 @@ def load(base) -> CommandModel:
         net = ref_nn.QuantModel.load(vnm, head="logits")
     except (OSError, ref_nn.ModelFormatError) as e:
         raise CommandModelError(f"network: {e}") from None
+    # the class names, where both sides record them: the network's and the grammar's numbering
     names = (net.sidecar or {}).get("classes") or (net.sidecar or {}).get("labels")
-    if names is not None and list(names) != list(phones.CLASSES):
+    want = side["layout"].get("classes", list(phones.CLASSES))
+    if names is not None and list(names) != list(want):
         raise CommandModelError(
-            f"{vnm}: phone classes {names[:4]}... are not this host's ({len(phones.CLASSES)}, "
-            "voicenode_tools.phones.CLASSES)"
+            f"{vnm}: classes {list(names)[:4]}... are not the grammar's {list(want)[:4]}..."
         )
     n_out = net.layers[-1].out_ch
     if n_out != g.n_classes:
