@@ -292,3 +292,27 @@ def test_host_fast_decoder_equals_grammar_decode(home):
     cost = costgram_of("make the bedroom lights blue")
     assert dec.decode(cost) == G.decode(g, cost, pm)
     assert len(seen) > 3
+
+
+def test_other_class_counts_decode_as_the_host(home, tmp_path):
+    """The chip's decoder does not care what the classes are: the home graph relabelled into
+    98 classes (the size of a word grammar of the home set) and into 255 decodes as the host."""
+    import dataclasses
+
+    _, g, _ = home
+    rng = np.random.default_rng(4)
+    for n_cls in (98, 255):
+        ph = rng.integers(1, n_cls, g.n_nodes).astype(np.uint8)
+        g2 = dataclasses.replace(g, ph=ph, n_classes=n_cls)
+        path = tmp_path / f"g{n_cls}.vcg"
+        path.write_bytes(g2.to_bytes())
+        costgrams = [rng.integers(0, 256, (100, n_cls)), rng.integers(0, 3, (40, n_cls))]
+        head, got = firmware_decode(path, costgrams, tmp_path)
+        assert head.split()[1] == str(n_cls)
+        for cost, (d, s_hex, k_hex, streamed, same) in zip(costgrams, got, strict=True):
+            s, k = G.viterbi(g2, cost)
+            np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(s_hex), "<i4"), s)
+            np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(k_hex), "<i4"), k)
+            want = G.decode(g2, cost)
+            assert d[:3] == [want["pattern"], want["cost"], want["token"]]
+            assert streamed == d and same
