@@ -173,8 +173,36 @@ class Grammar:
 # ---- compiling a command set -------------------------------------------------------------
 
 
+UNK = "<unk>"
+
+
+def vocabulary(cs: csmod.CommandSet) -> list[str]:
+    """Every word a sentence of the set can contain (slot values and number words included)."""
+    words = set()
+    for intent in cs.intents:
+        for t, _ in cs.templates(intent):
+            words.update(w for w in t.split() if not w.startswith("{"))
+    for name in cs.used_slots():
+        sl = cs.slots[name]
+        for v, spoken in zip(sl.values, sl.spoken, strict=True):
+            words.update((csmod.number_words(int(v)) if sl.kind == "number" else spoken).split())
+    return sorted(words)
+
+
+def word_classes(cs: csmod.CommandSet) -> list[str]:
+    """The classes of a word network: the blank, <unk> (any other word), the vocabulary."""
+    return [phones.BLANK, UNK] + vocabulary(cs)
+
+
+def word_labels(text: str, classes: list[str]) -> list[int]:
+    """Class numbers of a sentence's words; words outside the set are <unk>."""
+    index = {c: i for i, c in enumerate(classes)}
+    return [index.get(w, 1) for w in text.lower().split()]
+
+
 class _Builder:
-    def __init__(self):
+    def __init__(self, word_index: dict | None = None):
+        self.word_index = word_index  # words as units (None: phone chains)
         self.ph: list[int] = []
         self.flags: list[int] = []
         self.add: list[int] = []
@@ -197,6 +225,12 @@ class _Builder:
         return last
 
     def word(self, w: str, preds, add: int = 0) -> list[int]:
+        if self.word_index is not None:  # one node: the word's class
+            self.ph.append(self.word_index[w])
+            self.flags.append(START if preds is None else 0)
+            self.preds.append([] if preds is None else list(preds))
+            self.add.append(add)
+            return [len(self.ph) - 1]
         return [self.chain(p, preds, add) for p in phones.pronunciations(w)]
 
     def words(self, text: str, preds, add: int) -> list[int]:
@@ -299,9 +333,19 @@ def _pattern(b: _Builder, cs: csmod.CommandSet, intent: csmod.Intent) -> None:
             ends[w] = ends[w] + got
 
 
-def compile_commandset(cs: csmod.CommandSet) -> tuple[Grammar, dict]:
-    """One pattern per intent. Returns the grammar and its layout for the sidecar."""
-    b = _Builder()
+def compile_commandset(cs: csmod.CommandSet, units: str = "phones") -> tuple[Grammar, dict]:
+    """One pattern per intent. Returns the grammar and its layout for the sidecar.
+
+    Args:
+        units: "phones" (nodes are phone classes, `phones.CLASSES`) or "words" (a node is a
+            word, classes `word_classes(cs)`: the network is trained for this set's words).
+    """
+    if units not in ("phones", "words"):
+        raise ValueError(f"units must be phones or words, not {units!r}")
+    classes = list(phones.CLASSES) if units == "phones" else word_classes(cs)
+    if len(classes) > 255:
+        raise GrammarError(f"{len(classes)} classes: the chip's grammar holds at most 255")
+    b = _Builder({c: i for i, c in enumerate(classes)} if units == "words" else None)
     patterns = []
     for ii, intent in enumerate(cs.intents):
         first = len(b.ph)
@@ -323,10 +367,12 @@ def compile_commandset(cs: csmod.CommandSet) -> tuple[Grammar, dict]:
     g = Grammar(
         np.array(b.ph, np.uint8), np.array(b.flags, np.uint8),
         np.array([aidx[a] for a in b.add], np.uint8), np.array(adds, np.int64),
-        np.array(pstart, np.int64), np.array(flat, np.int64), patterns,
+        np.array(pstart, np.int64), np.array(flat, np.int64), patterns, len(classes),
     )  # fmt: skip
     g.check("compiled grammar")
     layout = {
+        "units": units,
+        "classes": classes,
         "intents": cs.intent_names,
         "intent_slots": {i.name: list(i.slots) for i in cs.intents},
         "slots": {

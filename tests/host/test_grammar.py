@@ -15,10 +15,12 @@ def home():
     return cs, g, layout
 
 
-def perfect(classes, frames_per_phone=2, gap=True):
+N_PHONES = len(phones.CLASSES)
+
+
+def perfect(classes, frames_per_phone=2, gap=True, n=N_PHONES):
     """A cost matrix that says exactly these classes (0 for the class, 100 for the others)."""
     rows = []
-    n = len(phones.CLASSES)
     for c in [0, 0] + list(classes) + [0, 0]:
         for _ in range(frames_per_phone if c else 1):
             r = np.full(n, 100, np.uint8)
@@ -139,3 +141,23 @@ def test_a_number_slot_too_big_for_the_token_is_an_error():
     )
     with pytest.raises(G.GrammarError, match="above 255"):
         G.compile_commandset(cs)
+
+
+def test_word_units_one_node_per_word_and_unknown_words(home):
+    cs = home[0]
+    g, layout = G.compile_commandset(cs, "words")
+    classes = layout["classes"]
+    assert classes[:2] == ["_", "<unk>"] and "kitchen" in classes and "twenty" in classes
+    assert g.n_classes == len(classes) and g.n_nodes < home[1].n_nodes // 3
+    said = G.word_labels("set a timer for twenty five minutes", classes)
+    r = G.decode(g, perfect(said, n=len(classes)))
+    name = layout["intents"][r["intent"]]
+    assert (name, G.slots_of(r["token"], name, layout), r["avg"]) == (
+        "timer.set", {"minutes": 25}, 0,
+    )  # fmt: skip
+    # a near miss: "turn on the radio" has a word outside the set, which no path explains
+    near = G.word_labels("turn on the radio", classes)
+    assert near[-1] == 1
+    assert G.decode(g, perfect(near, n=len(classes)))["avg"] > 20
+    with pytest.raises(ValueError, match="units"):
+        G.compile_commandset(cs, "letters")

@@ -13,7 +13,11 @@ from voicenode_tools.reference import frontend, mic, nn
 from voicenode_tools.reference import node as ref_node
 from voicenode_tools.sim.listen import TAIL_S, listen_on_virtual_board
 
-SPEC = [("conv", 12, 3, 2, 1, "relu"), ("dwconv", 0, 5, 1, 2, "relu"), ("dense", 1, 1, 1, 1, "sigmoid")]
+SPEC = [
+    ("conv", 12, 3, 2, 1, "relu"),
+    ("dwconv", 0, 5, 1, 2, "relu"),
+    ("dense", 1, 1, 1, 1, "sigmoid"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +39,14 @@ def tree(tmp_path_factory, pcm):
     p = model.stream(feats).astype(np.float64)
     means = np.convolve(p, np.ones(4) / 4, mode="valid")
     cutoff = float(np.clip(np.quantile(means, 0.93) / 255, 0.01, 0.99))
-    side = dict(name="hey_jarvis", wake_phrase="hey jarvis", cutoff=cutoff, window=4, cooloff=30,
-                frontend=nn.frontend_params())
+    side = dict(
+        name="hey_jarvis",
+        wake_phrase="hey jarvis",
+        cutoff=cutoff,
+        window=4,
+        cooloff=30,
+        frontend=nn.frontend_params(),
+    )
     model.save(root / "models" / "hey_jarvis.vnm", side)
     return root
 
@@ -46,8 +56,9 @@ def test_firmware_on_virtual_board_gives_the_reference_events(tmp_path, pcm, tre
     heard = np.concatenate([pcm, np.zeros(int(TAIL_S * 16000), np.int16)])
     want = ref_node.events(heard, [model], default=model, microphone=True)
     assert len(want) >= 2, "the model must fire for the comparison to mean anything"
-    got = listen_on_virtual_board(pcm, ["hey_jarvis"], {}, models=tree / "models",
-                                  flash_image=tmp_path / "f.img")
+    got = listen_on_virtual_board(
+        pcm, ["hey_jarvis"], {}, models=tree / "models", flash_image=tmp_path / "f.img"
+    )
     assert got == want
 
 
@@ -89,3 +100,36 @@ def test_listen_refuses_bad_input(tmp_path, capsys, tree):
     shutil.copy(tree / "models" / "hey_jarvis.json", bad / "hey_jarvis.json")
     assert main(["listen", str(wav), "--models", str(bad)]) == 1
     assert "hey_jarvis.vnm" in capsys.readouterr().err
+
+
+def test_intents_after_wakes_agree_with_the_firmware(tmp_path, pcm, tree):
+    from voicenode_tools.reference import commands as rc
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    heard, _ = mic.highpass(pcm)
+    model = nn.random_model(np.random.default_rng(21), spec=SPEC)
+    p = model.stream(frontend.features(heard)).astype(np.float64)
+    cutoff = float(np.quantile(np.convolve(p, np.ones(4) / 4, mode="valid"), 0.98) / 255)
+    side = dict(
+        name="hey_jarvis",
+        wake_phrase="hey jarvis",
+        cutoff=cutoff,
+        window=4,
+        cooloff=400,
+        frontend=nn.frontend_params(),
+    )  # a wake now and then
+    model.save(folder / "hey_jarvis.vnm", side)
+    for f in ("commands_home.json", "commands_home.vcg", "commands_home_net.vnm",
+              "commands_home_net.json"):  # fmt: skip
+        shutil.copy(REPO_ROOT / "models" / f, folder / f)
+    model = folder / "hey_jarvis.vnm"
+    heard = np.concatenate([pcm, np.zeros(int(TAIL_S * 16000), np.int16)])
+    want = ref_node.events(heard, [model], default=model, microphone=True,
+                           commands=rc.load(folder / "commands_home"))  # fmt: skip
+    intents = [e for e in want if e["event"] == "intent"]
+    assert intents, "a listening window must end in an intent for the comparison to mean much"
+    assert all(isinstance(e["intent"], str) and "slots" in e for e in intents)
+    got = listen_on_virtual_board(pcm, ["hey_jarvis"], {}, models=folder,
+                                  flash_image=tmp_path / "f.img", commands="commands_home")  # fmt: skip
+    assert got == want

@@ -17,9 +17,9 @@ discovery or availability message (<= 512 bytes, known keys only); no payload or
 any 64-byte window of the PCM or of the feature matrix, raw, hex or base64; no long hex or
 base64 run at all; the only connection is to the configured broker and no datagram is sent.
 
-Intents: node.py does not run the command recogniser yet, so the session script stands in
-for it and emits one intent event per wake event, the way the recogniser's result will be
-emitted. The wake events themselves come from the real detector on the real audio.
+Intents come from the real command recogniser (config "commands": the shipped
+commands_home model) listening after each wake, as on a board; the wake events come from a
+wake model that fires often on this session (what it detects is irrelevant to what may leave).
 """
 
 import base64
@@ -102,19 +102,12 @@ from array import array
 import voicenode
 from voicenode import node, actions
 from voicenode.actions import eventlog
-cfg = {"wake_words": ["hey_jarvis"], "cutoffs": {}, "status_every_s": 0}
+cfg = {"wake_words": ["hey_jarvis"], "cutoffs": {}, "status_every_s": 0,
+       "commands": "commands_home"}
 n = node.Node(cfg=cfg, models=%(models)r)
 acts = actions.start(cfg, secrets={"mqtt": {"host": "127.0.0.1", "port": %(port)d,
                                            "node_id": %(nid)r, "keepalive": 10}})
-# Stand-in for the command recogniser (not wired into node.py yet): one intent per wake.
-INTENTS = [("light.on", {"room": "kitchen"}), ("timer.set", {"minutes": 5}), ("unknown", {})]
-wakes = [0]
-def on_event(kind, fields):
-    if kind == "wake":
-        name, slots = INTENTS[wakes[0] %% len(INTENTS)]
-        wakes[0] += 1
-        eventlog.emit("intent", intent=name, slots=slots, score=0.9)
-actions.hook(on_event)
+assert n.commands is not None, "the command model did not load"
 buf = array('h', bytes(320))
 mv = memoryview(buf)
 with open(%(pcm)r, 'rb') as f:
@@ -203,7 +196,7 @@ def decoded_forms(payload):
 
 ALLOWED_KEYS = {
     "wake": {"event_type", "word", "score", "at"},
-    "intent": {"event_type", "intent", "slots", "score"},
+    "intent": {"event_type", "intent", "slots", "score", "at", "reason"},
 }
 
 
@@ -216,6 +209,9 @@ def session(tmp_path_factory):
     raw = tmp / "session.raw"
     raw.write_bytes(pcm.astype("<i2").tobytes())
     feats = make_model(tmp, pcm)
+    for f in ("commands_home.json", "commands_home.vcg", "commands_home_net.vnm",
+              "commands_home_net.json"):  # fmt: skip
+        shutil.copy(REPO_ROOT / "models" / f, tmp / f)
     shim = tmp / "shim"
     shim.mkdir()
     sock_log = tmp / "sockets.log"
@@ -284,7 +280,9 @@ def test_the_session_really_ran_events_out(session):
     intents = [e for e in events if e["event"] == "intent"]
     status = events[-1]
     assert status["event"] == "status" and status["mqtt"] == "up" and status["pending"] == 0
-    assert len(wakes) >= 3 and len(intents) == len(wakes) == status["wakes"]
+    assert len(wakes) >= 3 and len(wakes) == status["wakes"]
+    # the recogniser answers each listening window it finishes (a new wake restarts it)
+    assert 1 <= len(intents) <= len(wakes)
     topics = [m["topic"] for m in session["live"]]
     assert topics.count(f"voicenode/{NODE_ID}/wake") == len(wakes)
     assert topics.count(f"voicenode/{NODE_ID}/intent") == len(intents)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from voicenode_tools import cli
+from voicenode_tools import cli, phones
 from voicenode_tools import commandset as C
 from voicenode_tools.reference import commands as rc
 from voicenode_tools.train import commands as tc
@@ -47,39 +47,55 @@ def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):
     f = tmp_path / "mini.toml"
     f.write_text(SMALL)
     over = {"data": {"train_commands": 60, "train_unknown": 20, "val_commands": 16, "val_unknown": 8},
-            "train": {"epochs": 4}}  # fmt: skip
+            "train": {"epochs": 3}}  # fmt: skip
     side = tc.build(f, tmp_path / "out", seed=3, quick=True, overrides=over)
-    path = tmp_path / "out" / "commands_mini.vcm"
-    net = rc.CommandNet.load(path)  # checks the CRC and the sidecar against the file
-    s = net.sidecar
-    assert s == side
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {
+        "commands_mini.json", "commands_mini.vcg", "commands_mini_net.vnm",
+        "commands_mini_net.json",
+    }  # fmt: skip
+    model = rc.load(out / "commands_mini")  # checks files, CRCs and the sidecar against them
+    s = model.sidecar
+    assert s == side and s["kind"] == "commands" and s["network"] == "commands_mini_net"
     assert s["layout"]["intents"] == ["light.on", "timer.set", "fan.off"]
-    assert s["layout"]["slots"][1] == {
-        "name": "minutes",
-        "kind": "number",
-        "values": [1, 2, 3, 4],
-        "offset": 5,
-    }
+    assert s["layout"]["slots"]["minutes"] == {"kind": "number", "values": [1, 2, 3, 4]}
     assert s["layout"]["intent_slots"]["timer.set"] == ["minutes"]
-    assert net.n_out == 3 + 2 + 4 and net.n_in == 16 * 40 + 1
+    assert model.net.layers[-1].out_ch == len(s["layout"]["classes"]) and model.stride == 3
+    assert s["layout"]["classes"][:2] == ["_", "<unk>"] and s["logit_scale"] > 0
     assert s["seed"] == 3 and s["recipe"]["seed"] == 3
-    assert 1 <= s["cutoff_u8"] <= 255 and abs(s["cutoff"] - s["cutoff_u8"] / 255) < 1e-3
+    assert isinstance(s["cutoff_avg"], int) and s["cutoff_avg"] >= 0
     sc = s["scores"]["snr20"]
-    assert sc["commands"] == 16 and sc["unknown"] >= 1
+    assert sc["commands"] == 16 and sc["unknown"] == 8
     assert 0.0 <= s["scores"]["mean"]["intent_accuracy"] <= 1.0
     assert s["commandset"]["sentences"] == 2 * 2 + 4 * 2 + 1
-    # a damaged sidecar is refused
-    bad = dict(s)
-    bad["layout"] = dict(s["layout"], outputs=8)
-    path.with_suffix(".json").write_text(json.dumps(bad))
-    with pytest.raises(rc.CommandModelError, match="outputs"):
-        rc.CommandNet.load(path)
+    assert s["heap_bytes"]["grammar"] == model.grammar.heap_bytes()
+    # what training scored is what the twin decides on a window
+    w = np.zeros((300, 40), np.uint8)
+    assert rc.recognize(model, w)["intent"] == "unknown"
+    # a sidecar for another grammar is refused
+    bad = dict(s, grammar=dict(s["grammar"], crc32=s["grammar"]["crc32"] ^ 1))
+    (out / "commands_mini.json").write_text(json.dumps(bad))
+    with pytest.raises(rc.CommandModelError, match="another grammar"):
+        rc.load(out / "commands_mini")
+
+
+def test_phone_labels_follow_the_voice_that_spoke():
+    from voicenode_tools.train import synth
+
+    items = [("turn on the light", synth.Voice("espeak", "en-us")),
+             ("turn on the light", synth.Voice("espeak", "nl")),
+             ("turn on the light", synth.Voice("piper", "joe"))]  # fmt: skip
+    us, nl, piper = tc.phone_labels(items)
+    assert us == phones.ids(phones.phonemize("turn on the light", "en-us")) == piper
+    assert nl != us and 0 not in nl
+    assert tc.speech_fits(10, 16000, 300) and not tc.speech_fits(200, 16000, 300)
 
 
 def test_cli_check_and_errors(tmp_path, capsys):
     assert cli.main(["train-commands", str(C.default_path()), "--check"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["intents"] == len(C.load(C.default_path()).intents) and out["sentences"] > 500
+    assert 500 < out["grammar_nodes"] < 4000
     bad = tmp_path / "bad.toml"
     bad.write_text('[intents."a"]\nphrases = [\n  "turn on the {garage} light",\n]\n')
     assert cli.main(["train-commands", str(bad)]) == 1

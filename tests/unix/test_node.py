@@ -11,13 +11,21 @@ from voicenode_tools.audio import load_16k
 from voicenode_tools.reference import frontend, nn
 from voicenode_tools.reference import node as ref_node
 
-SPEC = [("conv", 12, 3, 2, 1, "relu"), ("dwconv", 0, 5, 1, 2, "relu"), ("dense", 1, 1, 1, 1, "sigmoid")]
+SPEC = [
+    ("conv", 12, 3, 2, 1, "relu"),
+    ("dwconv", 0, 5, 1, 2, "relu"),
+    ("dense", 1, 1, 1, 1, "sigmoid"),
+]
 
 
 def run_mpy(code, heapsize="512k"):
     prog = f"import sys\nsys.path.insert(0, {str(FIRMWARE_DIR)!r})\n" + code
-    out = subprocess.run(["micropython", "-X", f"heapsize={heapsize}", "-c", prog],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        ["micropython", "-X", f"heapsize={heapsize}", "-c", prog],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     return out.stdout.splitlines()
 
@@ -37,8 +45,14 @@ def make_model(folder, name, pcm, seed, frac):
     window = 4
     means = np.convolve(p, np.ones(window) / window, mode="valid")
     cutoff = float(np.clip(np.quantile(means, frac) / 255.0, 0.01, 0.99))
-    side = dict(name=name, wake_phrase=name.replace("_", " "), cutoff=cutoff, window=window,
-                cooloff=20, frontend=nn.frontend_params())
+    side = dict(
+        name=name,
+        wake_phrase=name.replace("_", " "),
+        cutoff=cutoff,
+        window=window,
+        cooloff=20,
+        frontend=nn.frontend_params(),
+    )
     path = folder / f"{name}.vnm"
     model.save(path, side)
     return path
@@ -73,7 +87,9 @@ def firmware_events(tmp_path, pcm, models_dir, words, chunk, cutoffs=None):
     cfg = {"wake_words": words, "cutoffs": cutoffs or {}, "status_every_s": 0}
     lines = run_mpy(NODE_CODE.format(cfg=cfg, models=str(models_dir), pcm=str(raw), chunk=chunk))
     events = json.loads([x for x in lines if x.startswith("EVENTS ")][-1][7:])
-    return [{k: e[k] for k in ("event", "word", "score", "at")} for e in events if e["event"] == "wake"]
+    return [
+        {k: e[k] for k in ("event", "word", "score", "at")} for e in events if e["event"] == "wake"
+    ]
 
 
 def test_node_events_equal_host_twin_for_any_chunking(tmp_path, pcm):
@@ -91,8 +107,10 @@ def test_cutoff_override_from_config(tmp_path, pcm):
     base = ref_node.events(pcm, [a], default=a)
     stricter = ref_node.events(pcm, [a], default=a, cutoffs={"hey_jarvis": 1.0})
     assert len(stricter) < len(base)
-    assert firmware_events(tmp_path, pcm, tmp_path, ["hey_jarvis"], 160,
-                           cutoffs={"hey_jarvis": 1.0}) == stricter
+    assert (
+        firmware_events(tmp_path, pcm, tmp_path, ["hey_jarvis"], 160, cutoffs={"hey_jarvis": 1.0})
+        == stricter
+    )
 
 
 def test_steady_state_feed_allocates_nothing(tmp_path, pcm):
@@ -141,8 +159,13 @@ print('OK', n.samples, allocated)
 
 def test_corrupt_config_falls_back_to_defaults(tmp_path):
     bad = tmp_path / "config.json"
-    cases = {"{not json": "not valid JSON", "\xff\xfe\x00garbage\x80": "not valid JSON", '{"wake_words": "alexa"}': "'wake_words' must be a list",
-             '{"colour": 1}': "unknown key", '{"cutoffs": {"alexa": 7}}': "cutoff for 'alexa'"}
+    cases = {
+        "{not json": "not valid JSON",
+        "\xff\xfe\x00garbage\x80": "not valid JSON",
+        '{"wake_words": "alexa"}': "'wake_words' must be a list",
+        '{"colour": 1}': "unknown key",
+        '{"cutoffs": {"alexa": 7}}': "cutoff for 'alexa'",
+    }
     for text, why in cases.items():
         bad.write_bytes(text.encode("latin-1"))
         code = f"""
@@ -178,14 +201,20 @@ def test_wake_opens_a_command_window_that_ends_in_an_intent(tmp_path, pcm):
     import shutil
 
     make_model(tmp_path, "hey_jarvis", pcm, seed=1, frac=0.9)
-    for f in ("commands_home.vcm", "commands_home.json"):
+    for f in ("commands_home.json", "commands_home.vcg", "commands_home_net.vnm",
+              "commands_home_net.json"):  # fmt: skip
         shutil.copy(REPO_ROOT / "models" / f, tmp_path / f)
     raw = tmp_path / "pcm.raw"
     raw.write_bytes(pcm.astype("<i2").tobytes())
-    cfg = {"wake_words": ["hey_jarvis"], "cutoffs": {}, "status_every_s": 0,
-           "commands": "commands_home"}
-    lines = run_mpy(NODE_CODE.format(cfg=cfg, models=str(tmp_path), pcm=str(raw), chunk=160),
-                    heapsize="2m")
+    cfg = {
+        "wake_words": ["hey_jarvis"],
+        "cutoffs": {},
+        "status_every_s": 0,
+        "commands": "commands_home",
+    }
+    lines = run_mpy(
+        NODE_CODE.format(cfg=cfg, models=str(tmp_path), pcm=str(raw), chunk=160), heapsize="2m"
+    )
     events = json.loads([x for x in lines if x.startswith("EVENTS ")][-1][7:])
     kinds = [e["event"] for e in events]
     assert "wake" in kinds and "intent" in kinds, kinds

@@ -3,8 +3,9 @@
 Reads the command-set file (phrases with alternatives and slots, see
 `voicenode_tools.commandset`), synthesizes every intent and some unknown speech with many
 espeak-ng (and piper) voices, puts them in noisy rooms, computes the chip's features, trains a
-small int8 network with intent and slot outputs, picks the rejection cutoff on held-out voices
-and writes `<name>.vcm` + `<name>.json` (default name: commands_<set name>).
+small int8 phone network (CTC), compiles the set into a phone grammar, picks the rejection
+cutoff on held-out voices and writes `<name>.json` (sidecar), `<name>.vcg` (grammar) and
+`<name>_net.vnm` + `.json` (network); default name: commands_<set name>.
 """
 
 import json
@@ -17,7 +18,10 @@ def add_arguments(parser):
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (data and training)")
     parser.add_argument(
-        "-o", "--output", default="models", help="folder for <name>.vcm and <name>.json"
+        "-o",
+        "--output",
+        default="models",
+        help="folder for the model files (<name>.json, .vcg, _net.vnm)",
     )
     parser.add_argument("--name", help="model name (default: commands_<set name>)")
     parser.add_argument(
@@ -26,7 +30,9 @@ def add_arguments(parser):
     parser.add_argument("--epochs", type=int, help="training epochs (overrides the recipe)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument(
-        "--check", action="store_true", help="only validate the file and print its expansion counts"
+        "--check",
+        action="store_true",
+        help="only validate the file (and its grammar) and print its counts",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -42,10 +48,17 @@ def run(args):
         raise CommandError(str(e)) from None
     except OSError as e:
         raise CommandError(f"{path}: {e.strerror or e}") from None
+    from voicenode_tools import grammar, phones
+
+    try:  # the grammar too: a word espeak-ng cannot say or a number the chip cannot hold
+        g, _ = grammar.compile_commandset(cs)
+    except (grammar.GrammarError, phones.PhonemeError) as e:
+        raise CommandError(f"{path}: {e}") from None
     if args.check:
         counts = cs.count()
         print(json.dumps({"file": str(path), "intents": len(counts), "sentences": sum(counts.values()),
-                          "per_intent": counts, "outputs": cs.layout()["outputs"]}, indent=1))  # fmt: skip
+                          "per_intent": counts, "grammar_nodes": g.n_nodes,
+                          "grammar_bytes": len(g.to_bytes())}, indent=1))  # fmt: skip
         return 0
     try:
         from voicenode_tools.train import commands as tc
@@ -60,7 +73,8 @@ def run(args):
                         workers=args.workers, quick=args.quick, name=args.name, overrides=over)  # fmt: skip
     except RuntimeError as e:
         raise CommandError(str(e)) from None
-    print(json.dumps({"model": str(Path(args.output) / (side["name"] + ".vcm")), "cutoff": side["cutoff"],
-                      "scores": side["scores"]["mean"], "heap_bytes": side["heap_bytes"], "macs": side["macs"],
+    print(json.dumps({"model": str(Path(args.output) / (side["name"] + ".json")),
+                      "cutoff_avg": side["cutoff_avg"], "scores": side["scores"]["mean"],
+                      "heap_bytes": side["heap_bytes"], "macs_per_step": side["macs_per_step"],
                       "seconds": side["train_seconds"]["total"]}))  # fmt: skip
     return 0

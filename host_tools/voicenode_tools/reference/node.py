@@ -27,8 +27,9 @@ def events(
     cutoffs: dict[str, float] | None = None,
     scores: bool = False,
     microphone: bool = False,
+    commands=None,
 ) -> list[dict]:
-    """The node's wake events for a recording.
+    """The node's wake (and intent) events for a recording.
 
     Args:
         pcm: int16 mono samples at SAMPLE_RATE.
@@ -39,6 +40,9 @@ def events(
         microphone: `pcm` is what the microphone hears: pass it through the Microphone's DC
             high-pass first, as `main()` on a board does (False: `pcm` goes straight to
             `Node.feed`, as the HIL test input does).
+        commands: a command model (`reference.commands.load`) or None: as the node with config
+            "commands", every wake opens a listening window (from the next frame; a wake inside
+            the window opens a new one) that ends in one "intent" event.
 
     Returns:
         Events in time order, like the firmware prints them, without the boot clock "t".
@@ -51,6 +55,7 @@ def events(
     det = wake.Detector(models, default=default, frontend=nn.frontend_params(), cutoffs=u8)
     if det.errors:
         raise nn.ModelFormatError("; ".join(det.errors))
+    dets = det.run(feats)
     out = [
         {
             "event": "wake",
@@ -58,8 +63,11 @@ def events(
             "score": round(d.score / 255, 3),
             "at": event_time(d.frame),
         }
-        for d in det.run(feats)
+        for d in dets
     ]
+    if commands is not None:
+        out += intent_events(feats, sorted({d.frame for d in dets}), commands)
+        out.sort(key=lambda e: (e["at"], e["event"] != "wake"))
     if scores:
         for m in det.models:
             probs = m.stream(feats)
@@ -74,4 +82,20 @@ def events(
                     }
                 )
         out.sort(key=lambda e: (e["at"], e["event"] != "score"))
+    return out
+
+
+def intent_events(feats: np.ndarray, wake_frames: list[int], model) -> list[dict]:
+    """The node's intent events: one listening window after each wake (as `Node._command`)."""
+    from . import commands as rc
+
+    out = []
+    for i, f in enumerate(wake_frames):
+        nxt = wake_frames[i + 1] if i + 1 < len(wake_frames) else len(feats)
+        r = rc.recognize(model, feats[f + 1 : nxt])  # a new wake cuts the window short
+        if r is None:
+            continue  # no decision before the next wake (or the end of the recording)
+        ev = {"event": "intent", "at": event_time(f + r["frames"])}
+        ev.update({k: r[k] for k in ("intent", "slots", "score", "reason") if k in r})
+        out.append(ev)
     return out

@@ -27,9 +27,16 @@ TAIL_S = 1.0
 TIMEOUT_PER_AUDIO_S = 5.0
 
 
-def hear(wav: Path, cfg: dict, board: str | None = None, source: Path | None = None,
-         models: Path | None = None, flash_image: Path | None = None, realtime: bool = False,
-         say=None):
+def hear(
+    wav: Path,
+    cfg: dict,
+    board: str | None = None,
+    source: Path | None = None,
+    models: Path | None = None,
+    flash_image: Path | None = None,
+    realtime: bool = False,
+    say=None,
+):
     """Deploy to a virtual board whose microphone plays `wav`; yield the node's events.
 
     The firmware (with the board's files and the models) is deployed, `cfg` becomes the
@@ -73,13 +80,20 @@ def hear(wav: Path, cfg: dict, board: str | None = None, source: Path | None = N
             port = vb.start()
             if say:
                 say(f"virtual board on {port}")
-            report = deploy_mod.deploy(port, board=board, source=source or FIRMWARE_DIR,
-                                       reset=False, models=models or build_mod.MODELS_DIR)
+            report = deploy_mod.deploy(
+                port,
+                board=board,
+                source=source or FIRMWARE_DIR,
+                reset=False,
+                models=models or build_mod.MODELS_DIR,
+            )
             if say:
                 say(f"deploy: {report.summary()}")
             t = transport.connect(port, soft_reset=False)  # the hard reset below restarts it
             try:
-                t.fs_writefile("/config.json", json.dumps(dict({"status_every_s": 1}, **cfg)).encode())
+                t.fs_writefile(
+                    "/config.json", json.dumps(dict({"status_every_s": 1}, **cfg)).encode()
+                )
             finally:
                 transport.close(t)
             vb.hard_reset()
@@ -104,8 +118,10 @@ def listen_on_virtual_board(
     source: Path | None = None,
     flash_image: Path | None = None,
     models: Path | None = None,
+    commands: str | None = None,
 ) -> list[dict]:
-    """Run the recording through the firmware on a virtual board; return its wake events.
+    """Run the recording through the firmware on a virtual board; return its wake events
+    (and intent events, with a command model).
 
     Args:
         pcm: int16 mono samples at 16 kHz (what the microphone hears).
@@ -115,9 +131,10 @@ def listen_on_virtual_board(
         source: the firmware tree deployed (default: firmware/).
         models: the folder of models deployed with it (default: the shipped models/).
         flash_image: the flash image to use (default: a temporary one).
+        commands: the command model the node runs after a wake (config "commands"), or None.
 
     Returns:
-        The node's "wake" events, with "at" = seconds into the recording.
+        The node's "wake" and "intent" events, with "at" = seconds into the recording.
     """
     end = len(pcm) / 16000 + TAIL_S
     wakes = []
@@ -125,12 +142,20 @@ def listen_on_virtual_board(
         wav = Path(tmp) / "mic.wav"
         write_wav(wav, np.asarray(pcm, np.int16))  # then the microphone hears silence
         cfg = {"wake_words": words, "cutoffs": cutoffs}
+        if commands:
+            cfg["commands"] = commands
         with contextlib.closing(hear(wav, cfg, board, source, models, flash_image)) as session:
             for ev in session:
                 kind = ev.get("event")
                 if kind == "wake" and ev["at"] <= end:
-                    wakes.append({"event": "wake", "word": ev["word"], "score": ev["score"],
-                                  "at": ev["at"]})
+                    wakes.append(
+                        {"event": "wake", "word": ev["word"], "score": ev["score"], "at": ev["at"]}
+                    )
+                elif kind == "intent" and ev["at"] <= end:
+                    keys = ("intent", "slots", "score", "reason")
+                    wakes.append(
+                        {"event": "intent", "at": ev["at"], **{k: ev[k] for k in keys if k in ev}}
+                    )
                 elif kind == "error":
                     raise CommandError(f"the node reported an error: {ev}")
     return wakes
