@@ -446,3 +446,34 @@ def test_compiles_for_the_esp32s3(tmp_path):
             check=True,
         )  # fmt: skip
         assert out.stat().st_size > 1000
+
+
+SHIPPED = REPO_ROOT / "models" / "commands_home"
+
+
+def test_shipped_model_through_the_firmware(tmp_path):
+    """The shipped command model loads on the host and the chip (the home set's grammar, its
+    network, the sidecar), and the chip gives the twin's rows, decode and answers for
+    commands said by a held-out voice and for a sentence that is no command.
+
+    (Its recognition accuracy is a benchmark figure: python -m voicenode_tools.bench.commands.)
+    """
+    m = rc.load(SHIPPED)
+    cs = C.load(C.default_path())
+    assert m.layout["intents"] == cs.intent_names
+    g, _ = G.compile_commandset(cs, units=m.layout.get("units", "phones"))
+    assert m.grammar.to_bytes() == g.to_bytes()  # the shipped grammar is the home set's
+    n_cls = m.grammar.n_classes
+    rng = np.random.default_rng(11)
+    texts = ["turn on the kitchen lights", "set a timer for five minutes", "what time is it",
+             "turn off the fan", "the children are playing in the garden"]  # fmt: skip
+    wins = [window(t, rng, snr=20.0) for t in texts]
+    got = firmware_recognize(SHIPPED, wins, tmp_path)
+    for w, g_ in zip(wins, got, strict=True):
+        want = rc.recognize(m, w)
+        assert want is not None and g_["frames"] == want["frames"]
+        cost = np.frombuffer(bytes.fromhex(g_.pop("cost")), np.uint8).reshape(-1, n_cls)
+        np.testing.assert_array_equal(cost, rc.costgram(m, w[: want["frames"]]))
+        for k in ("intent", "slots", "score", "reason", "avg", "second", "token", "pattern"):
+            assert g_.get(k) == want.get(k), (k, g_, want)
+    assert len({g_["avg"] for g_ in got}) > 2  # different commands, different costs
