@@ -259,7 +259,8 @@ class PorcupineEngine:
 
 class PocketSphinxEngine:
     name = "pocketsphinx"
-    settings = (1e-2, 1e-5, 1e-10, 1e-20, 1e-30)  # strict to lenient
+    # Strict to lenient; above 1 it gets stricter still (alexa: 1e-2 already accepts speech).
+    settings = (1e10, 1e5, 1.0, 1e-2, 1e-5, 1e-10, 1e-20, 1e-30)
 
     def __init__(self, phrase):
         import pocketsphinx
