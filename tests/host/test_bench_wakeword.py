@@ -194,3 +194,17 @@ def test_reserved_voices_never_reach_training():
     for s in ("flite", "festival", "human"):
         with pytest.raises(ValueError, match="reserved"):
             synth.say("hey jarvis", synth.Voice(s, "kal"))
+
+
+def test_merge_replaces_the_engines_run_again_on_the_same_audio():
+    audio = {"hours": {"negatives": 1.2}}
+    base = {"phrase": "alexa", "seed": 1, "snrs": [20], "audio": audio}
+    old = dict(base, results=[{"engine": "a", "x": 1}, {"engine": "b", "x": 1}])
+    new = dict(base, results=[{"engine": "b", "x": 2}, {"engine": "c", "x": 2}])
+    merged = wb.merge(old, new)
+    assert [(r["engine"], r["x"]) for r in merged["results"]] == [("a", 1), ("b", 2), ("c", 2)]
+    assert merged["merged"] == ["b", "c"]
+    with pytest.raises(ValueError, match="audio differs"):
+        wb.merge(old, dict(new, audio={"hours": {"negatives": 2.0}}))
+    with pytest.raises(ValueError, match="phrase differs"):
+        wb.merge(old, dict(new, phrase="hey jarvis"))

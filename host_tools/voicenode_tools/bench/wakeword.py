@@ -638,6 +638,24 @@ def table(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(old: dict, new: dict) -> dict:
+    """An earlier run's results with the engines of a new run on the same audio replaced.
+
+    Raises:
+        ValueError: the two runs did not hear the same audio (phrase, seed, SNRs, hours).
+    """
+    for k in ("phrase", "seed", "snrs"):
+        if old.get(k) != new.get(k):
+            raise ValueError(f"cannot merge: {k} differs ({old.get(k)!r} vs {new.get(k)!r})")
+    if old["audio"]["hours"] != new["audio"]["hours"]:
+        raise ValueError("cannot merge: the audio differs (hours per set)")
+    fresh = {r["engine"]: r for r in new["results"]}
+    results = [fresh.pop(r["engine"], r) for r in old["results"]] + list(fresh.values())
+    merged = dict(new, results=results)
+    merged["merged"] = sorted(set(old.get("merged", [])) | {r["engine"] for r in new["results"]})
+    return merged
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--phrase", default="hey jarvis")
@@ -663,6 +681,11 @@ def main(argv=None):
         "--negative-tracks",
         type=int,
         help="only this many negative tracks: a quick smoke run (its FA/h figures mean little)",
+    )
+    ap.add_argument(
+        "--merge",
+        help="an earlier result JSON of the same phrase and audio: keep its other engines, "
+        "replace the ones run now",
     )
     ap.add_argument("--out", help="write the JSON here, the DET curve to .png, the table to .md")
     args = ap.parse_args(argv)
@@ -713,6 +736,8 @@ def main(argv=None):
         "audio": info,
         "results": results,
     }
+    if args.merge:
+        out = merge(json.loads(Path(args.merge).read_text()), out)
     md = table(out)
     log(md)
     print(json.dumps(out, indent=1))
