@@ -1,7 +1,7 @@
 """What the chip's grammar decoder costs: time, instructions and heap of one decision.
 
     python -m voicenode_tools.bench.grammar_cost [--file commands/home.toml] [--rows 100]
-                                                 [--no-callgrind] [--json OUT]
+        [--units phones|words] [--model models/commands_home] [--no-callgrind] [--json OUT]
 
 The command set is compiled (`voicenode_tools.grammar`), written as a `.vcg`, loaded by the
 firmware's `voicenode.grammar` on the MicroPython Unix port and asked to decode a random
@@ -58,12 +58,12 @@ print(a1 - a0, dt, best[0], g.n_nodes, df)
 """
 
 
-def bench(file=None, rows: int = 100, callgrind: bool = True, log=print) -> dict:
+def bench(file=None, rows: int = 100, callgrind: bool = True, log=print, units="phones") -> dict:
     from voicenode_tools import commandset
     from voicenode_tools import grammar as G
 
     path = Path(file) if file else commandset.default_path()
-    g, _ = G.compile_commandset(commandset.load(path))
+    g, _ = G.compile_commandset(commandset.load(path), units=units)
     with tempfile.TemporaryDirectory() as d:
         vcg = Path(d) / "g.vcg"
         vcg.write_bytes(g.to_bytes())
@@ -77,6 +77,7 @@ def bench(file=None, rows: int = 100, callgrind: bool = True, log=print) -> dict
         heap, us, _, nodes, fin = (int(x) for x in out.split())
         res = {
             "command_set": str(path),
+            "units": units,
             "nodes": nodes,
             "preds": int(len(g.preds)),
             "patterns": len(g.patterns),
@@ -87,7 +88,7 @@ def bench(file=None, rows: int = 100, callgrind: bool = True, log=print) -> dict
             "unix_ms_per_row": round(us / 20 / 1000 / rows, 3),
             "unix_ms_finish": round(fin / 20 / 1000, 3),
         }
-        log(f"{path.name}: {nodes} nodes, {len(g.preds)} predecessors, {len(g.patterns)} "
+        log(f"{path.name} ({units}): {nodes} nodes, {len(g.preds)} predecessors, {len(g.patterns)} "
             f"patterns, {res['file_bytes']} B file, {heap} B heap after load")  # fmt: skip
         log(f"Unix port: {res['unix_ms_per_decision']} ms per decode of {rows} rows "
             f"({res['unix_ms_per_row']} ms per row, as the recogniser streams them), "
@@ -164,12 +165,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", help="command set (default commands/home.toml)")
     ap.add_argument("--rows", type=int, default=100, help="costgram rows per decision")
+    ap.add_argument(
+        "--units",
+        choices=("phones", "words"),
+        default="phones",
+        help="grammar units (the shipped model uses words)",
+    )
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
     ap.add_argument("--model", help="also measure the Recognizer of this command model (base)")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args(argv)
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    res = bench(a.file, a.rows, not a.no_callgrind, log=log)
+    res = bench(a.file, a.rows, not a.no_callgrind, log=log, units=a.units)
     if a.model:
         res.update(recognizer_cost(a.model, log=log))
     print(json.dumps(res, indent=1))
