@@ -44,7 +44,8 @@ INPUT_SCALE = 1.0 / 64.0
 DEFAULTS = {
     "seed": 1,
     "data": {
-        "train_commands": 8000,  # command sentences said by training voices
+        "train_commands": 12000,  # command sentences said by training voices
+        "intent_power": 0.25,  # intents drawn by (their sentences) ** this: short ones heard too
         "piper_fraction": 0.05,  # share of training clips said by piper (slow: ~0.3 s each)
         "train_unknown": 2400,  # unknown speech (training voices, training text)
         "val_commands": 600,  # held-out espeak voices
@@ -61,8 +62,7 @@ DEFAULTS = {
                        ["dense", 64, 1, 1, 1]]},
     "train": {"epochs": 12, "batch": 64, "lr": 0.003, "weight_decay": 0.001},
     "vad": None,  # reference.vad.DEFAULTS
-    "target_unknown_accept": 0.01,
-    "margin_avg": 0,
+    "target_unknown_accept": 0.01,  # cutoff_avg and margin_avg are chosen for it
     # network classes: "words" of the set (+ blank and <unk>) or broad "phones"
     "units": "words",
 }  # fmt: skip
@@ -138,16 +138,16 @@ def _frontend_hash() -> str:
 
 
 def draw_commands(
-    cs: csmod.CommandSet, n: int, rng: np.random.Generator
+    cs: csmod.CommandSet, n: int, rng: np.random.Generator, power: float = 0.5
 ) -> list[tuple[str, int, dict]]:
     """n command sentences: (text, intent index, {slot: value index}).
 
-    Intents are drawn in proportion to the square root of their number of sentences (a timer
-    with 60 values is heard more often than "fan on"), a template uniformly, slot values
-    uniformly.
+    Intents are drawn in proportion to their number of sentences to the `power` (0.5: a
+    timer with 60 values is heard more often than "fan on"; 0: every intent alike), a template
+    uniformly, slot values uniformly.
     """
     temps = [cs.templates(it) for it in cs.intents]
-    w = np.sqrt(np.array([len(list(cs.expand_intent(it))) for it in cs.intents], np.float64))
+    w = np.array([len(list(cs.expand_intent(it))) for it in cs.intents], np.float64) ** power
     w /= w.sum()
     out = []
     for _ in range(n):
@@ -225,7 +225,7 @@ def sentence_plan(cs: csmod.CommandSet, rec: dict) -> dict:
     plan = {}
     plan["train_cmd"] = [
         (t, voice(False, d["piper_fraction"]), k, v)
-        for t, k, v in draw_commands(cs, d["train_commands"], rng)
+        for t, k, v in draw_commands(cs, d["train_commands"], rng, d.get("intent_power", 0.5))
     ]
     plan["train_unk"] = [
         (t, voice(False, d["piper_fraction"]), -1, {})
@@ -557,17 +557,34 @@ def score(decs, items, cs, layout, cutoff_avg: int, margin_avg: int) -> dict:
     }
 
 
-def choose_cutoff(decs, items, target: float, margin_avg: int) -> int:
-    """Largest average cost at which at most `target` of the unknown speech is accepted."""
-    unk = sorted(
-        r["avg"] for r, it in zip(decs, items, strict=True)
-        if it[2] < 0 and accepted(r, 1 << 30, margin_avg)
-    )  # fmt: skip
-    n_unk = sum(1 for it in items if it[2] < 0)
-    allowed = int(np.floor(target * n_unk))
-    if allowed >= len(unk):
-        return unk[-1] if unk else 1 << 16
-    return max(0, unk[allowed] - 1)
+def choose_operating_point(decs, items, target: float) -> tuple[int, int]:
+    """The (cutoff_avg, margin_avg) with the most commands right while at most `target` of the
+    unknown speech is accepted (validation voices): a command must be cheap (avg <= cutoff)
+    and ahead of every other intent (second - avg >= margin)."""
+    big = 1 << 20
+    rows = []
+    for r, it in zip(decs, items, strict=True):
+        if r is None or r.get("silence") or r["frames"] == 0:
+            rows.append((it[2] >= 0, False, big, -1))
+            continue
+        second = big if r["second"] is None else r["second"]
+        rows.append((it[2] >= 0, it[2] >= 0 and r["intent"] == it[2], r["avg"], second - r["avg"]))
+    a = np.array(rows, np.int64).reshape(-1, 4)
+    cmd, ok, avg, marg = a[:, 0] == 1, a[:, 1] == 1, a[:, 2], a[:, 3]
+    n_unk = max(1, int(np.sum(~cmd)))
+    best = (-1.0, 0, 1 << 16)
+    for margin in range(0, 257, 4):
+        u = np.sort(avg[~cmd & (marg >= margin)])
+        allowed = int(np.floor(target * n_unk))
+        cut = int(u[allowed] - 1) if allowed < len(u) else int(avg.max())
+        acc = (
+            float(np.mean(ok[cmd] & (avg[cmd] <= cut) & (marg[cmd] >= margin)))
+            if cmd.any()
+            else 0.0
+        )
+        if acc > best[0]:
+            best = (acc, max(cut, 0), margin)
+    return best[1], best[2]
 
 
 # --- the whole build ------------------------------------------------------------------------
@@ -668,8 +685,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     decs = {snr: decisions(qmodel, g, vw, rec, stride) for snr, (vw, _) in val.items()}
     all_d = [r for snr in val for r in decs[snr]]
     all_i = [it for snr in val for it in val[snr][1]]
-    margin = int(rec["margin_avg"])
-    cutoff = choose_cutoff(all_d, all_i, rec["target_unknown_accept"], margin)
+    cutoff, margin = choose_operating_point(all_d, all_i, rec["target_unknown_accept"])
     scores = {f"snr{snr}": score(decs[snr], val[snr][1], cs, layout, cutoff, margin) for snr in val}
     keys = ("intent_accuracy", "slot_accuracy", "unknown_accepted", "command_rejected")
     scores["mean"] = {
