@@ -23,7 +23,8 @@ DEFAULTS = {
     "status_every_s": 60,
     # intents that drive outputs named by the board, see voicenode.actions.gpio
     "outputs": {},
-    # the command model listening after the wake word (models/<name>.vcm), or "" for none.
+    # the command model listening after the wake word (models/<name>.json + .vcg + network),
+    # or "" for none.
     # Off by default: the shipped command model is not accurate enough yet (docs/COMMANDS.md).
     "commands": "",
 }

@@ -1,7 +1,7 @@
 """Broad phone classes: the units the command recogniser's network hears.
 
 espeak-ng says what it will speak as IPA (`espeak-ng -q --ipa --sep=_ -v VOICE TEXT`), for any
-of its voices, foreign accents included. Those symbols are folded into 39 broad English classes
+of its voices, foreign accents included. Those symbols are folded into 38 broad English classes
 (ARPAbet-like names; vowels that accents swap, such as the o of "on" in American and British
 English, share a class) plus the CTC blank, class 0. Training labels come from the voice that
 said the clip; the grammar's pronunciations from the American and British voices
