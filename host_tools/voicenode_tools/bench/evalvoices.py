@@ -257,3 +257,70 @@ def clips(phrase: str, seed: int = 1, speech_minutes: float = 10.0, workers: int
     np.savez(tmp, **arrays)
     tmp.replace(path)
     return out
+
+
+def per_voice_frr(phrase: str, cutoffs: dict[str, float], seed: int = 1) -> dict:
+    """A diagnostic: which reserved voices each probability engine misses, one clip at a time.
+
+    Every independent positive is played alone (2 s of faint noise, the clip at the tracks'
+    level, 1 s of noise: no background, room or level change) to a fresh engine state.
+
+    Args:
+        phrase: the wake phrase.
+        cutoffs: {engine name: cutoff} for engines with a ``scores`` method
+            (ours, microwakeword, openwakeword).
+        seed: seed of the independent set.
+
+    Returns:
+        {engine: {voice: FRR}} with voices as "synth:name".
+    """
+    from . import wakeword
+
+    cl = clips(phrase, seed)
+    rng = np.random.default_rng([seed, 3])
+    rate = wakeword.RATE
+    engines = {name: wakeword.ENGINES[name](phrase) for name in cutoffs}
+    missed: dict[str, dict[str, list[bool]]] = {n: {} for n in engines}
+    for pcm, info in zip(cl["pos"], cl["pos_info"], strict=True):
+        voice = info.split(":d")[0]
+        x = pcm.astype(np.float64)
+        x *= 3000.0 / (np.sqrt(np.mean(x**2)) + 1e-9)
+        audio = np.concatenate([rng.normal(0, 30, 2 * rate), x, rng.normal(0, 30, rate)])
+        audio = np.clip(np.round(audio), -32768, 32767).astype(np.int16)
+        for name, e in engines.items():
+            pos, s = e.scores(audio)
+            hit = bool(np.any(s[pos >= 2 * rate] >= cutoffs[name]))
+            missed[name].setdefault(voice, []).append(not hit)
+    return {
+        n: {v: round(float(np.mean(m)), 3) for v, m in sorted(d.items())} for n, d in missed.items()
+    }
+
+
+def main(argv=None):
+    """`python -m voicenode_tools.bench.evalvoices --phrase alexa --cutoff ours=0.999 ...`"""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="FRR per reserved voice, clips alone in quiet")
+    ap.add_argument("--phrase", default="hey jarvis")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--cutoff",
+        action="append",
+        required=True,
+        help="ENGINE=CUTOFF (ours, microwakeword, openwakeword), e.g. ours=0.999",
+    )
+    args = ap.parse_args(argv)
+    cutoffs = {k: float(v) for k, v in (c.split("=", 1) for c in args.cutoff)}
+    res = per_voice_frr(args.phrase, cutoffs, args.seed)
+    voices_ = sorted({v for d in res.values() for v in d})
+    print("| voice | " + " | ".join(f"{n} @ {c:g}" for n, c in cutoffs.items()) + " |")
+    print("|---|" + "---|" * len(cutoffs))
+    for v in voices_:
+        print(f"| {v} | " + " | ".join(f"{100 * res[n][v]:.0f} %" for n in cutoffs) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
