@@ -23,7 +23,7 @@ test: $(STAMP)
 # The benchmarks (figures, not tests), with the peers they compare with (the bench extra).
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench]"
-	for b in frontend nn deploy sim wakeword commands; do \
+	for b in frontend nn grammar deploy sim wakeword commands; do \
 		PATH=$(abspath $(BIN)):$$PATH $(BIN)/voicenode bench $$b || exit 1; done
 
 # ruff, codespell, mpy-cross for the chip and mypy against the ESP32-S3 stubs (also in `make test`).
