@@ -54,13 +54,15 @@ DEFAULTS = {
         "copies": 1,  # augmented scenes per training clip
         "snr_db": [0, 30],
         "val_snrs": [20, 10, 5],
-        "jitter": 2,  # extra pooled variants per training scene (boundaries moved +-3 frames)
+        "jitter": 2,  # unused since the CTC network; kept because it keys the cached audio
     },
-    # the phone network before its logits layer (kind, out_ch, k, stride, dilation)
+    # the network before its logits layer (kind, out_ch, k, stride, dilation): 0.9 s of context
     "model": {"spec": [["conv", 64, 3, 3, 1], ["dwconv", 0, 5, 1, 1], ["dense", 64, 1, 1, 1],
                        ["dwconv", 0, 5, 1, 2], ["dense", 64, 1, 1, 1], ["dwconv", 0, 5, 1, 4],
                        ["dense", 64, 1, 1, 1]]},
-    "train": {"epochs": 12, "batch": 64, "lr": 0.003, "weight_decay": 0.001},
+    "train": {"epochs": 40, "batch": 64, "lr": 0.003, "weight_decay": 0.001,
+              "augment": {"shift": 2, "freq_masks": 2, "freq_width": 5, "time_masks": 2,
+                          "time_width": 8}},
     "vad": None,  # reference.vad.DEFAULTS
     "target_unknown_accept": 0.01,  # cutoff_avg and margin_avg are chosen for it
     # network classes: "words" of the set (+ blank and <unk>) or broad "phones"
@@ -433,6 +435,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
         opt, max_lr=t["lr"], total_steps=steps, pct_start=0.15
     )
     g = torch.Generator().manual_seed(seed)
+    aug = t.get("augment")
     for ep in range(epochs):
         net.train()
         perm = torch.randperm(len(X), generator=g)
@@ -440,7 +443,8 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
         for j in range(0, len(X), batch):
             idx = perm[j : j + batch]
             xb = X[idx].float() * INPUT_SCALE
-            # gain jitter in the log domain: the front end's floor makes level a shift
+            if aug:
+                xb = _augment(xb, g, aug)
             out = net(xb).permute(2, 0, 1).log_softmax(2)  # (T, B, C)
             ys = [y[i] for i in idx.tolist()]
             tgt = torch.tensor([p for q in ys for p in q], dtype=torch.long)
@@ -455,6 +459,38 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             tot += loss.item() * len(idx)
         progress("train", (ep + 1) / epochs, f"CTC loss {tot / len(X):.3f}")
     return net.eval()
+
+
+def _augment(x, g, aug: dict):
+    """Features of other voices and rooms, made on the fly: each window's mel bands shifted by
+    up to `shift` bands (a longer or shorter vocal tract), `freq_masks` bands and `time_masks`
+    spans of frames blanked (SpecAugment)."""
+    import torch
+
+    b, t, f = x.shape
+    out = x.clone()
+    s = int(aug.get("shift", 0))
+    if s:
+        k = torch.randint(-s, s + 1, (b,), generator=g)
+        for i in range(b):
+            ki = int(k[i])
+            if ki > 0:
+                out[i, :, ki:] = x[i, :, :-ki]
+                out[i, :, :ki] = x[i, :, :1]
+            elif ki < 0:
+                out[i, :, :ki] = x[i, :, -ki:]
+                out[i, :, ki:] = x[i, :, -1:]
+    for _ in range(int(aug.get("freq_masks", 0))):
+        w = torch.randint(0, int(aug["freq_width"]) + 1, (b,), generator=g)
+        f0 = torch.randint(0, f, (b,), generator=g)
+        for i in range(b):
+            out[i, :, int(f0[i]) : int(f0[i]) + int(w[i])] = 0
+    for _ in range(int(aug.get("time_masks", 0))):
+        w = torch.randint(0, int(aug["time_width"]) + 1, (b,), generator=g)
+        t0 = torch.randint(0, t, (b,), generator=g)
+        for i in range(b):
+            out[i, int(t0[i]) : int(t0[i]) + int(w[i]), :] = 0
+    return out
 
 
 def quantize(net, x: np.ndarray, n_calib: int = 60):
