@@ -60,7 +60,7 @@ DEFAULTS = {
     "model": {"spec": [["conv", 64, 3, 3, 1], ["dwconv", 0, 5, 1, 1], ["dense", 64, 1, 1, 1],
                        ["dwconv", 0, 5, 1, 2], ["dense", 64, 1, 1, 1], ["dwconv", 0, 5, 1, 4],
                        ["dense", 64, 1, 1, 1]]},
-    "train": {"epochs": 40, "batch": 64, "lr": 0.003, "weight_decay": 0.001,
+    "train": {"epochs": 80, "batch": 64, "lr": 0.003, "weight_decay": 0.001,
               "augment": {"shift": 2, "freq_masks": 2, "freq_width": 5, "time_masks": 2,
                           "time_width": 8}},
     "vad": None,  # reference.vad.DEFAULTS
