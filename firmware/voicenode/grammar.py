@@ -35,6 +35,8 @@ import struct
 import micropython
 from micropython import const
 
+from voicenode.crc import crc32 as _crc32
+
 MAGIC = b"VNCG"
 VERSION = const(1)
 START = const(1)  # node flag: may start its pattern
@@ -67,18 +69,6 @@ _G_LEN = const(16)
 # row0 of a decoder that has not decoded yet: a large positive value, because ptr32 loads
 # are zero-extended on 64-bit ports (a -1 would read as 4294967295 there, not on the chip)
 NOT_STARTED = const(0x3FFFFFFF)
-
-try:
-    from binascii import crc32 as _crc32
-except ImportError:  # a port built without it: a bitwise CRC-32 (slow, load time only)
-
-    def _crc32(data, crc=0):
-        crc ^= 0xFFFFFFFF
-        for b in data:
-            crc ^= b
-            for _ in range(8):
-                crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
-        return crc ^ 0xFFFFFFFF
 
 
 class GrammarError(ValueError):

@@ -28,6 +28,8 @@ import struct
 
 from micropython import const
 
+from voicenode.crc import crc32 as _crc32
+
 from . import kernels
 from .kernels import run_layers
 
@@ -48,18 +50,6 @@ _BIAS_LIMIT = const(0x20000000)  # 2**29
 _M_PER = const(8)  # terms per sum = weights per output channel
 _M_DATA = const(9)  # bytes after the layer head in the file
 _M_SIZE = const(10)  # bytes of the layer's buffer
-
-try:
-    from binascii import crc32 as _crc32
-except ImportError:  # a port built without it: a bitwise CRC-32 (slow, load time only)
-
-    def _crc32(data, crc=0):
-        crc ^= 0xFFFFFFFF
-        for b in data:
-            crc ^= b
-            for _ in range(8):
-                crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
-        return crc ^ 0xFFFFFFFF
 
 
 class ModelError(ValueError):
