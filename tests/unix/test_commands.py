@@ -52,26 +52,11 @@ def run_mpy(code, heapsize="1m", timeout=180):
     return out.stdout.strip().splitlines()
 
 
-def float_layers(rng, spec=SPEC, n_mels=40):
-    layers, in_ch = [], n_mels
-    for kind, out_ch, k, s, d, act in spec:
-        if kind == "dwconv":
-            out_ch = in_ch
-            w = rng.normal(size=(out_ch, 1, k)) / np.sqrt(k)
-        elif kind == "conv":
-            w = rng.normal(size=(out_ch, in_ch, k)) / np.sqrt(k * in_ch)
-        else:
-            w = rng.normal(size=(out_ch, in_ch)) / np.sqrt(in_ch)
-        layers.append(nn.FloatLayer(kind, w, rng.normal(size=out_ch) * 0.1, s, d, act))
-        in_ch = out_ch
-    return layers
-
-
 def make_model(folder, name=NAME, seed=41, spec=SPEC, **side_changes):
     """A complete command model in `folder`: grammar, phone network, sidecar. Returns base."""
     g, layout = G.compile_commandset(C.load(C.default_path()))
     feats = ref_frontend.features(load_16k(SPEECH))
-    net = nn.quantize(float_layers(np.random.default_rng(seed), spec), feats, input_scale=1 / 64)
+    net = nn.quantize(nn.random_float_layers(np.random.default_rng(seed), spec=spec), feats, input_scale=1 / 64)
     labels = list(phones.CLASSES) if spec[-1][1] == N_CLS else None
     net_side = {"name": f"{name}_phones", "frontend": nn.frontend_params()}
     if labels:

@@ -122,29 +122,12 @@ def test_firmware_matches_numpy_twin_on_real_features(tmp_path):
     feats = frontend.features(pcm)
     assert feats.shape[0] > 150 and feats.std() > 5
     rng = np.random.default_rng(7)
-    model = nn.quantize(_float_layers(rng), feats, input_scale=1 / 255)  # calibrated on speech
+    model = nn.quantize(nn.random_float_layers(rng), feats, input_scale=1 / 255)  # calibrated on speech
     vnm = save(model, tmp_path / "real.vnm")
     want = model.stream(feats)
     got = firmware_stream(vnm, feats, tmp_path)
     assert np.unique(want).size > 5
     np.testing.assert_array_equal(got, want)
-
-
-def _float_layers(rng, spec=nn.BENCH_SPEC, n_mels=40):
-    layers, in_ch = [], n_mels
-    for kind, out_ch, k, s, d, act in spec:
-        if kind == "dwconv":
-            out_ch = in_ch
-            w = rng.normal(size=(out_ch, 1, k)) / np.sqrt(k)
-        elif kind == "conv":
-            w = rng.normal(size=(out_ch, in_ch, k)) / np.sqrt(k * in_ch)
-        else:
-            w = rng.normal(size=(out_ch, in_ch)) / np.sqrt(in_ch)
-        if act == "sigmoid":
-            w = w * 20
-        layers.append(nn.FloatLayer(kind, w, rng.normal(size=out_ch) * 0.1, s, d, act))
-        in_ch = out_ch
-    return layers
 
 
 KERNEL_CODE = """
@@ -365,7 +348,7 @@ def test_compiled_mpy_gives_the_same_bytes(tmp_path):
     sources = [
         FIRMWARE_DIR / "voicenode" / "nn" / n for n in ("__init__.py", "kernels.py", "model.py")
     ]
-    sources.append(FIRMWARE_DIR / "voicenode" / "wake.py")
+    sources += [FIRMWARE_DIR / "voicenode" / n for n in ("wake.py", "crc.py")]
     for src in sources:
         rel = src.relative_to(FIRMWARE_DIR / "voicenode")
         for arch in ("xtensawin", "x64"):

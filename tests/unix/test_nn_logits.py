@@ -41,21 +41,6 @@ def run_mpy(code, heapsize="512k"):
     return out.stdout.strip().splitlines()
 
 
-def float_layers(rng, spec=SPEC, n_mels=40):
-    layers, in_ch = [], n_mels
-    for kind, out_ch, k, s, d, act in spec:
-        if kind == "dwconv":
-            out_ch = in_ch
-            w = rng.normal(size=(out_ch, 1, k)) / np.sqrt(k)
-        elif kind == "conv":
-            w = rng.normal(size=(out_ch, in_ch, k)) / np.sqrt(k * in_ch)
-        else:
-            w = rng.normal(size=(out_ch, in_ch)) / np.sqrt(in_ch)
-        layers.append(nn.FloatLayer(kind, w, rng.normal(size=out_ch) * 0.1, s, d, act))
-        in_ch = out_ch
-    return layers
-
-
 @pytest.fixture(scope="module")
 def speech_features():
     feats = ref_frontend.features(load_16k(SPEECH))
@@ -67,7 +52,7 @@ def speech_features():
 def phones(tmp_path_factory, speech_features):
     """(path, QuantModel) of a logits-head model calibrated on speech."""
     tmp = tmp_path_factory.mktemp("logits")
-    layers = float_layers(np.random.default_rng(41))
+    layers = nn.random_float_layers(np.random.default_rng(41), spec=SPEC)
     model = nn.quantize(layers, speech_features, input_scale=1 / 64)
     assert model.head == "logits"
     vnm = tmp / "phones.vnm"
@@ -159,14 +144,14 @@ def test_host_twin_round_trips_the_logits_model(phones, speech_features):
     back = nn.QuantModel.from_bytes(model.to_bytes(), head="logits")
     assert back.layers[-1].out_ch == 24 and back.layers[-1].table is None
     # the float network with the same layers gives (steps, 24) outputs
-    layers = float_layers(np.random.default_rng(41))
+    layers = nn.random_float_layers(np.random.default_rng(41), spec=SPEC)
     x = (speech_features[:300].astype(np.float64)) / 64
     assert nn.float_stream(layers, x).shape == (100, 24)
 
 
 def test_quantised_logits_follow_the_float_network(phones, speech_features):
     vnm, model = phones
-    layers = float_layers(np.random.default_rng(41))
+    layers = nn.random_float_layers(np.random.default_rng(41), spec=SPEC)
     f = nn.float_stream(layers, speech_features.astype(np.float64) / 64)
     last = model.layers[-1]
     q = (model.stream(speech_features).astype(np.float64) - last.out_zp) * last.out_scale

@@ -899,6 +899,19 @@ def random_model(
         input_zp: input zero point.
         logit_gain: scale of the last layer's weights (spreads the probabilities).
     """
+    layers = random_float_layers(rng, n_mels, spec, logit_gain)
+    calib = rng.integers(0, 256, size=(300, n_mels), dtype=np.uint8)
+    return quantize(layers, calib, input_zp=input_zp)
+
+
+def random_float_layers(
+    rng: np.random.Generator,
+    n_mels: int = 40,
+    spec: list[tuple] | None = None,
+    logit_gain: float = 20.0,
+) -> list[FloatLayer]:
+    """Random, well-scaled float layers of a spec (see `random_model`), to quantise with a
+    calibration of one's own (tests calibrate on real speech features)."""
     spec = BENCH_SPEC if spec is None else spec
     layers = []
     in_ch = n_mels
@@ -914,8 +927,7 @@ def random_model(
             w = w * logit_gain  # spread the logits so that the probabilities use the table
         layers.append(FloatLayer(kind, w, rng.normal(size=out_ch) * 0.1, stride, dil, act))
         in_ch = out_ch
-    calib = rng.integers(0, 256, size=(300, n_mels), dtype=np.uint8)
-    return quantize(layers, calib, input_zp=input_zp)
+    return layers
 
 
 #: A microWakeWord-sized streaming network (~25k MACs per 30 ms model step, 40 mels):
