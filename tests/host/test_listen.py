@@ -28,26 +28,25 @@ def pcm():
     return np.concatenate([quiet, speech, quiet, (speech // 3)]).astype(np.int16)
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, pcm):
-    """A folder holding a random model cut to fire on `pcm` (in models/)."""
-    root = tmp_path_factory.mktemp("fw")
-    (root / "models").mkdir()
+def save_wake_model(folder, pcm, quantile, cooloff):
+    """A random wake model whose cutoff lets the top `1 - quantile` of `pcm`'s windows fire."""
     heard, _ = mic.highpass(pcm)
     feats = frontend.features(heard)
     model = nn.random_model(np.random.default_rng(21), spec=SPEC)
     p = model.stream(feats).astype(np.float64)
     means = np.convolve(p, np.ones(4) / 4, mode="valid")
-    cutoff = float(np.clip(np.quantile(means, 0.93) / 255, 0.01, 0.99))
-    side = dict(
-        name="hey_jarvis",
-        wake_phrase="hey jarvis",
-        cutoff=cutoff,
-        window=4,
-        cooloff=30,
-        frontend=nn.frontend_params(),
-    )
-    model.save(root / "models" / "hey_jarvis.vnm", side)
+    cutoff = float(np.clip(np.quantile(means, quantile) / 255, 0.01, 0.99))
+    side = dict(name="hey_jarvis", wake_phrase="hey jarvis", cutoff=cutoff, window=4,
+                cooloff=cooloff, frontend=nn.frontend_params())  # fmt: skip
+    model.save(folder / "hey_jarvis.vnm", side)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, pcm):
+    """A folder holding a random model cut to fire on `pcm` (in models/)."""
+    root = tmp_path_factory.mktemp("fw")
+    (root / "models").mkdir()
+    save_wake_model(root / "models", pcm, 0.93, cooloff=30)
     return root
 
 
@@ -107,19 +106,7 @@ def test_intents_after_wakes_agree_with_the_firmware(tmp_path, pcm, tree):
 
     folder = tmp_path / "models"
     folder.mkdir()
-    heard, _ = mic.highpass(pcm)
-    model = nn.random_model(np.random.default_rng(21), spec=SPEC)
-    p = model.stream(frontend.features(heard)).astype(np.float64)
-    cutoff = float(np.quantile(np.convolve(p, np.ones(4) / 4, mode="valid"), 0.98) / 255)
-    side = dict(
-        name="hey_jarvis",
-        wake_phrase="hey jarvis",
-        cutoff=cutoff,
-        window=4,
-        cooloff=400,
-        frontend=nn.frontend_params(),
-    )  # a wake now and then
-    model.save(folder / "hey_jarvis.vnm", side)
+    save_wake_model(folder, pcm, 0.98, cooloff=400)  # a wake now and then
     for f in ("commands_home.json", "commands_home.vcg", "commands_home_net.vnm",
               "commands_home_net.json"):  # fmt: skip
         shutil.copy(REPO_ROOT / "models" / f, folder / f)
