@@ -311,6 +311,12 @@ def slots_of(token: int, intent: str, layout: dict) -> dict:
     return G.slots_of(token, intent, layout)
 
 
+def accepts(avg: int, second: int | None, cutoff_avg: int, margin_avg: int) -> bool:
+    """The chip's rule for a decoded command: its average cost within the cutoff and ahead of
+    the best other intent (`second`, None if there is none) by at least the margin."""
+    return avg <= cutoff_avg and (second is None or second - avg >= margin_avg)
+
+
 def decide(
     model: CommandModel,
     rows: np.ndarray,
@@ -331,7 +337,7 @@ def decide(
         avg, second, tok, pi = d["avg"], d["second"], d["token"], d["pattern"]
     extra = {"avg": avg, "second": second, "token": tok, "pattern": pi}
     score = score_of(avg, model.logit_scale)
-    if pi < 0 or avg > cutoff or (second is not None and second - avg < margin):
+    if pi < 0 or not accepts(avg, second, cutoff, margin):
         return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "low score", **extra}
     intent = model.layout["intents"][model.grammar.patterns[pi][2]]
     slots = slots_of(tok, intent, model.layout)

@@ -552,12 +552,12 @@ def decisions(qmodel, g, windows, rec, stride: int):
 
 
 def accepted(r, cutoff_avg: int, margin_avg: int) -> bool:
-    """The chip's rule: average cost within the cutoff and ahead of other intents by the margin."""
+    """Whether the chip accepts a decision of `decisions` at this operating point."""
+    from voicenode_tools.reference import commands as rc
+
     if r is None or r.get("silence") or r["frames"] == 0:
         return False
-    if r["avg"] > cutoff_avg:
-        return False
-    return r["second"] is None or r["second"] - r["avg"] >= margin_avg
+    return rc.accepts(r["avg"], r["second"], cutoff_avg, margin_avg)
 
 
 def score(decs, items, cs, layout, cutoff_avg: int, margin_avg: int) -> dict:
