@@ -35,7 +35,7 @@ import numpy as np
 
 from voicenode_tools import commandset as csmod
 
-from . import augment, synth, text
+from . import augment, specaug, synth, text
 
 DATA_VERSION = 1
 SCENE_VERSION = 1  # bump when scene() changes
@@ -444,7 +444,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             idx = perm[j : j + batch]
             xb = X[idx].float() * INPUT_SCALE
             if aug:
-                xb = _augment(xb, g, aug)
+                xb = specaug.augment(xb, g, aug)
             out = net(xb).permute(2, 0, 1).log_softmax(2)  # (T, B, C)
             ys = [y[i] for i in idx.tolist()]
             tgt = torch.tensor([p for q in ys for p in q], dtype=torch.long)
@@ -459,38 +459,6 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             tot += loss.item() * len(idx)
         progress("train", (ep + 1) / epochs, f"CTC loss {tot / len(X):.3f}")
     return net.eval()
-
-
-def _augment(x, g, aug: dict):
-    """Features of other voices and rooms, made on the fly: each window's mel bands shifted by
-    up to `shift` bands (a longer or shorter vocal tract), `freq_masks` bands and `time_masks`
-    spans of frames blanked (SpecAugment)."""
-    import torch
-
-    b, t, f = x.shape
-    out = x.clone()
-    s = int(aug.get("shift", 0))
-    if s:
-        k = torch.randint(-s, s + 1, (b,), generator=g)
-        for i in range(b):
-            ki = int(k[i])
-            if ki > 0:
-                out[i, :, ki:] = x[i, :, :-ki]
-                out[i, :, :ki] = x[i, :, :1]
-            elif ki < 0:
-                out[i, :, :ki] = x[i, :, -ki:]
-                out[i, :, ki:] = x[i, :, -1:]
-    for _ in range(int(aug.get("freq_masks", 0))):
-        w = torch.randint(0, int(aug["freq_width"]) + 1, (b,), generator=g)
-        f0 = torch.randint(0, f, (b,), generator=g)
-        for i in range(b):
-            out[i, :, int(f0[i]) : int(f0[i]) + int(w[i])] = 0
-    for _ in range(int(aug.get("time_masks", 0))):
-        w = torch.randint(0, int(aug["time_width"]) + 1, (b,), generator=g)
-        t0 = torch.randint(0, t, (b,), generator=g)
-        for i in range(b):
-            out[i, int(t0[i]) : int(t0[i]) + int(w[i]), :] = 0
-    return out
 
 
 def quantize(net, x: np.ndarray, n_calib: int = 60):

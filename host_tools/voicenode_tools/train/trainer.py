@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datamod
-from . import evaluate
+from . import evaluate, specaug
 from . import recipe as recipes
 from . import tracks as trk
 
@@ -178,6 +178,8 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
     )
     neg_w = float(t.get("neg_weight", 2.0))
     out_frames = torch.arange(chunk // stride) * stride + stride - 1
+    aug = t.get("augment")  # on-the-fly feature augmentation (`specaug`), None for none
+    g = torch.Generator().manual_seed(int(rec["seed"]))
     net.train()
     running = None
     for step in range(steps):
@@ -189,6 +191,8 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
         st = torch.from_numpy(st_np)
         idx = st[:, None] + torch.arange(chunk)[None, :]
         x = xf[idx].float() * INPUT_SCALE
+        if aug:
+            x = specaug.augment(x, g, aug)
         y = lab[st[:, None] + out_frames[None, :]]
         logits = net(x)
         valid = (y >= 0) & (
