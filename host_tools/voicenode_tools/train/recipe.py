@@ -56,12 +56,17 @@ DEFAULTS = {
         ]
     },
     "train": {
-        "steps": 2000,
+        "steps": 6000,
         "batch": 64,
         "chunk": 450,
         "lr": 0.003,
         "neg_weight": 3.0,
         "p_stream_start": 0.2,
+        # On-the-fly feature augmentation (`specaug`): other vocal tracts (mel bands shifted
+        # by up to 2) and SpecAugment masks. With 6000 steps it took the shipped alexa model
+        # from 41 % / 24 % to 15 % / 9 % false rejects (held-out espeak / piper, 0.5 FA/h).
+        "augment": {"shift": 2, "freq_masks": 2, "freq_width": 5, "time_masks": 2,
+                    "time_width": 8},
     },
     "detect": {"window": 3, "target_fa_per_hour": 0.5},
 }
