@@ -103,3 +103,33 @@ def test_reverb_and_band_keep_length():
     y = augment.band_limit(x, RATE, 300, 3000)
     p = np.abs(np.fft.rfft(y)) ** 2
     assert p[int(6000 / 2) :].mean() < 0.1 * p[int(1000 / 2) : int(2000 / 2)].mean()
+
+
+def test_wider_training_warp_leaves_validation_clips_alone(monkeypatch):
+    """`train_warp_sd` changes only the training voices' warp: the validation voices and
+    texts (and so the benchmark's audio) are drawn exactly as before."""
+    from voicenode_tools.train import data, recipe
+
+    monkeypatch.setattr(synth, "say", lambda text, voice, rate=None: np.zeros(800, np.int16))
+    monkeypatch.setattr(synth, "piper_available", lambda: True)
+    monkeypatch.setattr(augment, "render_music", lambda rng, rate, s: np.zeros(800, np.int16))
+    small = {"positives": 40, "confusables": 20, "speech_minutes": 0.01, "music_clips": 1,
+             "val_positives": 20, "val_piper_positives": 10, "val_confusables": 10,
+             "val_speech_minutes": 0.01, "piper_fraction": 0.3}  # fmt: skip
+
+    def infos(**extra):
+        rec = recipe.make("hey jarvis", seed=4, data={**small, **extra})
+        return data.generate(rec, 16000, workers=1).info
+
+    a, b = infos(), infos(train_warp_sd=0.2)
+    for group in ("val_pos", "val_piper", "val_conf", "val_speech"):
+        assert a[group] == b[group] and a[group]
+    warps = []
+    for group in ("train_pos", "train_conf", "train_speech"):
+        assert len(a[group]) == len(b[group])
+        for x, y in zip(a[group], b[group], strict=True):
+            # the same voice and text, another warp
+            assert x.split(":w")[0] == y.split(":w")[0] and x.split("|")[1] == y.split("|")[1]
+            warps.append([float(v.split(":w")[1].split("|")[0]) for v in (x, y)])
+    wa, wb = np.log(np.array(warps)).T
+    assert np.std(wb) > 2.5 * np.std(wa)

@@ -101,10 +101,15 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     clips = Clips(rate)
     report = progress or (lambda *_: None)
 
+    # Training voices may be warped further than validation voices (female vocal tracts from
+    # male ones); the draws are the same, so the validation clips do not change with it.
+    train_sd = float(d.get("train_warp_sd", synth.WARP_SD))
+
     def voice(held_out: bool, piper_p: float = 0.0):
+        sd = synth.WARP_SD if held_out else train_sd
         if piper_p > 0 and rng.random() < piper_p:
-            return synth.random_piper_voice(rng)
-        return synth.random_espeak_voice(rng, held_out=held_out)
+            return synth.random_piper_voice(rng, sd)
+        return synth.random_espeak_voice(rng, held_out=held_out, warp_sd=sd)
 
     plan = [
         ("train_pos", d["positives"], lambda: (phrase, voice(False, d["piper_fraction"]))),

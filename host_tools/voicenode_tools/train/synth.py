@@ -237,13 +237,22 @@ def _trim(pcm: np.ndarray, thresh: int = 200) -> np.ndarray:
     return pcm[max(0, loud[0] - 400) : loud[-1] + 400]
 
 
-def random_espeak_voice(rng: np.random.Generator, held_out: bool | None = False) -> Voice:
+#: Spread (standard deviation of its logarithm) of the resampling warp factor.
+WARP_SD = 0.06
+
+
+def random_espeak_voice(
+    rng: np.random.Generator, held_out: bool | None = False, warp_sd: float = WARP_SD
+) -> Voice:
     """Draw an espeak voice.
 
     Args:
         rng: random generator.
         held_out: False for training voices only, True for validation voices only,
             None for any.
+        warp_sd: spread of the log warp factor. Any value draws the same random numbers,
+            so a wider spread for training voices leaves the validation voices drawn after
+            them unchanged.
     """
     for _ in range(1000):
         if rng.random() < 0.55:
@@ -258,20 +267,20 @@ def random_espeak_voice(rng: np.random.Generator, held_out: bool | None = False)
             speed=int(rng.integers(110, 230)),
             pitch=int(rng.integers(15, 90)),
             extra=int(rng.integers(0, 3)),
-            warp=float(np.round(np.exp(rng.normal(0, 0.06)), 3)),
+            warp=float(np.round(np.exp(rng.normal(0, warp_sd)), 3)),
         )
         if held_out is None or v.held_out() == held_out:
             return v
     raise RuntimeError("could not draw a voice")
 
 
-def random_piper_voice(rng: np.random.Generator) -> Voice:
-    """Draw a piper voice: joe with sampled length, noise and duration noise."""
+def random_piper_voice(rng: np.random.Generator, warp_sd: float = WARP_SD) -> Voice:
+    """Draw a piper voice: joe with sampled length, noise, duration noise and warp."""
     return Voice(
         "piper",
         "joe",
         speed=int(rng.integers(75, 135)),
         pitch=int(rng.integers(30, 110)),
         extra=int(rng.integers(30, 110)),
-        warp=float(np.round(np.exp(rng.normal(0, 0.06)), 3)),
+        warp=float(np.round(np.exp(rng.normal(0, warp_sd)), 3)),
     )
