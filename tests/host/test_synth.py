@@ -133,3 +133,16 @@ def test_wider_training_warp_leaves_validation_clips_alone(monkeypatch):
             warps.append([float(v.split(":w")[1].split("|")[0]) for v in (x, y)])
     wa, wb = np.log(np.array(warps)).T
     assert np.std(wb) > 2.5 * np.std(wa)
+
+
+def test_piper_clips_repeat_after_a_reseed():
+    """piper's sampling noise comes from its session: reseeding makes the same clips again."""
+    v = synth.Voice("piper", "joe", speed=100, pitch=80, extra=80)
+
+    def clips(seed):
+        synth.reseed_piper(seed)
+        return [synth.say(t, v) for t in ("hey jarvis", "alexa")]
+
+    a, b, c = clips(3), clips(3), clips(4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(len(x) == len(z) and np.array_equal(x, z) for x, z in zip(a, c, strict=True))

@@ -279,6 +279,7 @@ def synthesize(cs, rec, progress, workers: int = 2):
         and not synth.piper_available()
     ):
         raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
+    synth.reseed_piper(rec["seed"] * 1000 + 101)  # repeatable piper clips (see reseed_piper)
     clips = {}
     for g, items in plan.items():
         clips[g] = _say_all([(t, v) for t, v, _, _ in items], workers, progress, f"synth {g}")

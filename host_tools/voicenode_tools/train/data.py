@@ -100,6 +100,8 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
         raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
     clips = Clips(rate)
     report = progress or (lambda *_: None)
+    if use_piper:
+        synth.reseed_piper(rec["seed"] * 1000 + 7)
 
     # Training voices may be warped further than validation voices (female vocal tracts from
     # male ones); the draws are the same, so the validation clips do not change with it.

@@ -182,10 +182,25 @@ def piper_available() -> bool:
 
 def _piper_voice():
     if "voice" not in _PIPER:
+        import onnxruntime
         from piper import PiperVoice
 
+        # piper samples its noise inside the ONNX graph, from a generator that onnxruntime
+        # seeds when the session is made: seeding first makes the clips repeatable.
+        onnxruntime.set_seed(_PIPER.get("seed", 0))
         _PIPER["voice"] = PiperVoice.load(_piper_model_path())
     return _PIPER["voice"]
+
+
+def reseed_piper(seed: int) -> None:
+    """Make the piper clips that follow a function of ``seed`` and of their order alone.
+
+    piper's sampling noise cannot be seeded per call; its session is made again from
+    ``seed``, so a data generator that calls this first, then says its clips in a fixed
+    order, gets the same audio in any process.
+    """
+    _PIPER.pop("voice", None)
+    _PIPER["seed"] = int(seed) & 0x7FFFFFFF
 
 
 def _piper_model_path() -> str:
