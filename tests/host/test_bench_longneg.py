@@ -1,0 +1,65 @@
+"""Long negatives for FRR at 0.1 FA/h: counting false accepts, choosing the cutoff again."""
+
+import numpy as np
+import pytest
+
+from voicenode_tools.bench import longneg
+from voicenode_tools.bench import wakeword as wb
+
+RATE = wb.RATE
+
+
+def _entry(hours, rows):
+    """A bench.wakeword engine entry: (setting, fa on its negatives, FRR) strict to lenient."""
+    return {
+        "negative_hours": hours,
+        "curve": [
+            {"setting": s, "fa": fa, "frr": {"val_pos_snr5": f},
+             "frr_mean": {"val_pos": f, "validation": f}}
+            for s, fa, f in rows
+        ],
+    }  # fmt: skip
+
+
+def test_false_accepts_count_every_detection_with_the_cool_off():
+    pos = np.arange(0, 10 * RATE, 480)  # 10 s of 30 ms steps
+    s = np.zeros(len(pos))
+    s[100:103] = 0.97  # one burst: one false accept (cool-off 1.5 s)
+    s[200] = 0.99  # 3 s later: another
+    counts = longneg.false_accepts([(pos, s), (pos, np.zeros(len(pos)))], [0.99, 0.97, 0.5])
+    assert counts == {0.99: 1, 0.97: 2, 0.5: 2}
+
+
+def test_cutoff_is_chosen_again_on_all_the_negatives():
+    # 1.2 h of validation negatives: every budget below 0.83 FA/h allows no false accept, so
+    # the loosest cutoff without one (0.9) serves 0.1 and 0.5 FA/h alike.
+    entry = _entry(1.2, [(0.99, 0, 0.40), (0.95, 0, 0.30), (0.9, 0, 0.20), (0.8, 1, 0.10)])
+    # 10 h more: 11.2 h allow 1 false accept at 0.1 FA/h and 5 at 0.5 FA/h.
+    long_fa = {0.99: 0, 0.95: 1, 0.9: 6, 0.8: 9}
+    out = longneg.combine(entry, long_fa, 10.0)
+    assert out["hours"] == pytest.approx(11.2)
+    t01, t05 = out["targets"]["0.1"], out["targets"]["0.5"]
+    assert (t01["setting"], t01["allowed"], t01["fa"], t01["long_fa"]) == (0.95, 1, 1, 1)
+    assert t01["frr"]["val_pos"] == 0.30
+    assert (t05["setting"], t05["allowed"], t05["val_fa"], t05["long_fa"]) == (0.95, 5, 0, 1)
+    # 2 FA/h allows 22: the loosest setting, 10 false accepts in all.
+    assert out["targets"]["2.0"]["setting"] == 0.8 and out["targets"]["2.0"]["fa"] == 10
+    md = longneg.table({"phrases": {"alexa": {"ours": out}}})
+    assert "| alexa | ours | 0.1 FA/h (<= 1 in 11.20 h) | 0.95 | 0 + 1 | 30.0 % | - | - |" in md
+
+
+def test_no_setting_within_budget_is_reported_as_none():
+    out = longneg.combine(_entry(1.0, [(0.99, 0, 0.5)]), {0.99: 3}, 10.0)
+    assert out["targets"]["0.1"] is None and out["targets"]["0.5"]["setting"] == 0.99
+    assert "| 0.1 FA/h | none |" in longneg.table({"phrases": {"x": {"ours": out}}})
+
+
+def test_a_curve_setting_without_a_long_count_is_an_error():
+    with pytest.raises(ValueError, match="0.5"):
+        longneg.combine(_entry(1.0, [(0.5, 0, 0.1)]), {0.9: 0}, 1.0)
+
+
+def test_the_text_never_holds_a_phrase():
+    s = longneg.sentences(["hey jarvis", "alexa"])
+    assert len(s) > 100
+    assert not any("alexa" in x.lower() or "hey jarvis" in x.lower() for x in s)
