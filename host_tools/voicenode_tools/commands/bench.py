@@ -11,6 +11,7 @@ BENCHES = {
     "frontend": ("voicenode_tools.bench.frontend", "on-chip front end vs microWakeWord's C front end"),
     "nn": ("voicenode_tools.bench.nn_cost", "int8 network + detector: instructions and heap"),
     "wakeword": ("voicenode_tools.bench.wakeword", "false-reject rate at fixed false accepts/hour vs the peers"),
+    "longneg": ("voicenode_tools.bench.longneg", "FRR at 0.1 FA/h from 10 h of negatives: ours vs microWakeWord"),
     "commands": ("voicenode_tools.bench.commands", "intent/slot accuracy vs PocketSphinx with a JSGF grammar"),
     "grammar": ("voicenode_tools.bench.grammar_cost", "command grammar decoder: time, instructions, heap"),
     "deploy": ("voicenode_tools.bench.deploy", "deploy times on the virtual board"),
