@@ -216,6 +216,7 @@ def main(argv=None):
         help="PHRASE=FILE.json: a bench.wakeword result whose curves get the long negatives",
     )
     ap.add_argument("--engines", default="ours,microwakeword")
+    ap.add_argument("--model", help="our model (default models/<name>.vnm; one phrase only)")
     ap.add_argument("--out", help="write the JSON here and the table to .md beside it")
     args = ap.parse_args(argv)
     from voicenode_tools.train import recipe
@@ -225,6 +226,10 @@ def main(argv=None):
 
     results = dict(r.split("=", 1) for r in args.result)
     phrases = list(results)
+    if args.model:
+        if len(phrases) != 1:
+            raise SystemExit("--model goes with one --result")
+        wb.Ours.model_path = args.model
     engines = {
         f"{name}:{p}": wb.ENGINES[name](p) for p in phrases for name in args.engines.split(",")
     }
