@@ -274,12 +274,12 @@ def synthesize(cs, rec, progress, workers: int = 2):
             else []
         )
         return plan, clips, music
+    synth.reseed_piper(rec["seed"] * 1000 + 101)  # repeatable piper clips (see reseed_piper)
     if (
         any(v.synth == "piper" for g in plan.values() for _, v, _, _ in g)
-        and not synth.piper_available()
+        and not synth.piper_available()  # loads the reseeded session once
     ):
         raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
-    synth.reseed_piper(rec["seed"] * 1000 + 101)  # repeatable piper clips (see reseed_piper)
     clips = {}
     for g, items in plan.items():
         clips[g] = _say_all([(t, v) for t, v, _, _ in items], workers, progress, f"synth {g}")

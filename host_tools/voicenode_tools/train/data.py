@@ -96,12 +96,11 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     phrase = rec["phrase"]
     conf_texts = recipes.confusables(phrase, rec.get("negatives"))
     use_piper = d["piper_fraction"] > 0 or d["val_piper_positives"] > 0
-    if use_piper and not synth.piper_available():
+    synth.reseed_piper(rec["seed"] * 1000 + 7)  # repeatable piper clips (see reseed_piper)
+    if use_piper and not synth.piper_available():  # loads the reseeded session once
         raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
     clips = Clips(rate)
     report = progress or (lambda *_: None)
-    if use_piper:
-        synth.reseed_piper(rec["seed"] * 1000 + 7)
 
     # Training voices may be warped further than validation voices (female vocal tracts from
     # male ones); the draws are the same, so the validation clips do not change with it.
