@@ -149,7 +149,7 @@ def board_files(board: str | None) -> tuple[dict[str, Path], list[str]]:
 
 #: The shipped models (wake words, commands), deployed into the app's models/ folder.
 MODELS_DIR = REPO_ROOT / "models"
-_MODEL_SUFFIXES = (".vnm", ".vcm", ".vcg", ".json")
+_MODEL_SUFFIXES = (".vnm", ".vcg", ".json")
 
 
 def model_files(models: Path | None) -> tuple[dict[str, Path], list[str]]:
