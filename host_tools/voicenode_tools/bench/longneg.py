@@ -75,8 +75,7 @@ def pieces(phrases: list[str], seed: int, hours: float, log=lambda *_: None):
     rec = recipe.make(phrases[0], seed=seed)
     clips, _ = data.load_or_generate(rec, wb.RATE)
     g = clips.groups
-    brng = np.random.default_rng([seed, 99])
-    babble = [g["val_speech"][i] for i in brng.permutation(len(g["val_speech"]))[:60]]
+    babble = tracks.babble_pool(g["val_speech"], np.random.default_rng([seed, 99]))  # make_audio's
     sents = sentences(phrases)
     rng = np.random.default_rng([seed, 4242])
     said = 0.0

@@ -105,7 +105,7 @@ def make_audio(
     clips, _ = data.load_or_generate(rec, RATE)
     g = clips.groups
     rng = np.random.default_rng([seed, 99])
-    babble = [g["val_speech"][i] for i in rng.permutation(len(g["val_speech"]))[:60]]
+    babble = tracks.babble_pool(g["val_speech"], rng)
     groups = {k: g[k] for k in ("val_pos", "val_piper")}
     info = {"clips": {}}
     if independent:

@@ -178,6 +178,13 @@ def make_tracks(
     return out
 
 
+def babble_pool(
+    speech: list[np.ndarray], rng: np.random.Generator, n: int = 60
+) -> list[np.ndarray]:
+    """``n`` of the ``speech`` clips in a random order: the talkers of a set's babble beds."""
+    return [speech[i] for i in rng.permutation(len(speech))[:n]]
+
+
 def plan_tracks(
     items: list[tuple[np.ndarray, str]], rng: np.random.Generator, per_track: int = 12
 ) -> list[list[tuple[np.ndarray, str]]]:

@@ -93,8 +93,8 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     seed = rec["seed"]
     d = rec["data"]
     rng = np.random.default_rng([seed, 11])
-    babble = [g["train_speech"][i] for i in rng.permutation(len(g["train_speech"]))[:60]]
-    val_babble = [g["val_speech"][i] for i in rng.permutation(len(g["val_speech"]))[:60]]
+    babble = trk.babble_pool(g["train_speech"], rng)
+    val_babble = trk.babble_pool(g["val_speech"], rng)
     sets = {}
 
     def keep(group):
