@@ -67,23 +67,22 @@ class CommandModelError(ValueError):
 def cost_row(out: ptr8, cost: ptr8, st: ptr32) -> int:
     """Append one costgram row from the network's logits: cost[c] = max logit - logit[c].
 
-    `st` = [rows written, capacity, n_classes]; a row past the capacity is counted, not
-    written. Returns the rows written so far.
+    `st` = [rows written, rows the ring holds, n_classes]: row r goes to slot r % capacity
+    (the grammar reads it before it is overwritten). Returns the rows written so far.
     """
     n = int(st[_C_NCLS])
     row = int(st[_C_ROW])
-    if row < int(st[_C_CAP]):
-        mx = 0
-        i = 0
-        while i < n:
-            if int(out[i]) > mx:
-                mx = int(out[i])
-            i += 1
-        d = ptr8(int(cost) + row * n)
-        i = 0
-        while i < n:
-            d[i] = mx - int(out[i])
-            i += 1
+    mx = 0
+    i = 0
+    while i < n:
+        if int(out[i]) > mx:
+            mx = int(out[i])
+        i += 1
+    d = ptr8(int(cost) + (row % int(st[_C_CAP])) * n)
+    i = 0
+    while i < n:
+        d[i] = mx - int(out[i])
+        i += 1
     row += 1
     st[_C_ROW] = row
     return row
@@ -92,12 +91,20 @@ def cost_row(out: ptr8, cost: ptr8, st: ptr32) -> int:
 def cost_row_py(out, cost, st):
     """Plain-Python twin of `cost_row`."""
     n, row = st[_C_NCLS], st[_C_ROW]
-    if row < st[_C_CAP]:
-        mx = max(out[i] for i in range(n))
-        for i in range(n):
-            cost[row * n + i] = mx - out[i]
+    mx = max(out[i] for i in range(n))
+    d = (row % st[_C_CAP]) * n
+    for i in range(n):
+        cost[d + i] = mx - out[i]
     st[_C_ROW] = row + 1
     return row + 1
+
+
+def ring_rows(vad_cfg, stride):
+    """Costgram rows the Recognizer keeps: the rows written before the end-pointer hears
+    speech and the grammar starts (its onset and preroll frames) and one more; the grammar
+    decodes each later row as it comes. The host twin has the same rule."""
+    full = (vad_cfg["max_frames"] + stride - 1) // stride
+    return min(full, (vad_cfg["onset"] + vad_cfg["preroll"] + stride - 1) // stride + 2)
 
 
 @micropython.viper
@@ -112,8 +119,6 @@ def sync(vs: ptr32, st: ptr32, g: ptr32) -> int:
     if int(g[_G_ROW0]) == _NOT_STARTED:
         g[_G_ROW0] = int(vs[_S_START]) // int(st[_C_STRIDE])
     rows = int(st[_C_ROW])
-    if rows > int(st[_C_CAP]):
-        rows = int(st[_C_CAP])
     g[_G_ROW1] = rows
     return rows - int(g[_G_ROW0])
 
@@ -220,7 +225,8 @@ class Recognizer:
     "reason": "low score" | "bad slot" | "silence"}`. After a decision `avg`, `second_avg`
     (None without another intent), `token`, `pattern`, `rows` ((first, end) of the costgram
     rows decoded) tell how it was reached; `frames_after_speech` how many frames after the
-    last speech frame it came. `cost` holds the rows (a shared buffer, rewritten after reset).
+    last speech frame it came. `cost` holds the last rows (a ring of `ring_rows`, rewritten
+    after reset).
 
     Raises:
         CommandModelError: a missing or damaged file, a sidecar for other files or another
@@ -292,8 +298,9 @@ class Recognizer:
             v["threshold"], v["onset"], v["hangover"], v["max_frames"], v["preroll"],
             v["tail"], params.N_MELS,
         )  # fmt: skip
-        cap = (v["max_frames"] + stride - 1) // stride
-        self.cost = bytearray(cap * g.n_classes)  # the costgram: cap rows x n_classes
+        cap = ring_rows(v, stride)
+        self.cost = bytearray(cap * g.n_classes)  # the costgram's last cap rows (a ring)
+        g.ring(cap)
         self._st = array.array("i", [0, cap, g.n_classes, stride])
         self._vs = self.vad.s
         self._gcfg = g.cfg
@@ -347,11 +354,16 @@ class Recognizer:
         self.rows = (row0, row1)
         return self._decision(self.grammar.finish(row1 - row0), row1 - row0)
 
-    def decide(self, row0, row1):
-        """Decode costgram rows [row0, row1) of `cost` from scratch and decide (for tests
-        and tools: `step` decodes as it goes)."""
-        self.rows = (row0, row1)
-        return self._decision(self.grammar.decode(self.cost, row0, row1), row1 - row0)
+    def decide(self, cost, rows):
+        """Decode a whole costgram from scratch (`cost`: rows x n_classes bytes) and decide,
+        for tests and tools (`step` decodes as it goes, in its ring)."""
+        g = self.grammar
+        cap = g.ring(0)
+        try:
+            self.rows = (0, rows)
+            return self._decision(g.decode(cost, 0, rows), rows)
+        finally:
+            g.ring(cap)
 
     def _decision(self, d, frames):
         if d is None:

@@ -65,7 +65,8 @@ _G_FIRST = const(12)  # `best_final`: the pattern's first node and node count
 _G_COUNT = const(13)
 _G_COST = const(14)  # out of `best_final`: the best final node's cost and token
 _G_TOKEN = const(15)
-_G_LEN = const(16)
+_G_RING = const(16)  # rows the cost buffer holds, row r at r % ring (0: row r at r)
+_G_LEN = const(17)
 # row0 of a decoder that has not decoded yet: a large positive value, because ptr32 loads
 # are zero-extended on 64-bit ports (a -1 would read as 4294967295 there, not on the chip)
 NOT_STARTED = const(0x3FFFFFFF)
@@ -125,9 +126,13 @@ def advance(n: int, j: int, best: int, bufs) -> int:
     r = r0
     r1 = int(c[_G_ROW1])
     b = int(c[_G_B])
+    ring = int(c[_G_RING])
     k = ptr32(int(s) + 4 * nodes)
     while r < r1:
-        row = ptr8(int(cost) + r * ncls)
+        if ring:
+            row = ptr8(int(cost) + (r % ring) * ncls)
+        else:
+            row = ptr8(int(cost) + r * ncls)
         cb = int(row[blank])
         n = nodes - 1
         je = int(pstart[nodes])  # node n's predecessors end where node n + 1's begin
@@ -203,7 +208,7 @@ def advance_py(n, j, best, bufs):
     b = cfg[_G_B]
     r0 = cfg[_G_ROW0]
     for r in range(r0, cfg[_G_ROW1]):
-        row = r * ncls
+        row = (r % cfg[_G_RING] if cfg[_G_RING] else r) * ncls
         cb = cost[row + blank]
         for n in range(nodes - 1, -1, -1):
             best, tok = SENTINEL, 0
@@ -335,9 +340,17 @@ class Grammar:
         """A new command: every node unreached, no row decoded."""
         begin(self.sk, self.cfg)
 
+    def ring(self, rows):
+        """Read the costgram as a ring of `rows` rows (row r at r % rows; 0: row r at r, the
+        default); returns the previous setting."""
+        old = self.cfg[_G_RING]
+        self.cfg[_G_RING] = rows
+        return old
+
     def advance(self, cost, row0, row1):
-        """Decode costgram rows [row0, row1) (`cost`: rows x n_classes bytes); the next call
-        continues from row1 whatever its row0 says (rows are decoded once, in order)."""
+        """Decode costgram rows [row0, row1) (`cost`: rows x n_classes bytes, or a ring of
+        them, `ring`); the next call continues from row1 whatever its row0 says (rows are
+        decoded once, in order)."""
         g = self.cfg
         if g[_G_ROW0] == NOT_STARTED:
             g[_G_ROW0] = row0

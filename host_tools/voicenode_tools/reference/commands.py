@@ -296,6 +296,13 @@ def load(base) -> CommandModel:
     return CommandModel(base, side, net, g, Decoder(g))
 
 
+def ring_rows(vad: dict, stride: int) -> int:
+    """Costgram rows the chip's Recognizer keeps (`voicenode.commands.ring_rows`): those
+    written before the end-pointer hears speech (onset and preroll frames) and one more."""
+    full = (vad["max_frames"] + stride - 1) // stride
+    return min(full, (vad["onset"] + vad["preroll"] + stride - 1) // stride + 2)
+
+
 def costgram(model: CommandModel, frames: np.ndarray) -> np.ndarray:
     """The chip's cost rows for frames fed from a reset: uint8 (len(frames) // stride, classes)."""
     return G.costs(model.net.stream(np.asarray(frames, np.uint8)))

@@ -415,8 +415,32 @@ def speech_fits(onset: int, n_samples: int, max_frames: int, step: int = 160) ->
 # --- the network ----------------------------------------------------------------------------
 
 
-def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, seed: int):
-    """Train the network with CTC on whole listening windows; returns the StreamNet."""
+def decoded_rows(windows: np.ndarray, rec: dict, stride: int) -> np.ndarray:
+    """The network rows the chip decodes in each window: (n, 2) [first, end), as on the chip
+    (the end-pointer's segment from its preroll to its decision); the whole window where the
+    end-pointer hears nothing."""
+    from voicenode_tools.reference import vad as ref_vad
+
+    v = {key: rec["vad"][key] for key in ref_vad.DEFAULTS}
+    n_rows = windows.shape[1] // stride
+    out = np.zeros((len(windows), 2), np.int64)
+    for i, w in enumerate(windows):
+        seg = ref_vad.endpoint(w, **v)
+        if seg.state == ref_vad.DONE:
+            out[i] = seg.start // stride, max(seg.start // stride + 1, seg.frames_used // stride)
+        else:
+            out[i] = 0, n_rows
+    return out
+
+
+def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, seed: int,
+        rows: np.ndarray | None = None):  # fmt: skip
+    """Train the network with CTC on listening windows; returns the StreamNet.
+
+    With ``rows`` ((n, 2) [first, end) per window, `decoded_rows`) the loss sees only the
+    rows the chip decodes: the words must be heard where the decoder looks for them, not
+    guessed from the window's start.
+    """
     import torch
     from torch import nn
 
@@ -450,7 +474,14 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             ys = [y[i] for i in idx.tolist()]
             tgt = torch.tensor([p for q in ys for p in q], dtype=torch.long)
             tl = torch.tensor([len(q) for q in ys], dtype=torch.long)
-            il = torch.full((len(idx),), out.shape[0], dtype=torch.long)
+            if rows is None:
+                il = torch.full((len(idx),), out.shape[0], dtype=torch.long)
+            else:  # each window's decoded rows moved to the front
+                r = torch.from_numpy(rows[idx.numpy()])
+                n_t = out.shape[0]
+                at = (r[:, 0][None, :] + torch.arange(n_t)[:, None]).clamp(max=n_t - 1)
+                out = out.gather(0, at[:, :, None].expand(-1, -1, out.shape[2]))
+                il = (r[:, 1].clamp(max=n_t) - r[:, 0]).long()
             loss = ctc(out, tgt, il, tl)
             opt.zero_grad()
             loss.backward()
@@ -683,7 +714,10 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
         val[snr] = (vw, vi)
     t_data = time.time() - t0 - t_synth
     progress.log(f"data ready in {t_synth + t_data:.0f}s: {len(x)} training windows")
-    net = fit(x, ys, len(classes), rec, progress, seed)
+    rows = None
+    if rec["train"].get("rows") == "decoded":
+        rows = decoded_rows(x, rec, int(np.prod([sp[3] for sp in rec["model"]["spec"]])))
+    net = fit(x, ys, len(classes), rec, progress, seed, rows)
     t_train = time.time() - t0 - t_synth - t_data
     qmodel = quantize(net, x)
     stride = int(qmodel.stride)
@@ -731,7 +765,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
         "logit_scale": float(qmodel.layers[-1].out_scale),
         "frontend": ref_nn.frontend_params(), "recipe": rec, "seed": seed, "scores": scores,
         "heap_bytes": {"network": int(qmodel.heap_bytes()), "grammar": int(g.heap_bytes()),
-                       "costgram": -(-max_frames // stride) * len(classes)},
+                       "costgram": rc.ring_rows(rec["vad"], stride) * len(classes)},
         "macs_per_step": int(qmodel.macs_per_step),
         "train_seconds": {"synth": round(t_synth, 1), "scenes": round(t_data, 1), "train": round(t_train, 1),
                           "total": round(time.time() - t0, 1)},
