@@ -53,10 +53,16 @@ _C_ROW = const(0)  # rows written since reset
 _C_CAP = const(1)  # rows the buffer holds
 _C_NCLS = const(2)
 _C_STRIDE = const(3)
+_C_BEST = const(4)  # rows the best-class buffer holds
 # The CRC-32 of any intact file that ends in its own CRC-32 (little-endian): what a sidecar
 # holds if it recorded the whole file's CRC instead of the stored one.
 _CRC_RESIDUE = const(0x2144DF1C)
 _VAD_KEYS = ("threshold", "onset", "hangover", "max_frames", "preroll", "tail")
+# the `reject` rule's features, in the order of its weights
+REJECT_FEATURES = (
+    "avg", "margin", "emissions", "unk_rows", "nonblank_rows", "rows", "nonblank_share",
+)  # fmt: skip
+_MARGIN_CAP = const(4096)  # margin without another intent, and the largest counted
 
 
 class CommandModelError(ValueError):
@@ -64,37 +70,44 @@ class CommandModelError(ValueError):
 
 
 @micropython.viper
-def cost_row(out: ptr8, cost: ptr8, st: ptr32) -> int:
+def cost_row(out: ptr8, cost: ptr8, st: ptr32, best: ptr8) -> int:
     """Append one costgram row from the network's logits: cost[c] = max logit - logit[c].
 
-    `st` = [rows written, rows the ring holds, n_classes]: row r goes to slot r % capacity
-    (the grammar reads it before it is overwritten). Returns the rows written so far.
+    `st` = [rows written, rows the ring holds, n_classes, stride, rows `best` holds]: row r
+    goes to slot r % capacity (the grammar reads it before it is overwritten), and its best
+    class (the first largest logit) to best[r] while r fits. Returns the rows written so far.
     """
     n = int(st[_C_NCLS])
     row = int(st[_C_ROW])
     mx = 0
+    arg = 0
     i = 0
     while i < n:
         if int(out[i]) > mx:
             mx = int(out[i])
+            arg = i
         i += 1
     d = ptr8(int(cost) + (row % int(st[_C_CAP])) * n)
     i = 0
     while i < n:
         d[i] = mx - int(out[i])
         i += 1
+    if row < int(st[_C_BEST]):
+        best[row] = arg
     row += 1
     st[_C_ROW] = row
     return row
 
 
-def cost_row_py(out, cost, st):
+def cost_row_py(out, cost, st, best):
     """Plain-Python twin of `cost_row`."""
     n, row = st[_C_NCLS], st[_C_ROW]
     mx = max(out[i] for i in range(n))
     d = (row % st[_C_CAP]) * n
     for i in range(n):
         cost[d + i] = mx - out[i]
+    if row < st[_C_BEST]:
+        best[row] = [out[i] for i in range(n)].index(mx)
     st[_C_ROW] = row + 1
     return row + 1
 
@@ -136,6 +149,52 @@ def slots_of(token, names, slots):
         else:
             out[names[k]] = values[code - 1] if 0 < code <= len(values) else None
     return out
+
+
+def features(best, row0, row1, avg, second, unk):
+    """The `reject` rule's features (`REJECT_FEATURES`) of the rows [row0, row1): from each
+    row's best class (`best`) the emissions (not the blank, and not the class of the row
+    before, the first row counting as a change), the rows of `unk` (-1: none), the rows not
+    blank, the rows, and the share not blank (x 256); and the grammar's avg and margin."""
+    em = unk_rows = nb = 0
+    prev = -1
+    for r in range(row0, row1):
+        c = best[r]
+        if c:
+            nb += 1
+            if c != prev:
+                em += 1
+        if c == unk:
+            unk_rows += 1
+        prev = c
+    n = row1 - row0
+    margin = _MARGIN_CAP if second is None else min(second - avg, _MARGIN_CAP)
+    return (avg, margin, em, unk_rows, nb, n, (nb << 8) // n if n else 0)
+
+
+def reject_score(feats, rule):
+    """sum(weight * feature) + bias: the rule keeps the command at >= 0."""
+    w = rule["weights"]
+    s = rule["bias"]
+    for i in range(len(w)):
+        s += w[i] * feats[i]
+    return s
+
+
+def _check_reject(where, rule):
+    w = rule.get("weights") if isinstance(rule, dict) else None
+    ok = (
+        isinstance(w, list)
+        and rule.get("features") == list(REJECT_FEATURES)
+        and len(w) == len(REJECT_FEATURES)
+        and all(type(x) is int for x in w)
+        and type(rule.get("bias")) is int
+    )
+    if not ok:
+        raise CommandModelError(
+            "%s: reject rule is not %d integer weights of %s and an integer bias"
+            % (where, len(REJECT_FEATURES), list(REJECT_FEATURES))
+        )
 
 
 def score_of(avg, logit_scale):
@@ -224,7 +283,8 @@ class Recognizer:
     "slots": {slot: value}, "score": s}` or `{"intent": "unknown", "slots": {}, "score": s,
     "reason": "low score" | "bad slot" | "silence"}`. After a decision `avg`, `second_avg`
     (None without another intent), `token`, `pattern`, `rows` ((first, end) of the costgram
-    rows decoded) tell how it was reached; `frames_after_speech` how many frames after the
+    rows decoded) and `features` (the `reject` rule's, `REJECT_FEATURES`) tell how it was
+    reached; `frames_after_speech` how many frames after the
     last speech frame it came. `cost` holds the last rows (a ring of `ring_rows`, rewritten
     after reset).
 
@@ -291,6 +351,11 @@ class Recognizer:
         self.cutoff_avg = side["cutoff_avg"] if cutoff_avg is None else cutoff_avg
         self.margin_avg = side.get("margin_avg", 0) if margin_avg is None else margin_avg
         self.logit_scale = side.get("logit_scale", 1.0)
+        self.reject = side.get("reject")  # None: cutoff_avg and margin_avg only
+        if self.reject is not None:
+            _check_reject(side_path, self.reject)
+        classes = lay.get("classes") or ()
+        self.unk = classes.index("<unk>") if "<unk>" in classes else -1
         from voicenode.dsp import params
 
         v = side["vad"]
@@ -301,7 +366,9 @@ class Recognizer:
         cap = ring_rows(v, stride)
         self.cost = bytearray(cap * g.n_classes)  # the costgram's last cap rows (a ring)
         g.ring(cap)
-        self._st = array.array("i", [0, cap, g.n_classes, stride])
+        full = (v["max_frames"] + stride - 1) // stride
+        self.best = bytearray(full)  # each row's best class, for the `reject` rule
+        self._st = array.array("i", [0, cap, g.n_classes, stride, full])
         self._vs = self.vad.s
         self._gcfg = g.cfg
         self._bufs = (self.cost, g.blob, g.sk, g.cfg)  # the grammar kernel's buffers
@@ -311,6 +378,7 @@ class Recognizer:
         self.avg = self.second_avg = None
         self.token = self.pattern = 0
         self.rows = (0, 0)
+        self.features = None
 
     def reset(self):
         """Start a listening window (call on the wake event): the end-pointer, the network's
@@ -320,6 +388,7 @@ class Recognizer:
         self.net.reset()
         self._st[_C_ROW] = 0
         self.grammar.begin()
+        self.features = None
         self.listening = True
 
     def step(self, frame):
@@ -333,7 +402,7 @@ class Recognizer:
         if not self.listening:
             return None
         if self.net.step(frame) >= 0:
-            cost_row(self.out, self.cost, self._st)
+            cost_row(self.out, self.cost, self._st, self.best)
         st = vad_step(frame, self._vs)
         if sync(self._vs, self._st, self._gcfg) > 0:
             advance(0, 0, 0, self._bufs)
@@ -352,20 +421,27 @@ class Recognizer:
         row0, row1 = v.start // self.stride, v.n // self.stride
         self.grammar.advance(self.cost, row0, row1)  # nothing left, unless rows were skipped
         self.rows = (row0, row1)
-        return self._decision(self.grammar.finish(row1 - row0), row1 - row0)
+        return self._decision(self.grammar.finish(row1 - row0), row0, row1)
 
     def decide(self, cost, rows):
         """Decode a whole costgram from scratch (`cost`: rows x n_classes bytes) and decide,
         for tests and tools (`step` decodes as it goes, in its ring)."""
         g = self.grammar
+        n = g.n_classes
+        for r in range(min(rows, len(self.best))):
+            c = 0
+            while c < n - 1 and cost[r * n + c]:  # the first class of cost 0
+                c += 1
+            self.best[r] = c
         cap = g.ring(0)
         try:
             self.rows = (0, rows)
-            return self._decision(g.decode(cost, 0, rows), rows)
+            return self._decision(g.decode(cost, 0, rows), 0, rows)
         finally:
             g.ring(cap)
 
-    def _decision(self, d, frames):
+    def _decision(self, d, row0, row1):
+        frames = row1 - row0
         if d is None:
             self.avg, self.second_avg, self.token, self.pattern = _NO_ROWS_AVG, None, 0, -1
             return self._unknown(_NO_ROWS_AVG, "low score")
@@ -373,7 +449,10 @@ class Recognizer:
         avg = (cost << 8) // frames
         second_avg = None if second is None else (second << 8) // frames
         self.avg, self.second_avg, self.token, self.pattern = avg, second_avg, token, pattern
+        self.features = f = features(self.best, row0, row1, avg, second_avg, self.unk)
         if avg > self.cutoff_avg or (second_avg is not None and second_avg - avg < self.margin_avg):
+            return self._unknown(avg, "low score")
+        if self.reject is not None and reject_score(f, self.reject) < 0:
             return self._unknown(avg, "low score")
         ii = self.grammar.patterns[pattern][2]
         slots = slots_of(token, self.intent_slots[ii], self.slots)

@@ -63,7 +63,9 @@ def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):
     assert model.net.layers[-1].out_ch == len(s["layout"]["classes"]) and model.stride == 3
     assert s["layout"]["classes"][:2] == ["_", "<unk>"] and s["logit_scale"] > 0
     assert s["seed"] == 3 and s["recipe"]["seed"] == 3
-    assert isinstance(s["cutoff_avg"], int) and s["cutoff_avg"] >= 0
+    assert s["cutoff_avg"] == tc.NO_CUTOFF and s["margin_avg"] == 0  # the rule decides
+    assert s["reject"]["features"] == list(rc.REJECT_FEATURES)
+    assert all(type(w) is int for w in s["reject"]["weights"] + [s["reject"]["bias"]])
     sc = s["scores"]["snr20"]
     assert sc["commands"] == 16 and sc["unknown"] == 8
     assert 0.0 <= s["scores"]["mean"]["intent_accuracy"] <= 1.0
@@ -77,6 +79,28 @@ def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):
     (out / "commands_mini.json").write_text(json.dumps(bad))
     with pytest.raises(rc.CommandModelError, match="another grammar"):
         rc.load(out / "commands_mini")
+
+
+def test_reject_rule_keeps_the_target_share_of_unknown_speech():
+    """`fit_reject` on decisions whose features tell commands from unknown speech (more
+    emissions, a lower avg): integer weights, at most 1 % of the unknown speech kept, most
+    commands kept; windows without rows (silence, none) do not count."""
+    rng = np.random.default_rng(5)
+    decs, items = [None, {"silence": True}], [("", None, 0, {}), ("", None, -1, {})]
+    for i in range(400):
+        cmd = i < 300
+        em = int(rng.integers(2, 7)) if cmd else int(rng.integers(0, 3))
+        avg = int(rng.integers(0, 80)) + (0 if cmd else 30)
+        margin = int(rng.integers(0, 200))
+        f = [avg, margin, em, 0, em + 2, 60, (em + 2) * 256 // 60]
+        decs.append({"frames": 60, "avg": avg, "second": avg + margin, "features": f})
+        items.append(("x", None, 0 if cmd else -1, {}))
+    rule = tc.fit_reject(decs, items, 0.01)
+    assert all(type(w) is int for w in rule["weights"]) and type(rule["bias"]) is int
+    kept = [rc.reject_score(d["features"], rule) >= 0 for d in decs[2:]]
+    assert sum(kept[300:]) <= 1  # 1 % of the 101 unknown windows
+    assert sum(kept[:300]) > 200
+    assert rule["weights"][2] > 0 and rule["weights"][0] < 0  # emissions for, avg against
 
 
 def test_phone_labels_follow_the_voice_that_spoke():

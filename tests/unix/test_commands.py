@@ -150,6 +150,7 @@ for w in range(len(data) // (300 * nm)):
         r["second"] = rec.second_avg
         r["token"] = rec.token
         r["pattern"] = rec.pattern
+        r["features"] = list(rec.features)
     print(json.dumps(r))
 """
 
@@ -192,7 +193,7 @@ def test_firmware_equals_twin_on_real_features(model, real_windows, tmp_path):
                 "unknown", {}, 0.0, "silence")  # fmt: skip
             continue
         for k in ("intent", "slots", "score", "start", "end", "avg", "second", "token",
-                  "pattern", "reason"):  # fmt: skip
+                  "pattern", "reason", "features"):  # fmt: skip
             assert g.get(k) == want.get(k), (k, g, want)
         assert tuple(g["rows"]) == want["rows"]
         assert want["rows"][1] - want["rows"][0] > 10
@@ -200,6 +201,34 @@ def test_firmware_equals_twin_on_real_features(model, real_windows, tmp_path):
     assert reasons[-1] == "silence" and "silence" not in reasons[:-1]
     assert "accepted" in reasons and "low score" in reasons
     assert len({g["avg"] for g in got[:-1]}) > 3  # the random network does answer
+
+
+def test_reject_rule_decides_on_the_chip_as_on_the_host(real_windows, tmp_path):
+    """A sidecar's linear `reject` rule (integer weights of the decision's features and a
+    bias): the chip computes the twin's features from its rows' best classes and keeps or
+    rejects exactly the commands the twin does; the rule, not the cutoff, decides."""
+    base = make_model(tmp_path, cutoff_avg=0xFFFF, margin_avg=0)
+    m = rc.load(base)
+    weights = [-3, 1, 50, 0, 7, -2, 5]
+    probe = {"weights": weights, "bias": 0}
+    scores = sorted(
+        rc.reject_score(rc.recognize(m, w)["features"], probe) for w in real_windows[:-1]
+    )
+    rule = {"features": list(rc.REJECT_FEATURES), "weights": weights,
+            "bias": -scores[len(scores) // 2]}  # fmt: skip
+    base = make_model(tmp_path, cutoff_avg=0xFFFF, margin_avg=0, reject=rule)
+    m = rc.load(base)
+    got = firmware_recognize(str(base), real_windows, tmp_path)
+    kept = []
+    for w, g in zip(real_windows[:-1], got[:-1], strict=True):
+        want = rc.recognize(m, w)
+        assert g["features"] == want["features"] and len(want["features"]) == 7
+        for k in ("intent", "slots", "score", "reason", "avg"):
+            assert g.get(k) == want.get(k), (k, g, want)
+        keep = rc.reject_score(want["features"], rule) >= 0
+        assert (want.get("reason") == "low score") == (not keep), (want, keep)
+        kept.append(keep)
+    assert True in kept and False in kept  # the rule splits these windows
 
 
 def test_perfect_costgrams_decide_their_command(model):
@@ -237,7 +266,8 @@ for rows, margin in {[(len(c), mg) for c, mg in cases]!r}:
             mm.sidecar["layout"]["slots"]["room"]["values"] = ["kitchen"]
         want = rc.decide(mm, cost, margin_avg=None if margin is None else max(margin, 0))
         assert g["avg"] == want["avg"]
-        want = {k: v for k, v in want.items() if k not in ("avg", "second", "token", "pattern")}
+        drop = ("avg", "second", "token", "pattern", "features")
+        want = {k: v for k, v in want.items() if k not in drop}
         g.pop("avg")
         assert g == want, (i, g, want)
         if i < len(PERFECT):
@@ -256,14 +286,15 @@ x = open({frames!r}, 'rb').read()
 frames = [bytearray(x[40 * i:40 * i + 40]) for i in range(300)]
 # the costgram kernel against its plain-Python twin on the window's logits
 a = bytearray(len(rec.cost)); b = bytearray(len(rec.cost))
+ba = bytearray(len(rec.best)); bb = bytearray(len(rec.best))
 sa = commands.array.array('i', rec._st); sb = commands.array.array('i', rec._st)
 sa[0] = sb[0] = 0
 out = bytearray(range(100, 100 + 2 * len(rec.out), 2))
 out[5] = 255
 for j in range(3 * sa[1] + 2):  # round the ring three times
     out[j % len(out)] = (out[j % len(out)] * 7 + j) & 255
-    commands.cost_row(out, a, sa); commands.cost_row_py(out, b, sb)
-print(a == b, list(sa) == list(sb), sa[0], max(a), sa[1])
+    commands.cost_row(out, a, sa, ba); commands.cost_row_py(out, b, sb, bb)
+print(a == b and ba == bb, list(sa) == list(sb), sa[0], max(a), sa[1])
 
 
 def run(rec, frames, n):
@@ -367,6 +398,9 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
     case("narrow", "24 classes", narrow_network)
     case("stride", "stride 2", lambda d, s: write_side(d, dict(s, stride=2)))
     case("format1", "command model format 1", lambda d, s: write_side(d, dict(s, format=1)))
+    case("reject", "reject rule is not 7 integer weights", lambda d, s: write_side(
+        d, dict(s, reject={"features": list(rc.REJECT_FEATURES), "weights": [0.5] * 7,
+                           "bias": 0})))  # fmt: skip
     case("novad", "vad setting 'hangover' missing", lambda d, s: write_side(
         d, dict(s, vad={k: v for k, v in s["vad"].items() if k != "hangover"})))  # fmt: skip
     case("layout", "slots in the grammar", lambda d, s: write_side(
@@ -469,6 +503,7 @@ def test_shipped_model_through_the_firmware(tmp_path):
         want = rc.recognize(m, w)
         assert want is not None and g_["frames"] == want["frames"]
         assert_ring(g_, m, w[: want["frames"]])
-        for k in ("intent", "slots", "score", "reason", "avg", "second", "token", "pattern"):
+        for k in ("intent", "slots", "score", "reason", "avg", "second", "token", "pattern",
+                  "features"):
             assert g_.get(k) == want.get(k), (k, g_, want)
     assert len({g_["avg"] for g_ in got}) > 2  # different commands, different costs

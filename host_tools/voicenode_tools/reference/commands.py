@@ -12,7 +12,8 @@ to the phone network (a logits head, `reference.nn.QuantModel`); each network st
 costgram row (max logit - logit, `grammar.costs`). When the end-pointer decides, rows
 [start // stride, frames_used // stride) go through the grammar (`grammar.decode`, the chip's
 twin); avg = (cost << 8) // rows against `cutoff_avg` and the margin over the best other
-intent against `margin_avg` decide between the intent and `unknown`.
+intent against `margin_avg` decide between the intent and `unknown`, and, for a sidecar with a
+`reject` rule, a linear score of integer features of the rows (`features`, `reject_score`).
 
 The dense-MLP command model of format 1 (`.vcm`) is gone: neither the chip nor the host
 reads it.
@@ -39,6 +40,12 @@ UNKNOWN = "unknown"
 NO_ROWS_AVG = 1 << 20
 #: zlib.crc32 of any intact file that ends in its own CRC-32: not a usable file checksum
 CRC_RESIDUE = 0x2144DF1C
+#: The features of the `reject` rule, in the order of its weights (all integers, `features`).
+REJECT_FEATURES = (
+    "avg", "margin", "emissions", "unk_rows", "nonblank_rows", "rows", "nonblank_share",
+)  # fmt: skip
+#: margin of a command without another intent, and the largest margin counted
+MARGIN_CAP = 4096
 SIDECAR_KEYS = (
     "name", "network", "grammar", "layout", "vad", "stride", "cutoff_avg", "frontend",
 )  # fmt: skip
@@ -241,6 +248,19 @@ def check_sidecar(side: dict, g: G.Grammar, grammar_crc32: int, where: str) -> N
     for k in ref_vad.DEFAULTS:
         if k not in side["vad"]:
             raise CommandModelError(f"{where}: vad setting {k!r} missing")
+    rule = side.get("reject")
+    if rule is not None and not (
+        isinstance(rule, dict)
+        and rule.get("features") == list(REJECT_FEATURES)
+        and isinstance(rule.get("weights"), list)
+        and len(rule["weights"]) == len(REJECT_FEATURES)
+        and all(type(w) is int for w in rule["weights"])
+        and type(rule.get("bias")) is int
+    ):
+        raise CommandModelError(
+            f"{where}: reject rule is not {len(REJECT_FEATURES)} integer weights of "
+            f"{list(REJECT_FEATURES)} and an integer bias"
+        )
 
 
 def load(base) -> CommandModel:
@@ -318,6 +338,40 @@ def slots_of(token: int, intent: str, layout: dict) -> dict:
     return G.slots_of(token, intent, layout)
 
 
+def features(cost: np.ndarray, avg: int, second: int | None, unk: int) -> list[int]:
+    """The `reject` rule's features of a decoded command (`REJECT_FEATURES`), as the chip.
+
+    From its cost rows (uint8 (rows, classes)) the best class of each row (the first of
+    cost 0: the network's first largest logit): `emissions` (rows whose best class is not the
+    blank and differs from the row before, the first row counting as a change), `unk_rows`
+    (best class `unk`, -1: none), `nonblank_rows`, `rows`, `nonblank_share` (nonblank rows
+    * 256 // rows); and from the grammar `avg` and `margin` (second - avg, at most
+    `MARGIN_CAP`, which is also the margin without another intent).
+    """
+    cost = np.asarray(cost)
+    best = np.argmax(cost == 0, axis=1) if len(cost) else np.zeros(0, np.int64)
+    n = len(best)
+    nonblank = best != 0
+    changed = np.r_[True, best[1:] != best[:-1]] if n else np.zeros(0, bool)
+    nb = int(nonblank.sum())
+    margin = MARGIN_CAP if second is None else min(second - avg, MARGIN_CAP)
+    return [
+        int(avg), int(margin), int((nonblank & changed).sum()),
+        int((best == unk).sum()) if unk >= 0 else 0, nb, n, (nb << 8) // n if n else 0,
+    ]  # fmt: skip
+
+
+def reject_score(feats: list[int], rule: dict) -> int:
+    """The `reject` rule's score: sum(weight * feature) + bias; the command is kept at >= 0."""
+    return sum(int(w) * f for w, f in zip(rule["weights"], feats, strict=True)) + int(rule["bias"])
+
+
+def unk_class(layout: dict) -> int:
+    """The class number of `<unk>` in the network's classes, -1 without one (phone units)."""
+    classes = layout.get("classes", [])
+    return classes.index("<unk>") if "<unk>" in classes else -1
+
+
 def accepts(avg: int, second: int | None, cutoff_avg: int, margin_avg: int) -> bool:
     """The chip's rule for a decoded command: its average cost within the cutoff and ahead of
     the best other intent (`second`, None if there is none) by at least the margin."""
@@ -333,7 +387,8 @@ def decide(
     """The chip's decision for the costgram rows of one command.
 
     Returns the result dict (intent, slots, score, and reason for unknown) plus "avg",
-    "second" (the best other intent's avg or None), "token" and "pattern".
+    "second" (the best other intent's avg or None), "token", "pattern" and "features" (the
+    `reject` rule's, None without rows).
     """
     cutoff = model.cutoff_avg if cutoff_avg is None else cutoff_avg
     margin = model.margin_avg if margin_avg is None else margin_avg
@@ -342,9 +397,14 @@ def decide(
         avg, second, tok, pi = NO_ROWS_AVG, None, 0, -1
     else:
         avg, second, tok, pi = d["avg"], d["second"], d["token"], d["pattern"]
-    extra = {"avg": avg, "second": second, "token": tok, "pattern": pi}
+    feats = None if d["frames"] == 0 else features(rows, avg, second, unk_class(model.layout))
+    extra = {"avg": avg, "second": second, "token": tok, "pattern": pi, "features": feats}
     score = score_of(avg, model.logit_scale)
-    if pi < 0 or not accepts(avg, second, cutoff, margin):
+    rule = model.sidecar.get("reject")
+    kept = pi >= 0 and accepts(avg, second, cutoff, margin)
+    if kept and rule is not None:
+        kept = reject_score(feats, rule) >= 0
+    if not kept:
         return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "low score", **extra}
     intent = model.layout["intents"][model.grammar.patterns[pi][2]]
     slots = slots_of(tok, intent, model.layout)

@@ -38,6 +38,8 @@ from voicenode_tools import commandset as csmod
 from . import augment, specaug, synth, text
 
 DATA_VERSION = 1
+#: cutoff_avg of a model whose `reject` rule decides: above any avg of decoded rows (255 << 8)
+NO_CUTOFF = 0xFFFF
 SCENE_VERSION = 1  # bump when scene() changes
 INPUT_SCALE = 1.0 / 64.0
 
@@ -60,11 +62,16 @@ DEFAULTS = {
     "model": {"spec": [["conv", 64, 3, 3, 1], ["dwconv", 0, 5, 1, 1], ["dense", 64, 1, 1, 1],
                        ["dwconv", 0, 5, 1, 2], ["dense", 64, 1, 1, 1], ["dwconv", 0, 5, 1, 4],
                        ["dense", 64, 1, 1, 1]]},
-    "train": {"epochs": 80, "batch": 64, "lr": 0.003, "weight_decay": 0.001,
+    # rows "decoded": CTC on the rows the chip decodes only (`decoded_rows`), not the whole
+    # window: the words must be heard there, not guessed from the window's start
+    "train": {"epochs": 80, "batch": 64, "lr": 0.003, "weight_decay": 0.001, "rows": "decoded",
               "augment": {"shift": 2, "freq_masks": 2, "freq_width": 5, "time_masks": 2,
                           "time_width": 8}},
     "vad": None,  # reference.vad.DEFAULTS
-    "target_unknown_accept": 0.01,  # cutoff_avg and margin_avg are chosen for it
+    "target_unknown_accept": 0.01,  # the rejection is chosen for it
+    # "linear": a score of the decision's features (`reference.commands.features`), fitted
+    # on the validation windows; "cutoff": cutoff_avg and margin_avg only
+    "reject": "linear",
     # network classes: "words" of the set (+ blank and <unk>) or broad "phones"
     "units": "words",
 }  # fmt: skip
@@ -522,11 +529,12 @@ def _agreement(net, qmodel, windows) -> float:
 # --- decisions ------------------------------------------------------------------------------
 
 
-def decisions(qmodel, g, windows, rec, stride: int):
+def decisions(qmodel, g, windows, rec, stride: int, unk: int = -1):
     """What the chip decides for each listening window (None: no decision in the window).
 
     Returns per window a dict from `grammar.decode` (plus "silence" True when the end-pointer
-    heard nothing), computed from the int8 network's logits as the chip computes them.
+    heard nothing, and the `reject` rule's "features" where rows were decoded; `unk`: the
+    <unk> class), computed from the int8 network's logits as the chip computes them.
     """
     from voicenode_tools import grammar as G
     from voicenode_tools.reference import commands as rc
@@ -545,22 +553,60 @@ def decisions(qmodel, g, windows, rec, stride: int):
             continue
         logits = qmodel.stream(w[: seg.frames_used])
         a, b = seg.start // stride, seg.frames_used // stride
-        r = dec.decode(G.costs(logits[a:b]))
+        cost = G.costs(logits[a:b])
+        r = dec.decode(cost)
         r["silence"] = False
+        if r["frames"]:
+            r["features"] = rc.features(cost, r["avg"], r["second"], unk)
         out.append(r)
     return out
 
 
-def accepted(r, cutoff_avg: int, margin_avg: int) -> bool:
+def accepted(r, cutoff_avg: int, margin_avg: int, rule: dict | None = None) -> bool:
     """Whether the chip accepts a decision of `decisions` at this operating point."""
     from voicenode_tools.reference import commands as rc
 
     if r is None or r.get("silence") or r["frames"] == 0:
         return False
-    return rc.accepts(r["avg"], r["second"], cutoff_avg, margin_avg)
+    if not rc.accepts(r["avg"], r["second"], cutoff_avg, margin_avg):
+        return False
+    return rule is None or rc.reject_score(r["features"], rule) >= 0
 
 
-def score(decs, items, cs, layout, cutoff_avg: int, margin_avg: int) -> dict:
+def fit_reject(decs, items, target: float) -> dict:
+    """The linear `reject` rule: integer weights of the decision's features and a bias.
+
+    A logistic regression (plain gradient descent from zeros: repeatable) tells commands
+    from unknown speech on the decided windows; its weights, scaled to integers, score every
+    window, and the bias keeps at most `target` of the unknown speech (the chip accepts a
+    score >= 0).
+    """
+    from voicenode_tools.reference import commands as rc
+
+    rows = [(r["features"], it[2] >= 0) for r, it in zip(decs, items, strict=True)
+            if r is not None and not r.get("silence") and r["frames"]]  # fmt: skip
+    x = np.array([f for f, _ in rows], np.float64)
+    y = np.array([c for _, c in rows], np.float64)
+    mu, sd = x.mean(0), x.std(0) + 1e-9
+    z = np.c_[(x - mu) / sd, np.ones(len(x))]
+    w = np.zeros(z.shape[1])
+    for _ in range(4000):
+        p = 1.0 / (1.0 + np.exp(-(z @ w)))
+        w -= 0.2 * (z.T @ (p - y) / len(z) + 1e-3 * np.r_[w[:-1], 0.0])
+    raw = w[:-1] / sd  # per unit of each feature
+    scale = (1 << 16) / max(float(np.max(np.abs(raw * sd))), 1e-9)
+    weights = [int(round(v * scale)) for v in raw]
+    rule = {"features": list(rc.REJECT_FEATURES), "weights": weights, "bias": 0}
+    s = np.array([rc.reject_score(f, rule) for f, _ in rows], np.int64)
+    unk = np.sort(s[y == 0])[::-1]
+    n_unk = sum(it[2] < 0 for it in items)
+    allowed = int(np.floor(target * max(n_unk, 1)))
+    # keep scores above the (allowed + 1)-th best unknown window's
+    rule["bias"] = int(-unk[allowed] - 1) if allowed < len(unk) else int(-s.min())
+    return rule
+
+
+def score(decs, items, cs, layout, cutoff_avg: int, margin_avg: int, rule=None) -> dict:
     """Intent accuracy, slot accuracy and unknown speech accepted, at one operating point."""
     from voicenode_tools import grammar as G
 
@@ -570,7 +616,7 @@ def score(decs, items, cs, layout, cutoff_avg: int, margin_avg: int) -> dict:
     ok, slot_n, slot_ok, rejected = 0, 0, 0, 0
     for i in cmd:
         r = decs[i]
-        if not accepted(r, cutoff_avg, margin_avg):
+        if not accepted(r, cutoff_avg, margin_avg, rule):
             rejected += 1
             continue
         if r["intent"] != items[i][2]:
@@ -586,7 +632,8 @@ def score(decs, items, cs, layout, cutoff_avg: int, margin_avg: int) -> dict:
         "slot_accuracy": round(slot_ok / max(slot_n, 1), 4),
         "command_rejected": round(rejected / max(len(cmd), 1), 4),
         "unknown_accepted": round(
-            sum(accepted(decs[i], cutoff_avg, margin_avg) for i in unk) / max(len(unk), 1), 4
+            sum(accepted(decs[i], cutoff_avg, margin_avg, rule) for i in unk) / max(len(unk), 1),
+            4,
         ),
         "commands": len(cmd),
         "unknown": len(unk),
@@ -721,11 +768,19 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     t_train = time.time() - t0 - t_synth - t_data
     qmodel = quantize(net, x)
     stride = int(qmodel.stride)
-    decs = {snr: decisions(qmodel, g, vw, rec, stride) for snr, (vw, _) in val.items()}
+    unk = rc.unk_class(layout)
+    decs = {snr: decisions(qmodel, g, vw, rec, stride, unk) for snr, (vw, _) in val.items()}
     all_d = [r for snr in val for r in decs[snr]]
     all_i = [it for snr in val for it in val[snr][1]]
-    cutoff, margin = choose_operating_point(all_d, all_i, rec["target_unknown_accept"])
-    scores = {f"snr{snr}": score(decs[snr], val[snr][1], cs, layout, cutoff, margin) for snr in val}
+    rule = None
+    if rec.get("reject", "cutoff") == "linear":
+        cutoff, margin = NO_CUTOFF, 0  # every decoded command; the rule decides
+        rule = fit_reject(all_d, all_i, rec["target_unknown_accept"])
+    else:
+        cutoff, margin = choose_operating_point(all_d, all_i, rec["target_unknown_accept"])
+    scores = {
+        f"snr{snr}": score(decs[snr], val[snr][1], cs, layout, cutoff, margin, rule) for snr in val
+    }
     keys = ("intent_accuracy", "slot_accuracy", "unknown_accepted", "command_rejected")
     scores["mean"] = {
         k: round(float(np.mean([scores[f"snr{s}"][k] for s in val])), 4) for k in keys
@@ -761,7 +816,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
         "commandset": {"name": cs.name, "file": str(cs_path), "sha256": hashlib.sha256(src).hexdigest(),
                        "sentences": sum(cs.count().values())},
         "layout": layout, "vad": rec["vad"], "stride": stride,
-        "cutoff_avg": int(cutoff), "margin_avg": margin,
+        "cutoff_avg": int(cutoff), "margin_avg": margin, **({"reject": rule} if rule else {}),
         "logit_scale": float(qmodel.layers[-1].out_scale),
         "frontend": ref_nn.frontend_params(), "recipe": rec, "seed": seed, "scores": scores,
         "heap_bytes": {"network": int(qmodel.heap_bytes()), "grammar": int(g.heap_bytes()),
