@@ -103,6 +103,26 @@ def test_reject_rule_keeps_the_target_share_of_unknown_speech():
     assert rule["weights"][2] > 0 and rule["weights"][0] < 0  # emissions for, avg against
 
 
+def test_batches_group_windows_of_similar_length():
+    """`_batches`: every window once per epoch, repeatable from the seed; with decoded rows,
+    each batch's windows are close in length (a batch is cut to its longest window)."""
+    import torch
+
+    rng = np.random.default_rng(2)
+    rows = np.c_[np.zeros(1000, np.int64), rng.integers(20, 101, 1000)]
+    plain = tc._batches(1000, 64, torch.Generator().manual_seed(1))
+    grouped = tc._batches(1000, 64, torch.Generator().manual_seed(1), rows, group=8)
+    again = tc._batches(1000, 64, torch.Generator().manual_seed(1), rows, group=8)
+    for bs in (plain, grouped):
+        assert sorted(int(i) for b in bs for i in b) == list(range(1000)) and len(bs) == 16
+    assert all(a.tolist() == b.tolist() for a, b in zip(grouped, again, strict=True))
+
+    def spread(bs):
+        return np.mean([np.ptp(rows[b.numpy(), 1]) for b in bs])
+
+    assert spread(grouped) < spread(plain) / 3
+
+
 def test_phone_labels_follow_the_voice_that_spoke():
     from voicenode_tools.train import synth
 
