@@ -284,9 +284,8 @@ class Recognizer:
     "reason": "low score" | "bad slot" | "silence"}`. After a decision `avg`, `second_avg`
     (None without another intent), `token`, `pattern`, `rows` ((first, end) of the costgram
     rows decoded) and `features` (the `reject` rule's, `REJECT_FEATURES`) tell how it was
-    reached; `frames_after_speech` how many frames after the
-    last speech frame it came. `cost` holds the last rows (a ring of `ring_rows`, rewritten
-    after reset).
+    reached; `frames_after_speech` how many frames after the last speech frame it came.
+    `cost` holds the last rows (a ring of `ring_rows`, rewritten after reset).
 
     Raises:
         CommandModelError: a missing or damaged file, a sidecar for other files or another
