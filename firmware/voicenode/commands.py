@@ -61,6 +61,7 @@ _VAD_KEYS = ("threshold", "onset", "hangover", "max_frames", "preroll", "tail")
 # the `reject` rule's features, in the order of its weights
 REJECT_FEATURES = (
     "avg", "margin", "emissions", "unk_rows", "nonblank_rows", "rows", "nonblank_share",
+    "words", "rows_per_word",
 )  # fmt: skip
 _MARGIN_CAP = const(4096)  # margin without another intent, and the largest counted
 
@@ -151,11 +152,12 @@ def slots_of(token, names, slots):
     return out
 
 
-def features(best, row0, row1, avg, second, unk):
+def features(best, row0, row1, avg, second, unk, token):
     """The `reject` rule's features (`REJECT_FEATURES`) of the rows [row0, row1): from each
     row's best class (`best`) the emissions (not the blank, and not the class of the row
     before, the first row counting as a change), the rows of `unk` (-1: none), the rows not
-    blank, the rows, and the share not blank (x 256); and the grammar's avg and margin."""
+    blank, the rows, and the share not blank (x 256); from the grammar avg, margin, the
+    words on the best path (byte 3 of its token) and rows * 16 // words."""
     em = unk_rows = nb = 0
     prev = -1
     for r in range(row0, row1):
@@ -169,7 +171,9 @@ def features(best, row0, row1, avg, second, unk):
         prev = c
     n = row1 - row0
     margin = _MARGIN_CAP if second is None else min(second - avg, _MARGIN_CAP)
-    return (avg, margin, em, unk_rows, nb, n, (nb << 8) // n if n else 0)
+    words = (token >> 24) & 0xFF
+    return (avg, margin, em, unk_rows, nb, n, (nb << 8) // n if n else 0, words,
+            (n << 4) // (words if words else 1))  # fmt: skip
 
 
 def reject_score(feats, rule):
@@ -448,7 +452,7 @@ class Recognizer:
         avg = (cost << 8) // frames
         second_avg = None if second is None else (second << 8) // frames
         self.avg, self.second_avg, self.token, self.pattern = avg, second_avg, token, pattern
-        self.features = f = features(self.best, row0, row1, avg, second_avg, self.unk)
+        self.features = f = features(self.best, row0, row1, avg, second_avg, self.unk, token)
         if avg > self.cutoff_avg or (second_avg is not None and second_avg - avg < self.margin_avg):
             return self._unknown(avg, "low score")
         if self.reject is not None and reject_score(f, self.reject) < 0:

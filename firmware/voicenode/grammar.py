@@ -308,7 +308,8 @@ class Grammar:
         for j in range(self.n_adds):
             # tokens are sums of these along a path: keep them non-negative and small, so
             # 32-bit registers (and zero-extended loads on 64-bit ports) give the same sums
-            if not 0 <= struct.unpack_from("<i", blob, g[_G_ADDS] + 4 * j)[0] < 0x1000000:
+            # (3 slot bytes, and byte 3 counts words: a path of at most 63 words stays < 2**30)
+            if not 0 <= struct.unpack_from("<i", blob, g[_G_ADDS] + 4 * j)[0] < 0x2000000:
                 raise GrammarError("%s: bad token increments" % where)
         covered = 0
         for first, count, _, _ in self.patterns:

@@ -14,7 +14,8 @@ command explains the audio than any phone sequence would).
 
 Slot values ride along the path as one int32 "token": every node may add a constant to it
 (byte k of the token is slot k of the intent: value index + 1 for a list slot, the number
-itself for a number slot, built as tens + units).
+itself for a number slot, built as tens + units; at most 3 slots). Byte 3 counts the words on
+the path (`WORD` per word), which the chip's reject rule weighs against the rows heard.
 
 Binary format `.vcg` (little-endian), read by `voicenode.grammar` on the chip:
 
@@ -53,6 +54,8 @@ FINAL = 2
 #: Cost of an unreachable node at the start; the sentinel is above anything reachable.
 INF = 1 << 28
 SENTINEL = 1 << 30
+#: Token increment of every word: byte 3 of a path's token is its number of words.
+WORD = 1 << 24
 
 
 class GrammarError(ValueError):
@@ -225,6 +228,8 @@ class _Builder:
         return last
 
     def word(self, w: str, preds, add: int = 0) -> list[int]:
+        """The nodes of one word after `preds`, adding `add` and one `WORD` to the token."""
+        add += WORD
         if self.word_index is not None:  # one node: the word's class
             self.ph.append(self.word_index[w])
             self.flags.append(START if preds is None else 0)
@@ -351,11 +356,14 @@ def compile_commandset(cs: csmod.CommandSet, units: str = "phones") -> tuple[Gra
         first = len(b.ph)
         if len(intent.slots) > 3:
             raise GrammarError(f"intent {intent.name}: more than 3 slots")
+        longest = max(len(t.split()) for t, _ in cs.templates(intent))
+        if longest > 40:  # byte 3 of the token counts words (the chip's sums stay < 2**30)
+            raise GrammarError(f"intent {intent.name}: a phrase of {longest} words (at most 40)")
         _pattern(b, cs, intent)
         patterns.append((first, len(b.ph) - first, ii, len(intent.slots)))
     adds = [0] + sorted({a for a in b.add if a})
     if len(adds) > 256:
-        raise GrammarError("more than 255 distinct slot values in the grammar")
+        raise GrammarError("more than 255 distinct token increments in the grammar")
     aidx = {a: i for i, a in enumerate(adds)}
     pstart = [0]
     flat: list[int] = []

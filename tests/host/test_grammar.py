@@ -107,6 +107,7 @@ def test_a_perfectly_heard_command_decodes_to_its_intent_and_slots(
     name = layout["intents"][r["intent"]]
     assert name == intent
     assert G.slots_of(r["token"], name, layout) == slots
+    assert r["token"] >> 24 == len(text.split())  # byte 3: the words on the path
     assert r["frames"] == len(cost) and r["avg"] == (r["cost"] << 8) // len(cost)
     assert r["second"] is not None and r["second"] > r["avg"]
 

@@ -92,7 +92,8 @@ def test_reject_rule_keeps_the_target_share_of_unknown_speech():
         em = int(rng.integers(2, 7)) if cmd else int(rng.integers(0, 3))
         avg = int(rng.integers(0, 80)) + (0 if cmd else 30)
         margin = int(rng.integers(0, 200))
-        f = [avg, margin, em, 0, em + 2, 60, (em + 2) * 256 // 60]
+        words = int(rng.integers(1, 6))
+        f = [avg, margin, em, 0, em + 2, 60, (em + 2) * 256 // 60, words, 60 * 16 // words]
         decs.append({"frames": 60, "avg": avg, "second": avg + margin, "features": f})
         items.append(("x", None, 0 if cmd else -1, {}))
     rule = tc.fit_reject(decs, items, 0.01)

@@ -209,7 +209,7 @@ def test_reject_rule_decides_on_the_chip_as_on_the_host(real_windows, tmp_path):
     rejects exactly the commands the twin does; the rule, not the cutoff, decides."""
     base = make_model(tmp_path, cutoff_avg=0xFFFF, margin_avg=0)
     m = rc.load(base)
-    weights = [-3, 1, 50, 0, 7, -2, 5]
+    weights = [-3, 1, 50, 0, 7, -2, 5, 20, -1]
     probe = {"weights": weights, "bias": 0}
     scores = sorted(
         rc.reject_score(rc.recognize(m, w)["features"], probe) for w in real_windows[:-1]
@@ -222,7 +222,7 @@ def test_reject_rule_decides_on_the_chip_as_on_the_host(real_windows, tmp_path):
     kept = []
     for w, g in zip(real_windows[:-1], got[:-1], strict=True):
         want = rc.recognize(m, w)
-        assert g["features"] == want["features"] and len(want["features"]) == 7
+        assert g["features"] == want["features"] and len(want["features"]) == 9
         for k in ("intent", "slots", "score", "reason", "avg"):
             assert g.get(k) == want.get(k), (k, g, want)
         keep = rc.reject_score(want["features"], rule) >= 0
@@ -398,8 +398,8 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
     case("narrow", "24 classes", narrow_network)
     case("stride", "stride 2", lambda d, s: write_side(d, dict(s, stride=2)))
     case("format1", "command model format 1", lambda d, s: write_side(d, dict(s, format=1)))
-    case("reject", "reject rule is not 7 integer weights", lambda d, s: write_side(
-        d, dict(s, reject={"features": list(rc.REJECT_FEATURES), "weights": [0.5] * 7,
+    case("reject", "reject rule is not 9 integer weights", lambda d, s: write_side(
+        d, dict(s, reject={"features": list(rc.REJECT_FEATURES), "weights": [0.5] * 9,
                            "bias": 0})))  # fmt: skip
     case("novad", "vad setting 'hangover' missing", lambda d, s: write_side(
         d, dict(s, vad={k: v for k, v in s["vad"].items() if k != "hangover"})))  # fmt: skip

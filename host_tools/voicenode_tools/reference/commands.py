@@ -43,6 +43,7 @@ CRC_RESIDUE = 0x2144DF1C
 #: The features of the `reject` rule, in the order of its weights (all integers, `features`).
 REJECT_FEATURES = (
     "avg", "margin", "emissions", "unk_rows", "nonblank_rows", "rows", "nonblank_share",
+    "words", "rows_per_word",
 )  # fmt: skip
 #: margin of a command without another intent, and the largest margin counted
 MARGIN_CAP = 4096
@@ -338,15 +339,17 @@ def slots_of(token: int, intent: str, layout: dict) -> dict:
     return G.slots_of(token, intent, layout)
 
 
-def features(cost: np.ndarray, avg: int, second: int | None, unk: int) -> list[int]:
+def features(cost: np.ndarray, avg: int, second: int | None, unk: int, token: int) -> list[int]:
     """The `reject` rule's features of a decoded command (`REJECT_FEATURES`), as the chip.
 
     From its cost rows (uint8 (rows, classes)) the best class of each row (the first of
     cost 0: the network's first largest logit): `emissions` (rows whose best class is not the
     blank and differs from the row before, the first row counting as a change), `unk_rows`
     (best class `unk`, -1: none), `nonblank_rows`, `rows`, `nonblank_share` (nonblank rows
-    * 256 // rows); and from the grammar `avg` and `margin` (second - avg, at most
-    `MARGIN_CAP`, which is also the margin without another intent).
+    * 256 // rows); and from the grammar `avg`, `margin` (second - avg, at most
+    `MARGIN_CAP`, which is also the margin without another intent), `words` (on the best
+    path: byte 3 of its token) and `rows_per_word` (rows * 16 // words, words at least 1):
+    unknown speech that a one-word command fits is long for one word.
     """
     cost = np.asarray(cost)
     best = np.argmax(cost == 0, axis=1) if len(cost) else np.zeros(0, np.int64)
@@ -355,9 +358,11 @@ def features(cost: np.ndarray, avg: int, second: int | None, unk: int) -> list[i
     changed = np.r_[True, best[1:] != best[:-1]] if n else np.zeros(0, bool)
     nb = int(nonblank.sum())
     margin = MARGIN_CAP if second is None else min(second - avg, MARGIN_CAP)
+    words = (int(token) >> 24) & 0xFF
     return [
         int(avg), int(margin), int((nonblank & changed).sum()),
         int((best == unk).sum()) if unk >= 0 else 0, nb, n, (nb << 8) // n if n else 0,
+        words, (n << 4) // max(words, 1),
     ]  # fmt: skip
 
 
@@ -397,7 +402,7 @@ def decide(
         avg, second, tok, pi = NO_ROWS_AVG, None, 0, -1
     else:
         avg, second, tok, pi = d["avg"], d["second"], d["token"], d["pattern"]
-    feats = None if d["frames"] == 0 else features(rows, avg, second, unk_class(model.layout))
+    feats = None if d["frames"] == 0 else features(rows, avg, second, unk_class(model.layout), tok)
     extra = {"avg": avg, "second": second, "token": tok, "pattern": pi, "features": feats}
     score = score_of(avg, model.logit_scale)
     rule = model.sidecar.get("reject")

@@ -580,7 +580,7 @@ def decisions(qmodel, g, windows, rec, stride: int, unk: int = -1):
         r = dec.decode(cost)
         r["silence"] = False
         if r["frames"]:
-            r["features"] = rc.features(cost, r["avg"], r["second"], unk)
+            r["features"] = rc.features(cost, r["avg"], r["second"], unk, r["token"])
         out.append(r)
     return out
 
