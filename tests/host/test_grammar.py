@@ -144,6 +144,14 @@ def test_a_number_slot_too_big_for_the_token_is_an_error():
         G.compile_commandset(cs)
 
 
+def test_a_phrase_too_long_for_the_word_count_is_an_error():
+    """Byte 3 of the token counts words; the chip's sums stay below 2**30 with <= 40."""
+    long = " ".join(["go"] * 41)
+    cs = C.loads(f'name = "x"\n[intents."a"]\nphrases = ["{long}"]\n')
+    with pytest.raises(G.GrammarError, match="41 words"):
+        G.compile_commandset(cs, "words")
+
+
 def test_word_units_one_node_per_word_and_unknown_words(home):
     cs = home[0]
     g, layout = G.compile_commandset(cs, "words")
