@@ -11,12 +11,13 @@
 3. scenes: each sentence in a listening window with generated noise, babble or music, room
    reverb and microphone band limits (`train.augment`), features from the reference front end,
    the window opened a little before the speech as the wake event would;
-4. a streaming phone network (the wake word's int8 layers with a logits head, `train.model`)
-   trained with CTC on whole windows (PyTorch, CPU), quantised by `reference.nn`;
-5. the command set compiled into a phone grammar (`grammar`); the chip's decisions on the
-   validation windows (end-pointer twin, int8 logits, grammar decoder) set the rejection
-   cutoff: the largest average cost per frame at which at most `target_unknown_accept` of the
-   unknown speech said by held-out voices is accepted.
+4. a streaming network (the wake word's int8 layers with a logits head, `train.model`) for
+   the set's words (or phone classes), trained with CTC on the rows the chip decodes
+   (PyTorch, CPU), quantised by `reference.nn`;
+5. the command set compiled into a grammar (`grammar`); the chip's decisions on the
+   validation windows (end-pointer twin, int8 logits, grammar decoder) fit the `reject` rule
+   (`fit_reject`: integer weights of each decision's features and a bias) so that at most
+   `target_unknown_accept` of the unknown speech said by held-out voices is kept.
 
 Synthesized audio is cached in ~/.cache/voicenode/commands/<hash>/ (never committed).
 """
