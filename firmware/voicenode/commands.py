@@ -14,9 +14,13 @@ layers with one logit per phone class, class 0 the CTC blank). Each time the net
 so 0 for the most likely class. The rows of the command (from the segment's start to the
 frame of the decision) go through the command grammar (`voicenode.grammar`, one phone graph
 per intent) as they come, once the end-pointer has heard speech, so the decision itself
-only reads the final nodes: the cheapest path names the intent and carries the slot values; its average cost per row, in 1/256 (`avg`), against the model's
-`cutoff_avg`, and its margin over the best other intent against `margin_avg`, decide
-between the intent and `unknown`. score = exp(-avg / 256 * logit_scale), two decimals.
+only reads the final nodes: the cheapest path names the intent and carries the slot values
+and its word count. Its average cost per row, in 1/256 (`avg`), against the model's
+`cutoff_avg`, its margin over the best other intent against `margin_avg`, and the sidecar's
+`reject` rule (integer weights of the decision's `features`: avg, margin, the rows' best
+classes, the path's words) decide between the intent and `unknown`. The costgram is a ring
+of a few rows; each row's best class is kept for the rule. score = exp(-avg / 256 *
+logit_scale), two decimals.
 
 Model files (`voicenode train-commands`, name e.g. commands_home): `<name>.json` (sidecar:
 kind "commands", format 2, the network's name, the grammar file and its CRC-32, the layout
