@@ -120,3 +120,23 @@ def test_intents_after_wakes_agree_with_the_firmware(tmp_path, pcm, tree):
     got = listen_on_virtual_board(pcm, ["hey_jarvis"], {}, models=folder,
                                   flash_image=tmp_path / "f.img", commands="commands_home")  # fmt: skip
     assert got == want
+
+
+def test_sim_listen_names_a_command_model_the_node_cannot_load(tmp_path, capsys, tree):
+    """The node logs a command model it cannot load (here a damaged grammar; the shipped
+    model next to the shipped wake word: not enough heap) and runs on without commands;
+    `listen --sim` stops at that error and says how to run wake words only."""
+    folder = tmp_path / "models"
+    shutil.copytree(tree / "models", folder)
+    for f in ("commands_home.json", "commands_home.vcg", "commands_home_net.vnm",
+              "commands_home_net.json"):  # fmt: skip
+        shutil.copy(REPO_ROOT / "models" / f, folder / f)
+    data = bytearray((folder / "commands_home.vcg").read_bytes())
+    data[40] ^= 0xFF  # a damaged grammar: the checksum no longer matches
+    (folder / "commands_home.vcg").write_bytes(bytes(data))
+    wav = tmp_path / "ok.wav"
+    write_wav(wav, np.zeros(16000, np.int16))
+    assert main(["listen", str(wav), "--sim", "--models", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and "--no-commands" in err, err
+    assert main(["listen", str(wav), "--sim", "--no-commands", "--models", str(folder)]) == 0

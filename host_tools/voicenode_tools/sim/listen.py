@@ -157,5 +157,11 @@ def listen_on_virtual_board(
                         {"event": "intent", "at": ev["at"], **{k: ev[k] for k in keys if k in ev}}
                     )
                 elif kind == "error":
-                    raise CommandError(f"the node reported an error: {ev}")
+                    hint = ""
+                    if ev.get("where") == "commands":
+                        hint = (
+                            " (the node runs on without commands, so its events would not be"
+                            " the reference's; --no-commands runs wake words only)"
+                        )
+                    raise CommandError(f"the node reported an error: {ev}{hint}")
     return wakes
