@@ -109,7 +109,25 @@ def metrics(results, truth) -> dict:
         ),
         "commands": len(cmd),
         "unknown": len(unk),
+        "per_intent": per_intent(results, truth),
     }
+
+
+def per_intent(results, truth) -> dict:
+    """For each intent said: {"n": utterances, "right": share decided right, "rejected":
+    share answered unknown} (which commands the rejection costs)."""
+    out: dict = {}
+    for r, (t, _) in zip(results, truth, strict=True):
+        if t == "unknown":
+            continue
+        d = out.setdefault(t, {"n": 0, "right": 0, "rejected": 0})
+        d["n"] += 1
+        d["right"] += r["intent"] == t
+        d["rejected"] += r["intent"] == "unknown"
+    for d in out.values():
+        d["right"] = round(d["right"] / d["n"], 3)
+        d["rejected"] = round(d["rejected"] / d["n"], 3)
+    return dict(sorted(out.items()))
 
 
 def _voices(kind: str, n: int, rng):
@@ -292,6 +310,22 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def intent_table(res: dict, system: str = "ours") -> str:
+    """One system's right / rejected share per intent, a column per voice set and SNR."""
+    cols = [(kind, snr) for kind, r in res["sets"].items() for snr in r["snr"]]
+    names = sorted({n for k, s in cols for n in res["sets"][k]["snr"][s][system]["per_intent"]})
+    lines = [f"| intent ({system}: right / rejected) | "
+             + " | ".join(f"{k} {s} dB" for k, s in cols) + " |",
+             "|---|" + "---|" * len(cols)]  # fmt: skip
+    for n in names:
+        cells = []
+        for k, s in cols:
+            d = res["sets"][k]["snr"][s][system]["per_intent"].get(n)
+            cells.append(f"{100 * d['right']:.0f} / {100 * d['rejected']:.0f} %" if d else "-")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
@@ -328,6 +362,8 @@ def main(argv=None):
                     sets=tuple(a.sets))  # fmt: skip
     res["firmware"] = cost
     print(table(res))
+    print()
+    print(intent_table(res))
     print("firmware (Unix port): " + json.dumps(cost))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
