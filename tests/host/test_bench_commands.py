@@ -1,0 +1,22 @@
+"""The command benchmark's scoring (the benchmark itself runs from the CLI: its figures are
+in docs/COMMANDS.md)."""
+
+from voicenode_tools.bench import commands as bc
+
+
+def test_bench_scores_every_intent_and_tabulates_them():
+    """`bench.commands.metrics`: the overall shares and, per intent said, the share right and
+    the share rejected; `intent_table` lays them out per voice set and SNR."""
+    truth = [("a", {}), ("a", {}), ("b", {"n": 1}), ("unknown", {}), ("unknown", {})]
+    got = [{"intent": "a", "slots": {}}, {"intent": "unknown", "slots": {}},
+           {"intent": "a", "slots": {}}, {"intent": "b", "slots": {}},
+           {"intent": "unknown", "slots": {}}]  # fmt: skip
+    m = bc.metrics(got, truth)
+    assert (m["intent_accuracy"], m["unknown_accepted"], m["command_rejected"]) == (
+        round(1 / 3, 4), 0.5, round(1 / 3, 4))  # fmt: skip
+    assert m["per_intent"] == {"a": {"n": 2, "right": 0.5, "rejected": 0.5},
+                               "b": {"n": 1, "right": 0.0, "rejected": 0.0}}  # fmt: skip
+    res = {"sets": {"validation": {"snr": {"20": {"ours": m}}}}}
+    t = bc.intent_table(res).splitlines()
+    assert t[0] == "| intent (ours: right / rejected) | validation 20 dB |"
+    assert t[2:] == ["| a | 50 / 50 % |", "| b | 0 / 0 % |"]
