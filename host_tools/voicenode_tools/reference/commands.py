@@ -377,10 +377,20 @@ def unk_class(layout: dict) -> int:
     return classes.index("<unk>") if "<unk>" in classes else -1
 
 
-def accepts(avg: int, second: int | None, cutoff_avg: int, margin_avg: int) -> bool:
-    """The chip's rule for a decoded command: its average cost within the cutoff and ahead of
-    the best other intent (`second`, None if there is none) by at least the margin."""
-    return avg <= cutoff_avg and (second is None or second - avg >= margin_avg)
+def accepts(
+    avg: int,
+    second: int | None,
+    cutoff_avg: int,
+    margin_avg: int,
+    feats: list[int] | None = None,
+    rule: dict | None = None,
+) -> bool:
+    """The chip's rule for a decoded command: its average cost within the cutoff, ahead of
+    the best other intent (`second`, None if there is none) by at least the margin, and with
+    a `reject` rule (then `feats` are its `features`) a score >= 0."""
+    if avg > cutoff_avg or (second is not None and second - avg < margin_avg):
+        return False
+    return rule is None or reject_score(feats, rule) >= 0
 
 
 def decide(
@@ -405,11 +415,7 @@ def decide(
     feats = None if d["frames"] == 0 else features(rows, avg, second, unk_class(model.layout), tok)
     extra = {"avg": avg, "second": second, "token": tok, "pattern": pi, "features": feats}
     score = score_of(avg, model.logit_scale)
-    rule = model.sidecar.get("reject")
-    kept = pi >= 0 and accepts(avg, second, cutoff, margin)
-    if kept and rule is not None:
-        kept = reject_score(feats, rule) >= 0
-    if not kept:
+    if pi < 0 or not accepts(avg, second, cutoff, margin, feats, model.sidecar.get("reject")):
         return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "low score", **extra}
     intent = model.layout["intents"][model.grammar.patterns[pi][2]]
     slots = slots_of(tok, intent, model.layout)

@@ -592,9 +592,7 @@ def accepted(r, cutoff_avg: int, margin_avg: int, rule: dict | None = None) -> b
 
     if r is None or r.get("silence") or r["frames"] == 0:
         return False
-    if not rc.accepts(r["avg"], r["second"], cutoff_avg, margin_avg):
-        return False
-    return rule is None or rc.reject_score(r["features"], rule) >= 0
+    return rc.accepts(r["avg"], r["second"], cutoff_avg, margin_avg, r.get("features"), rule)
 
 
 def fit_reject(decs, items, target: float) -> dict:
