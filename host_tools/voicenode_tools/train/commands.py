@@ -462,13 +462,12 @@ def _batches(n: int, batch: int, g, rows: np.ndarray | None = None, group: int =
     return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
 
 
-def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, seed: int,
-        rows: np.ndarray | None = None):  # fmt: skip
+def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, seed: int):
     """Train the network with CTC on listening windows; returns the StreamNet.
 
-    With ``rows`` ((n, 2) [first, end) per window, `decoded_rows`) the loss sees only the
-    rows the chip decodes: the words must be heard where the decoder looks for them, not
-    guessed from the window's start.
+    With the recipe's ``train.rows`` "decoded" the loss sees only the rows the chip decodes
+    (`decoded_rows`): the words must be heard where the decoder looks for them, not guessed
+    from the window's start.
     """
     import torch
     from torch import nn
@@ -490,6 +489,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
     )
     g = torch.Generator().manual_seed(seed)
     aug = t.get("augment")
+    rows = decoded_rows(x, rec, net.stride) if t.get("rows") == "decoded" else None
     crop = rows is not None and bool(t.get("crop"))
     for ep in range(epochs):
         net.train()
@@ -783,10 +783,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
         val[snr] = (vw, vi)
     t_data = time.time() - t0 - t_synth
     progress.log(f"data ready in {t_synth + t_data:.0f}s: {len(x)} training windows")
-    rows = None
-    if rec["train"].get("rows") == "decoded":
-        rows = decoded_rows(x, rec, int(np.prod([sp[3] for sp in rec["model"]["spec"]])))
-    net = fit(x, ys, len(classes), rec, progress, seed, rows)
+    net = fit(x, ys, len(classes), rec, progress, seed)
     t_train = time.time() - t0 - t_synth - t_data
     qmodel = quantize(net, x)
     stride = int(qmodel.stride)
