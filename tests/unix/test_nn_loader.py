@@ -189,3 +189,46 @@ def test_good_model_loads_and_reports_its_sidecar(tmp_path):
         "print(m.name, '|', m.word, '|', m.cutoff_u8, m.window, m.cooloff, m.stride)\n"
     )
     assert run_mpy(code)[-1] == "hey_node | hey node | 128 3 4 2"
+
+
+SHARE_CODE = """
+from voicenode.nn import model
+data = open({frames!r}, 'rb').read()
+a = model.prepare({a!r})
+b = model.prepare({b!r})
+blocks = model.share([[a], [b]])
+print(sum(len(x) for x in blocks), sum(a.sizes), sum(b.sizes))
+for m in (a, b, a, b):  # turns: each reads its weights back over the other's
+    m.fill()
+    out = []
+    for i in range(len(data) // 40):
+        p = m.step(data[i * 40:i * 40 + 40])
+        if p >= 0:
+            out.append(p)
+    print(bytes(out).hex())
+"""
+
+
+def test_models_taking_turns_in_shared_memory_match_the_twin(tmp_path):
+    """Two models bound to the same blocks (`model.share`) take turns, each `fill` reading
+    its weights back over the other's: every turn gives the twin's probabilities exactly, and
+    the blocks take less than the two models apart."""
+    rng = np.random.default_rng(3)
+    spec_b = [("conv", 10, 3, 3, 1, "relu"), ("dwconv", 0, 5, 1, 1, "relu"),
+              ("dense", 12, 1, 1, 1, "relu"), ("dense", 1, 1, 1, 1, "sigmoid")]  # fmt: skip
+    paths = []
+    models = []
+    for name, spec in (("a", SPEC), ("b", spec_b)):
+        m = nn.random_model(rng, spec=spec)
+        m.save(tmp_path / f"{name}.vnm", {"name": name, "wake_phrase": name, "cutoff": 0.5,
+                                          "window": 3, "cooloff": 0,
+                                          "frontend": nn.frontend_params()})  # fmt: skip
+        paths.append(str(tmp_path / f"{name}.vnm"))
+        models.append(m)
+    feats = rng.integers(0, 256, (90, 40), dtype=np.uint8)
+    (tmp_path / "f.bin").write_bytes(feats.tobytes())
+    lines = run_mpy(SHARE_CODE.format(a=paths[0], b=paths[1], frames=str(tmp_path / "f.bin")))
+    shared, size_a, size_b = map(int, lines[0].split())
+    assert max(size_a, size_b) <= shared < size_a + size_b
+    want = [bytes(m.stream(feats).astype(np.uint8)).hex() for m in models]
+    assert lines[1:] == want * 2

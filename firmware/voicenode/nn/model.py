@@ -18,7 +18,15 @@ checksum mismatch, impossible layer sizes, arithmetic that could overflow 32 bit
 written for another file, or front-end parameters that differ from this firmware's
 `voicenode.dsp.params` (must match training). Format: docs/MODEL_FORMAT.md.
 
-All buffers are allocated here, once; `Model.step` allocates nothing.
+All buffers are allocated here, once; `Model.step` allocates nothing. `load` is three steps
+that can be taken apart: `prepare` (check and size), `Model.bind` (buffers) and `Model.fill`
+(read the weights). Models that never run at the same time share memory with `share` and
+take turns, each `fill` reading its weights back from the flash:
+
+    >>> wake = prepare("/models/hey_node.vnm"); cmd = prepare("/models/cmd.vnm", head="logits")
+    >>> blocks = share([[wake], [cmd]])     # about the larger model's buffers, not the sum
+    >>> wake.fill()                          # ... wake.step(frame) ...
+    >>> cmd.fill()                           # wake's weights are gone; cmd.step(frame) ...
 """
 
 import array
@@ -57,17 +65,24 @@ class ModelError(ValueError):
 
 
 class Model:
-    """One loaded network: `step(frame)` feeds a feature frame, returns a probability or -1.
+    """One network: `step(frame)` feeds a feature frame, returns a probability or -1.
+
+    Made in three steps (`load` does all three): `prepare` checks the file and its sidecar
+    and sizes the layers, `bind` gives them their buffers, `fill` reads the weights into them.
+    Models that never run at the same time can be bound to the same memory (`share`) and
+    take turns: each `fill` reads its weights back from the flash, checked as they are read.
 
     Attributes: `name`, `head` ("sigmoid" or "logits"), `stride` (feature frames per model
-    step), `path`, `out` (a memoryview of the last layer's output bytes, shared: valid until
-    the next step; a logits head's out_ch logits, a sigmoid head's one probability), `labels`
-    (the sidecar's list of output names, or None). A wake model ("sigmoid") also has `word`
-    (the wake phrase), `cutoff_u8`, `window`, `cooloff` (model steps); a logits model has
-    None there.
+    step), `outputs` (the last layer's channels), `path`, `crc` (the file's CRC-32),
+    `sizes` (bytes of each layer's buffer), `resident` (True once `fill` has read the
+    weights; whoever lends the memory to another model sets it False, see `share`), `out` (a memoryview of the last layer's output bytes, shared: valid
+    until the next step; a logits head's out_ch logits, a sigmoid head's one probability;
+    None before the first `fill`), `labels` (the sidecar's list of output names, or None).
+    A wake model ("sigmoid") also has `word` (the wake phrase), `cutoff_u8`, `window`,
+    `cooloff` (model steps); a logits model has None there.
     """
 
-    def __init__(self, path, side, layers, head="sigmoid"):
+    def __init__(self, path, side, crc, sizes, strides, outputs, head="sigmoid"):
         self.path = path
         self.name = side["name"]
         self.head = head
@@ -77,30 +92,117 @@ class Model:
         self.cooloff = side.get("cooloff")
         self.labels = side.get("labels")
         self.version = side.get("version", "")
-        stride = 1
-        for _, cfg in layers:
-            stride *= cfg[kernels.CFG_STRIDE]
-        self.stride = stride
-        self._n = len(layers)
-        self._buf = [L[0] for L in layers]
-        self._cfg = [L[1] for L in layers]
-        # Views of each layer's output bytes (the next layer's input), made once.
-        self._out = [
-            memoryview(buf)[
-                cfg[kernels.CFG_OUTOFF] : cfg[kernels.CFG_OUTOFF] + cfg[kernels.CFG_OUT]
+        self.stride = strides
+        self.outputs = outputs
+        self.crc = crc  # the file's CRC-32: `fill` refuses a file that changed
+        self.sizes = sizes
+        self._n = len(sizes)
+        self._buf = self._cfg = self._out = None
+        self.out = None
+        self.resident = False
+
+    def bind(self, bufs=None):
+        """Give the layers their buffers: `bufs`, one per layer, each at least `sizes[i]`
+        bytes from a 4-byte aligned start (other models may use them between `fill`s, see
+        `share`), or with None bytearrays of their own, made largest first so that a
+        fragmented heap takes them.
+
+        Raises:
+            ModelError: not enough memory, or buffers that do not fit the layers.
+        """
+        sizes = self.sizes
+        n = self._n
+        if bufs is None:
+            gc.collect()
+            total = sum(sizes)
+            if total > gc.mem_free():
+                raise ModelError(
+                    "%s: its buffers need %d bytes, %d free" % (self.path, total, gc.mem_free())
+                )
+            bufs = [None] * n
+            try:
+                for i in sorted(range(n), key=lambda i: -sizes[i]):
+                    bufs[i] = bytearray(sizes[i])  # type: ignore[call-overload]
+            except MemoryError:
+                bufs = None
+                gc.collect()
+                raise ModelError(
+                    "%s: not enough contiguous heap for its %d bytes of buffers"
+                    % (self.path, total)
+                ) from None
+            self._buf = bufs
+        elif len(bufs) != n or [i for i in range(n) if len(bufs[i]) < sizes[i]]:
+            raise ModelError("%s: the buffers given do not fit its layers" % self.path)
+        else:  # blocks longer than the layer are fine: the layer's offsets stay inside
+            self._buf = list(bufs)
+        self._cfg = [array.array("i", bytes(4 * kernels.CFG_LEN)) for _ in range(n)]
+        self._out = None
+        self.out = None
+        self.resident = False
+
+    def fill(self):
+        """Read the weights from the file into the buffers (`bind` first) and reset.
+
+        The file is checked as it is read: its header and layer sizes must be the ones
+        `prepare` saw, the arithmetic must fit 32 bits, and the CRC-32 at its end must match.
+
+        Raises:
+            ModelError: the file changed, is corrupt or cannot be read; `resident` is False
+                and the buffers hold no usable model.
+        """
+        self.resident = False
+        vnm = self.path
+        try:
+            f = open(vnm, "rb")
+        except OSError as e:
+            raise ModelError("%s: cannot open (%s)" % (vnm, e)) from None
+        with f:
+            hdr = f.read(_HEADER)
+            if len(hdr) != _HEADER:
+                raise ModelError("%s: the file changed since it was checked" % vnm)
+            _, _, _, n_in, zp, _, _ = struct.unpack("<4sHHHBBI", hdr)
+            crc = _crc32(hdr)
+            hb = bytearray(_LAYER_HEAD)
+            chan = None
+            for i in range(self._n):
+                where = "%s: layer %d" % (vnm, i)
+                if f.readinto(hb) != _LAYER_HEAD:
+                    raise ModelError("%s runs past the end" % where)
+                crc = _crc32(hb, crc)
+                meta = _layer_meta(hb, where, i == self._n - 1, zp, n_in, self.head)
+                if meta[_M_SIZE] != self.sizes[i]:
+                    raise ModelError("%s: the file changed since it was checked" % vnm)
+                if chan is None or len(chan) < _CHAN * meta[7]:
+                    chan = bytearray(_CHAN * meta[7])
+                crc = _fill(f, where, meta, zp, self._buf[i], self._cfg[i], chan, crc)  # type: ignore[index]
+                zp = meta[5]
+                n_in = meta[7]
+            tail = f.read(4)
+            if len(tail) != 4 or struct.unpack("<I", tail)[0] != crc:
+                raise ModelError("%s: checksum mismatch (corrupt file)" % vnm)
+            if crc != self.crc:
+                raise ModelError("%s: the file changed since it was checked" % vnm)
+        if self._out is None:
+            # Views of each layer's output bytes (the next layer's input), made once.
+            bufs, cfgs = self._buf, self._cfg
+            self._out = [
+                memoryview(bufs[i])[  # type: ignore[index]
+                    cfgs[i][kernels.CFG_OUTOFF] : cfgs[i][kernels.CFG_OUTOFF]  # type: ignore[index]
+                    + cfgs[i][kernels.CFG_OUT]  # type: ignore[index]
+                ]
+                for i in range(self._n)
             ]
-            for buf, cfg in layers
-        ]
-        # The last layer's output bytes: a view into its buffer, rewritten by every step
-        # that emits (read it before the next step).
-        self.out = self._out[-1]
+            # The last layer's output bytes: a view into its buffer, rewritten by every
+            # step that emits (read it before the next step).
+            self.out = self._out[-1]
         self.reset()
+        self.resident = True
 
     def reset(self):
         """Forget all history (rings back to the input zero points, stride counters to 0)."""
         for i in range(self._n):
-            cfg = self._cfg[i]
-            buf = self._buf[i]
+            cfg = self._cfg[i]  # type: ignore[index]
+            buf = self._buf[i]  # type: ignore[index]
             zi = cfg[kernels.CFG_ZI]
             ring = cfg[kernels.CFG_RING]
             if cfg[kernels.CFG_K] > 1:
@@ -120,7 +222,40 @@ class Model:
 
     def layer_output(self, i):
         """The newest output of layer i (a view into the layer's buffer, valid until the next step)."""
-        return self._out[i]
+        return self._out[i]  # type: ignore[index]
+
+
+def share(groups):
+    """Bind groups of models that take turns (the wake words, the command network) to the
+    same memory: block i holds the i-th largest layer of whichever group runs, so the
+    blocks take sum(max over groups) bytes, about the larger group's, in pieces a fragmented
+    heap can still give. The groups then take turns with `fill` (each leaves the others'
+    weights unusable: set their `resident` False). Returns the blocks.
+
+    Raises:
+        MemoryError: the heap cannot give the blocks (no model is bound then).
+    """
+    ranked = []
+    for models in groups:
+        layers = []
+        for m in models:
+            for j in range(len(m.sizes)):
+                layers.append((m.sizes[j], m, j))
+        layers.sort(key=lambda x: -x[0])
+        ranked.append(layers)
+    n = max(len(r) for r in ranked)
+    sizes = [max(r[i][0] for r in ranked if i < len(r)) for i in range(n)]
+    blocks = [bytearray((s + 3) & ~3) for s in sizes]  # largest first
+    for layers in ranked:
+        bufs = {}
+        for i in range(len(layers)):
+            _, m, j = layers[i]
+            if m not in bufs:
+                bufs[m] = [None] * len(m.sizes)
+            bufs[m][j] = blocks[i]  # type: ignore[call-overload]
+        for m in bufs:
+            m.bind(bufs[m])
+    return blocks
 
 
 def firmware_frontend():
@@ -244,7 +379,9 @@ def _read_sidecar(path, crc, in_zp, n_in, frontend, head):
 
 
 def load(path, frontend=None, check_heap=True, head="sigmoid"):
-    """Load `<name>.vnm` and its `<name>.json` sidecar; return a `Model`.
+    """Load `<name>.vnm` and its `<name>.json` sidecar; return a `Model` ready to step.
+
+    `prepare`, then `Model.bind()` (buffers of its own) and `Model.fill()`.
 
     Args:
         path: the .vnm path (the sidecar is the same path with .json).
@@ -254,6 +391,19 @@ def load(path, frontend=None, check_heap=True, head="sigmoid"):
         head: "sigmoid" (a wake-word model: the last layer is one sigmoid channel, sidecar
             kind "wake") or "logits" (sidecar kind "phones": the last layer has activation
             none, no table and >= 2 channels, read from `Model.out` after a step).
+
+    Raises:
+        ModelError: with a message naming the file and the problem.
+    """
+    m = prepare(path, frontend, head, check_heap)
+    m.bind()
+    m.fill()
+    return m
+
+
+def prepare(path, frontend=None, head="sigmoid", check_heap=False):
+    """Check `<name>.vnm` and its sidecar and size its layers: a `Model` without buffers
+    (`bind` and `fill` it; `sizes` says how much memory its layers take). Arguments as `load`.
 
     Raises:
         ModelError: with a message naming the file and the problem.
@@ -305,10 +455,10 @@ def load(path, frontend=None, check_heap=True, head="sigmoid"):
             need = side["heap_bytes"]
             if need > gc.mem_free():
                 raise ModelError("%s: needs %d bytes of heap, %d free" % (vnm, need, gc.mem_free()))
-        # Pass 1: every layer's shape (headers only), so that the big buffers can be made
-        # first, largest first, before any small object: a fragmented heap could otherwise
-        # refuse a 7 KB buffer with 30 KB free.
-        metas = []
+        # Every layer's shape (headers only): the sizes of the buffers, checked chaining.
+        sizes = []
+        strides = 1
+        last = None
         hb = bytearray(_LAYER_HEAD)
         zp = in_zp
         prev_out = n_in
@@ -319,7 +469,9 @@ def load(path, frontend=None, check_heap=True, head="sigmoid"):
                 raise ModelError("%s: layer %d runs past the end" % (vnm, i))
             where = "%s: layer %d" % (vnm, i)
             meta = _layer_meta(hb, where, i == n_layers - 1, zp, prev_out, head)
-            metas.append(meta)
+            sizes.append(meta[_M_SIZE])
+            strides *= meta[3]
+            last = meta
             zp = meta[5]
             prev_out = meta[7]
             pos += _LAYER_HEAD + meta[_M_DATA]
@@ -327,41 +479,14 @@ def load(path, frontend=None, check_heap=True, head="sigmoid"):
                 raise ModelError("%s: layer %d runs past the end" % (vnm, i))
         if pos != size - 4:
             raise ModelError("%s: %d stray bytes after the layers" % (vnm, size - 4 - pos))
-        if not metas:
+        if last is None:
             raise ModelError("%s: no layers" % vnm)
         labels = side.get("labels")
-        if labels is not None and len(labels) != metas[-1][7]:
+        if labels is not None and len(labels) != last[7]:
             raise ModelError(
-                "%s: sidecar names %d labels for %d outputs" % (vnm, len(labels), metas[-1][7])
+                "%s: sidecar names %d labels for %d outputs" % (vnm, len(labels), last[7])
             )
-        del hb
-        gc.collect()
-        total = 0
-        for m in metas:
-            total += m[_M_SIZE]
-        if total > gc.mem_free():
-            raise ModelError("%s: its buffers need %d bytes, %d free" % (vnm, total, gc.mem_free()))
-        order = sorted(range(n_layers), key=lambda i: -metas[i][_M_SIZE])
-        bufs = [None] * n_layers
-        try:
-            for i in order:
-                bufs[i] = bytearray(metas[i][_M_SIZE])  # type: ignore[call-overload]
-        except MemoryError:
-            bufs = None  # type: ignore[assignment]
-            gc.collect()
-            raise ModelError(
-                "%s: not enough contiguous heap for its %d bytes of buffers" % (vnm, total)
-            ) from None
-        cfgs = [array.array("i", bytes(4 * kernels.CFG_LEN)) for _ in range(n_layers)]
-        chan = bytearray(_CHAN * max(m[7] for m in metas))
-        # Pass 2: read the weights, channel records and tables into place.
-        f.seek(_HEADER)
-        zp = in_zp
-        for i in range(n_layers):
-            f.seek(_LAYER_HEAD, 1)
-            _fill(f, "%s: layer %d" % (vnm, i), metas[i], zp, bufs[i], cfgs[i], chan)
-            zp = metas[i][5]
-    return Model(vnm, side, [(bufs[i], cfgs[i]) for i in range(n_layers)], head)
+    return Model(vnm, side, stored, tuple(sizes), strides, last[7], head)
 
 
 def _layer_meta(hb, where, last, in_zp, in_expected, head="sigmoid"):
@@ -400,8 +525,9 @@ def _layer_meta(hb, where, last, in_zp, in_expected, head="sigmoid"):
     return kind, act, k, stride, dil, out_zp, in_ch, out_ch, per, data, size
 
 
-def _fill(f, where, meta, in_zp, buf, cfg, chan):
+def _fill(f, where, meta, in_zp, buf, cfg, chan, crc):
     # Read one layer's data (the file is positioned after its head) into buf; set up cfg.
+    # Returns `crc` continued over the bytes read.
     kind, act, k, stride, dil, out_zp, in_ch, out_ch, per, _, size = meta
     nw = per * out_ch
     woff = _REC * out_ch
@@ -413,9 +539,12 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
     mv = memoryview(buf)
     if f.readinto(mv[woff : woff + nw]) != nw:
         raise ModelError("%s runs past the end" % where)
+    crc = _crc32(mv[woff : woff + nw], crc)
     kernels.xor80(buf, woff, nw)  # int8 -> w + 128, to sum the weights
-    if f.readinto(memoryview(chan)[: _CHAN * out_ch]) != _CHAN * out_ch:
+    cv = memoryview(chan)[: _CHAN * out_ch]
+    if f.readinto(cv) != _CHAN * out_ch:
         raise ModelError("%s runs past the end" % where)
+    crc = _crc32(cv, crc)
     for o in range(out_ch):
         b, m, s, _ = struct.unpack_from("<iHBB", chan, _CHAN * o)
         sum_w = kernels.sum_u8(buf, woff + o * per, per) - 128 * per
@@ -432,8 +561,10 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
         struct.pack_into("<II", buf, _REC * o, fb + kernels.BIAS_OFFSET, (m << 8) | s)
     if kind == _DWCONV:  # depthwise kernels read signed int8 weights
         kernels.xor80(buf, woff, nw)
-    if tab and f.readinto(mv[woff + nw : outoff]) != tab:
-        raise ModelError("%s runs past the end" % where)
+    if tab:
+        if f.readinto(mv[woff + nw : outoff]) != tab:
+            raise ModelError("%s runs past the end" % where)
+        crc = _crc32(mv[woff + nw : outoff], crc)
     cfg[kernels.CFG_KIND] = kind
     cfg[kernels.CFG_ACT] = act
     cfg[kernels.CFG_K] = k
@@ -450,3 +581,4 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan):
     cfg[kernels.CFG_TAB] = woff + nw if tab else 0
     cfg[kernels.CFG_ZI] = in_zp
     cfg[kernels.CFG_OUTOFF] = outoff
+    return crc
