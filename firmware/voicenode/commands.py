@@ -143,17 +143,31 @@ def sync(vs: ptr32, st: ptr32, g: ptr32) -> int:
 
 def slots_of(token, names, slots):
     """Slot values from a path's token (byte k: slot k of the intent); None for a value off
-    the list. `names`: the intent's slot names, `slots`: the layout's slot table."""
+    the list. `names`: the intent's slot names, `slots`: {name: (number, values)} (see
+    `compact_slots`)."""
     out = {}
     for k in range(len(names)):
         code = (token >> (8 * k)) & 0xFF
-        sl = slots[names[k]]
-        values = sl["values"]
-        if sl["kind"] == "number":
+        number, values = slots[names[k]]
+        if number:
             out[names[k]] = code if code in values else None
         else:
             out[names[k]] = values[code - 1] if 0 < code <= len(values) else None
     return out
+
+
+def compact_slots(layout):
+    """The layout's slot table and each intent's slot names, small for the heap: {name:
+    (number, values)}, the numbers as bytes (a token byte each), the words as a tuple; the
+    intents' names as tuples of the table's own keys (one string each)."""
+    slots = {}
+    for name, sl in layout["slots"].items():
+        v = sl["values"]
+        number = sl["kind"] == "number"
+        slots[name] = (number, bytes(v) if number else tuple(v))
+    keys = {k: k for k in slots}
+    names = layout["intent_slots"]
+    return slots, [tuple(keys[s] for s in names[x]) for x in layout["intents"]]
 
 
 def features(best, row0, row1, avg, second, unk, token):
@@ -285,6 +299,9 @@ class Recognizer:
     Args:
         path: the model's base path (`.../commands_home`) or its `.json` or `.vcg`.
         cutoff_avg, margin_avg: override the sidecar's.
+        shared: only check and size the network (`voicenode.nn.model.prepare`); the owner
+            binds it to memory it shares with the wake words (`net.bind(mem)`) and reads it
+            in (`net.fill()`) before each `reset` (see `voicenode.node`).
 
     `reset()` opens a listening window; `step(frame)` returns None until the command is
     decided, then the result dict once (and `listening` becomes False): `{"intent": name,
@@ -300,15 +317,15 @@ class Recognizer:
             front end, a network whose classes or stride the grammar or sidecar do not share.
     """
 
-    def __init__(self, path, cutoff_avg=None, margin_avg=None):
+    def __init__(self, path, cutoff_avg=None, margin_avg=None, shared=False):
         base = _base(path)
         try:
-            self._load(base, cutoff_avg, margin_avg)
+            self._load(base, cutoff_avg, margin_avg, shared)
         except (KeyError, TypeError, IndexError, AttributeError) as e:
             # a sidecar with the keys but values of the wrong shape
             raise CommandModelError("%s.json: sidecar unusable (%r)" % (base, e)) from None
 
-    def _load(self, base, cutoff_avg, margin_avg):
+    def _load(self, base, cutoff_avg, margin_avg, shared):
         side_path = base + ".json"
         # the sidecar is read here and not kept: its recipe and scores would stay on the heap
         side = _read_sidecar(side_path)
@@ -338,14 +355,20 @@ class Recognizer:
         from voicenode.nn import model as nn_model
 
         try:
-            self.net = net = nn_model.load(folder + side["network"] + ".vnm", head="logits")
+            npath = folder + side["network"] + ".vnm"
+            if shared:
+                net = nn_model.prepare(npath, head="logits")
+            else:
+                net = nn_model.load(npath, head="logits")
         except nn_model.ModelError as e:
             raise CommandModelError("network: %s" % e) from None
-        if len(net.out) != g.n_classes:
+        self.net = net
+        if net.outputs != g.n_classes:
             raise CommandModelError(
                 "%s: network %s has %d classes, the grammar %d"
-                % (side_path, side["network"], len(net.out), g.n_classes)
+                % (side_path, side["network"], net.outputs, g.n_classes)
             )
+        net.labels = None  # the grammar names the classes: 98 strings less on the heap
         self.stride = stride = net.stride
         if stride != side["stride"]:
             raise CommandModelError(
@@ -353,14 +376,20 @@ class Recognizer:
             )
         lay = side["layout"]
         self.intents = lay["intents"]
-        self.intent_slots = [lay["intent_slots"][x] for x in self.intents]
-        self.slots = lay["slots"]
+        try:
+            self.slots, self.intent_slots = compact_slots(lay)
+        except ValueError:
+            raise CommandModelError(
+                "%s: a number slot holds a value over 255" % side_path
+            ) from None
         self.cutoff_avg = side["cutoff_avg"] if cutoff_avg is None else cutoff_avg
         self.margin_avg = side.get("margin_avg", 0) if margin_avg is None else margin_avg
         self.logit_scale = side.get("logit_scale", 1.0)
-        self.reject = side.get("reject")  # None: cutoff_avg and margin_avg only
-        if self.reject is not None:
-            _check_reject(side_path, self.reject)
+        rule = side.get("reject")  # None: cutoff_avg and margin_avg only
+        if rule is not None:
+            _check_reject(side_path, rule)
+            rule = {"weights": tuple(rule["weights"]), "bias": rule["bias"]}
+        self.reject = rule
         classes = lay.get("classes") or ()
         self.unk = classes.index("<unk>") if "<unk>" in classes else -1
         from voicenode.dsp import params
@@ -379,7 +408,6 @@ class Recognizer:
         self._vs = self.vad.s
         self._gcfg = g.cfg
         self._bufs = (self.cost, g.blob, g.sk, g.cfg)  # the grammar kernel's buffers
-        self.out = net.out  # the network's logits (a view, rewritten by each emitting step)
         self.listening = False
         self.frames_after_speech = 0
         self.avg = self.second_avg = None
@@ -408,8 +436,9 @@ class Recognizer:
         """
         if not self.listening:
             return None
-        if self.net.step(frame) >= 0:
-            cost_row(self.out, self.cost, self._st, self.best)
+        net = self.net
+        if net.step(frame) >= 0:
+            cost_row(net.out, self.cost, self._st, self.best)
         st = vad_step(frame, self._vs)
         if sync(self._vs, self._st, self._gcfg) > 0:
             advance(0, 0, 0, self._bufs)

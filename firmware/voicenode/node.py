@@ -5,8 +5,9 @@ microphone in `main()`, the HIL test input, a test) and runs them through the fr
 front end calls back for every 10 ms feature frame, the detector runs every wake-word model on
 it, and a detection becomes a "wake" event on the serial event log; after it, the command
 recogniser (when the config names a command model) listens for up to 3 s and its result
-becomes an "intent" event. Nothing but events leaves
-the node: no samples, no features.
+becomes an "intent" event. The wake words and the command network take turns in the same
+memory (`voicenode.nn.model.share`), so the wake words pause while a command is heard.
+Nothing but events leaves the node: no samples, no features.
 
     >>> import voicenode.node as node
     >>> n = node.Node()                 # models from the app's models/ folder, /config.json
@@ -29,6 +30,7 @@ from voicenode import config
 from voicenode.actions import eventlog
 from voicenode.dsp.frontend import Frontend
 from voicenode.dsp.params import SAMPLE_RATE, STEP, WINDOW
+from voicenode.nn.model import ModelError, share
 from voicenode.wake import Detector
 
 DEFAULT_WORD = "hey_jarvis"  # the built-in wake word, and the fallback model
@@ -62,12 +64,21 @@ class Node:
         self.cfg = cfg = cfg if cfg is not None else config.load()
         folder = models if models is not None else models_dir()
         paths = [folder + "/" + w + ".vnm" for w in cfg["wake_words"]]
-        self.detector = Detector(paths, default=folder + "/" + DEFAULT_WORD + ".vnm")
+        # With a command model the wake words and the command network take turns in one
+        # block of memory (`self.shared`): the wake words' weights while the node waits for
+        # a wake word, the command network's while it listens for a command. So the two fit
+        # the heap of the larger, and each turn reads its weights back from the flash.
+        self.commands = rec = self._recognizer(folder, cfg.get("commands"))
+        self.detector = Detector(
+            paths, default=folder + "/" + DEFAULT_WORD + ".vnm", shared=rec is not None
+        )
+        self.shared = None
+        if rec is not None:
+            self._share(rec)
         cutoffs = cfg["cutoffs"]
         for i, m in enumerate(self.detector.models):
             if m.name in cutoffs:
                 self.detector.set_cutoff(i, int(cutoffs[m.name] * _U8 + 0.5))
-        self.commands = self._recognizer(folder, cfg.get("commands"))
         # Bound once: a bound method made per frame would allocate.
         self.frontend = Frontend(callback=self._on_frame)
         self.samples = 0  # samples fed since the node started (or reset)
@@ -76,24 +87,44 @@ class Node:
     @staticmethod
     def _recognizer(folder, name):
         # The command recogniser after the wake word (config "commands": a model name, or
-        # None for wake words only). A model that cannot be loaded is logged, never fatal.
+        # None for wake words only), its network checked and sized but not yet in memory. A
+        # model that cannot be loaded is logged, never fatal.
         if not name:
             return None
         from voicenode.commands import CommandModelError, Recognizer
 
         try:
-            return Recognizer(folder + "/" + name)
+            return Recognizer(folder + "/" + name, shared=True)
         except (OSError, CommandModelError, MemoryError) as e:
-            voicenode.count("model_errors")
-            eventlog.emit("error", where="commands", msg="%s: %s" % (name, e))
+            _model_error(name, e)
             return None
+
+    def _share(self, rec):
+        # Memory for the larger of the two turns (`voicenode.nn.model.share`). The command
+        # network is read in once here (its arithmetic is checked as it is read), then the
+        # wake words take over.
+        det = self.detector
+        net = rec.net
+        try:
+            gc.collect()
+            self.shared = share([det.models, [net]])
+            net.fill()
+            net.resident = False
+        except (OSError, ModelError, MemoryError) as e:  # wake words only, in their own memory
+            _model_error(self.cfg.get("commands"), e)
+            self.commands = self.shared = None
+            det.place()
+            return
+        det.fill()
 
     def reset(self):
         """Start over: a new recording (audio time back to 0, no history)."""
         self.frontend.reset()
-        self.detector.reset()
-        if self.commands is not None:
+        if self.commands is not None and self.commands.listening:
             self.commands.listening = False
+            self._wait_for_wake()
+        else:
+            self.detector.reset()
         self.samples = 0
 
     def feed(self, samples):
@@ -109,11 +140,13 @@ class Node:
     def _on_frame(self, frame):
         # Kept tiny: a bytecode call whose frame (locals + stack) exceeds 11 words takes it
         # from the heap on every call, so detections and commands get methods of their own.
+        # While a command is heard the wake words do not run (their memory is lent).
+        if self.commands is not None and self.commands.listening:
+            self._command(frame)
+            return
         n = self.detector.step(frame)
         if n:
             self._wake(n)
-        elif self.commands is not None and self.commands.listening:
-            self._command(frame)
 
     def _command(self, frame):
         r = self.commands.step(frame)  # None while listening, the result dict once
@@ -121,6 +154,7 @@ class Node:
             voicenode.count("intents")
             end = (self.frontend.count - 1) * STEP + WINDOW
             eventlog.emit("intent", at=round(end / SAMPLE_RATE, 3), **r)
+            self._wait_for_wake()
 
     def _wake(self, n):
         end = (self.frontend.count - 1) * STEP + WINDOW
@@ -131,7 +165,35 @@ class Node:
             voicenode.count("wakes")
             eventlog.emit("wake", word=word, score=round(score / _U8, 3), at=at)
         if self.commands is not None:
-            self.commands.reset()  # the command follows the wake word
+            self._listen()
+
+    def _listen(self):
+        # The command follows the wake word: the command network takes the shared memory.
+        rec = self.commands
+        if self.shared is not None:
+            for m in self.detector.models:
+                m.resident = False
+            try:
+                rec.net.fill()
+            except ModelError as e:  # its file went bad since boot: wake words only
+                _model_error(self.cfg.get("commands"), e)
+                self.commands = None
+                self.detector.fill()
+                return
+        rec.reset()
+
+    def _wait_for_wake(self):
+        # The command is decided: the wake words take the shared memory back, from a reset.
+        if self.shared is not None:
+            self.commands.net.resident = False
+            self.detector.fill()
+        else:
+            self.detector.reset()
+
+
+def _model_error(name, e):
+    voicenode.count("model_errors")
+    eventlog.emit("error", where="commands", msg="%s: %s" % (name, e))
 
 
 def current():
@@ -176,6 +238,8 @@ def main():
             next_status += every
             gc.collect()
             eventlog.emit(
-                "status", at=round(node.audio_time(), 3), heap_free=gc.mem_free(),
+                "status",
+                at=round(node.audio_time(), 3),
+                heap_free=gc.mem_free(),
                 counters=voicenode.counters,
             )

@@ -38,9 +38,12 @@ def _log(kind, msg):
         print("wake:", kind, msg)
 
 
-def _try_load(path, frontend):
-    # A model file must never stop the node: any failure becomes a message.
+def _try_load(path, frontend, shared=False):
+    # A model file must never stop the node: any failure becomes a message. Shared: checked
+    # and sized only (`Detector.place` gives it memory).
     try:
+        if shared:
+            return _model.prepare(path, frontend), None
         return _model.load(path, frontend), None
     except _model.ModelError as e:
         return None, str(e)
@@ -56,6 +59,9 @@ class Detector:
         default: path of the built-in default model, loaded in place of any model that fails
             (once, however many fail). None: no fallback.
         frontend: front-end parameters to check the sidecars against (None: dsp.params).
+        shared: only check and size the models (`voicenode.nn.model.prepare`); the owner
+            binds them (`voicenode.nn.model.share`, or `place` for memory of their own) and
+            reads them in with `fill`.
 
     Attributes:
         models: the models that run. errors: the messages of the models refused.
@@ -64,13 +70,13 @@ class Detector:
         frame: index of the next frame (counts from 0, wraps at 2**30).
     """
 
-    def __init__(self, models, default=None, frontend=None):
+    def __init__(self, models, default=None, frontend=None, shared=False):
         self.models = []
         self.errors = []
         failed = False
         for spec in models:
             if isinstance(spec, str):
-                m, err = _try_load(spec, frontend)
+                m, err = _try_load(spec, frontend, shared)
                 if m is None:
                     failed = True
                     self._refuse("model_error", "%s; falling back to the default model" % err)
@@ -79,11 +85,16 @@ class Detector:
             else:
                 self.models.append(spec)
         if (failed or not self.models) and default is not None:
-            m, err = _try_load(default, frontend)
+            m, err = _try_load(default, frontend, shared)
             if m is None:
                 self._refuse("default_model_error", "%s; the detector runs without it" % err)
             elif not any(x.path == m.path for x in self.models):
                 self.models.append(m)
+        self._setup(None)
+
+    def _setup(self, thresholds):
+        # The post-processing state of self.models (thresholds: each model's, or None for
+        # its own cutoff); made here and when a model is dropped, never per step.
         n = len(self.models)
         self._rings = [bytearray(m.window) for m in self.models]
         # per model (_ST words): ring position, ring sum, cool-off steps left, threshold
@@ -91,13 +102,41 @@ class Detector:
         self._st = array.array("i", bytes(4 * _ST * n))
         for i in range(n):
             m = self.models[i]
-            self._st[_ST * i + 3] = m.cutoff_u8 * m.window
+            self._st[_ST * i + 3] = thresholds[i] if thresholds else m.cutoff_u8 * m.window
             self._st[_ST * i + 4] = m.window
             self._st[_ST * i + 5] = m.cooloff
         self.hits = [[m.name, 0] for m in self.models]
         self._ctx = [self.models, self._rings, self._st, self.hits, [m.name for m in self.models]]
         self.frame = 0
         self._n = n
+
+    def place(self):
+        """Give each model (made with shared=True) memory of its own and read its weights."""
+        self._each(lambda m: m.bind())
+        self.fill()
+
+    def fill(self):
+        """Read every model's weights back into its memory (after another model used it,
+        see `voicenode.nn.model.share`) and reset. A model that fails (its file changed or
+        went bad since it was checked) is dropped with a "model_error" event; the others run
+        on."""
+        self._each(lambda m: m.fill())
+        self.reset()
+
+    def _each(self, fn):
+        # fn(model) for every model; the models it fails for are dropped (logged).
+        bad = []
+        for i in range(self._n):
+            try:
+                fn(self.models[i])
+            except _model.ModelError as e:
+                bad.append(i)
+                self._refuse("model_error", "%s; the detector runs without it" % e)
+        if bad:
+            keep = [i for i in range(self._n) if i not in bad]
+            thresholds = [self._st[_ST * i + 3] for i in keep]
+            self.models = [self.models[i] for i in keep]
+            self._setup(thresholds)
 
     def set_cutoff(self, i, cutoff_u8):
         """Override model i's cutoff (0..255 on the window mean of uint8 probabilities)."""

@@ -123,9 +123,9 @@ def test_intents_after_wakes_agree_with_the_firmware(tmp_path, pcm, tree):
 
 
 def test_sim_listen_names_a_command_model_the_node_cannot_load(tmp_path, capsys, tree):
-    """The node logs a command model it cannot load (here a damaged grammar; the shipped
-    model next to the shipped wake word: not enough heap) and runs on without commands;
-    `listen --sim` stops at that error and says how to run wake words only."""
+    """The node logs a command model it cannot load (here a damaged grammar) and runs on
+    without commands; `listen --sim` stops at that error and says how to run wake words
+    only."""
     folder = tmp_path / "models"
     shutil.copytree(tree / "models", folder)
     for f in ("commands_home.json", "commands_home.vcg", "commands_home_net.vnm",

@@ -251,7 +251,7 @@ for rows, margin in {[(len(c), mg) for c, mg in cases]!r}:
     rec.margin_avg = 8 if margin is None else margin
     if margin == -1:
         rec.margin_avg = 0
-        rec.slots["room"]["values"] = ["kitchen"]
+        rec.slots["room"] = (False, ("kitchen",))
     n = rows * {N_CLS}
     r = rec.decide(data[off:off + n], rows)
     off += n
@@ -289,7 +289,7 @@ a = bytearray(len(rec.cost)); b = bytearray(len(rec.cost))
 ba = bytearray(len(rec.best)); bb = bytearray(len(rec.best))
 sa = commands.array.array('i', rec._st); sb = commands.array.array('i', rec._st)
 sa[0] = sb[0] = 0
-out = bytearray(range(100, 100 + 2 * len(rec.out), 2))
+out = bytearray(range(100, 100 + 2 * len(rec.net.out), 2))
 out[5] = 255
 for j in range(3 * sa[1] + 2):  # round the ring three times
     out[j % len(out)] = (out[j % len(out)] * 7 + j) & 255

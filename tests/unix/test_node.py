@@ -238,3 +238,85 @@ n = node.Node(cfg={{"wake_words": ["hey_jarvis"], "cutoffs": {{}}, "status_every
 print(n.commands, voicenode.counters.get('model_errors'))
 """
     assert run_mpy(code)[-1] == "None 1"
+
+
+def test_wake_word_and_command_model_fit_64k_together():
+    """The shipped hey_jarvis and commands_home take turns in one block of memory: the node's
+    models and state fit 64 KB together (Unix port, 64-bit), and the command model adds far
+    less than its network's own buffers."""
+    from voicenode_tools.bench.commands import node_heap
+    from voicenode_tools.reference import commands as rc
+
+    res = node_heap(REPO_ROOT / "models" / "commands_home", turns=1)
+    net = rc.load(REPO_ROOT / "models" / "commands_home").net
+    assert res["node_heap_with_commands"] <= 64 * 1024, res
+    assert res["node_heap_with_commands"] - res["node_heap_wake_words"] < net.heap_bytes() // 2
+
+
+AFTER_BOOT_CODE = """
+from array import array
+import json
+from voicenode import node
+from voicenode.actions import eventlog
+class Out:
+    def __init__(self): self.lines = []
+    def write(self, s): self.lines.append(s.strip())
+out = Out()
+eventlog._out = out
+n = node.Node(cfg={cfg!r}, models={models!r})
+with open({victim!r}, 'r+b') as f:  # the file goes bad on the flash after boot
+    f.seek({offset})
+    b = f.read(1)
+    f.seek({offset})
+    f.write(bytes([b[0] ^ 0x55]))
+buf = array('h', bytes(2 * 160))
+mv = memoryview(buf)
+with open({pcm!r}, 'rb') as f:
+    while True:
+        got = f.readinto(buf) // 2
+        if not got:
+            break
+        n.feed(mv[:got])
+print('EVENTS ' + json.dumps([json.loads(x) for x in out.lines]))
+print('STATE', n.commands is None, len(n.detector.models))
+"""
+
+
+def run_after_boot(tmp_path, pcm, victim):
+    import shutil
+
+    make_model(tmp_path, "hey_jarvis", pcm, seed=1, frac=0.9)
+    for f in ("commands_home.json", "commands_home.vcg", "commands_home_net.vnm",
+              "commands_home_net.json"):  # fmt: skip
+        shutil.copy(REPO_ROOT / "models" / f, tmp_path / f)
+    raw = tmp_path / "pcm.raw"
+    raw.write_bytes(np.concatenate([pcm, pcm]).astype("<i2").tobytes())
+    cfg = {"wake_words": ["hey_jarvis"], "cutoffs": {}, "status_every_s": 0,
+           "commands": "commands_home"}  # fmt: skip
+    path = tmp_path / victim
+    code = AFTER_BOOT_CODE.format(cfg=cfg, models=str(tmp_path), pcm=str(raw), victim=str(path),
+                                  offset=path.stat().st_size // 2)  # fmt: skip
+    lines = run_mpy(code, heapsize="2m")
+    events = json.loads([x for x in lines if x.startswith("EVENTS ")][-1][7:])
+    return events, lines[-1]
+
+
+def test_command_network_gone_bad_after_boot_leaves_wake_words_running(tmp_path, pcm):
+    """The command network is read from the flash at every wake: a file corrupted after boot
+    is caught by its checksum there, logged, and the node runs on with its wake words."""
+    events, state = run_after_boot(tmp_path, pcm, "commands_home_net.vnm")
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "wake" and kinds[1] == "error", kinds
+    assert events[1]["where"] == "commands" and "checksum" in events[1]["msg"], events[1]
+    assert "intent" not in kinds and kinds.count("wake") >= 3, kinds
+    assert state == "STATE True 1"
+
+
+def test_wake_model_gone_bad_after_boot_is_dropped_not_fatal(tmp_path, pcm):
+    """The wake words are read back after each command: a wake model corrupted meanwhile is
+    refused by its checksum and dropped with a model_error event; the node keeps running."""
+    events, state = run_after_boot(tmp_path, pcm, "hey_jarvis.vnm")
+    kinds = [e["event"] for e in events]
+    assert kinds[:3] == ["wake", "intent", "model_error"], kinds
+    assert "checksum" in events[2]["error"], events[2]
+    assert kinds.count("wake") == 1 and state == "STATE False 0", (kinds, state)

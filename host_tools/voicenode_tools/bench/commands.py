@@ -238,6 +238,67 @@ print(heap, t_step / max(n_step, 1), t_dec / max(n_dec, 1), r)
 """
 
 
+# The node's heap for its models and their state (Node minus its front end) with the wake
+# words alone and with the command model sharing their memory, and the time of each turn:
+# the command network read in after a wake, the wake words read back after the command.
+NODE_CODE = """
+import sys, gc, time
+sys.path.insert(0, {fw!r})
+from voicenode import commands, config, node  # code first: the node imports commands late
+from voicenode.dsp.frontend import Frontend
+
+
+def alloc():
+    gc.collect()
+    return gc.mem_alloc()
+
+
+a = alloc()
+fe = Frontend(callback=print)
+fe_bytes = alloc() - a
+del fe
+heaps = []
+for name in ("", {name!r}):
+    cfg = dict(config.DEFAULTS)
+    cfg.update(wake_words={words!r}, status_every_s=0, commands=name)
+    n = None
+    a = alloc()
+    n = node.Node(cfg, models={folder!r})
+    heaps.append(alloc() - a - fe_bytes)
+assert n.commands is not None, "the command model did not load"
+shared = sum(len(b) for b in n.shared)
+t_cmd = t_wake = 0
+for _ in range({turns}):
+    t = time.ticks_us()
+    n.commands.net.fill()
+    t_cmd += time.ticks_diff(time.ticks_us(), t)
+    t = time.ticks_us()
+    n.detector.fill()
+    t_wake += time.ticks_diff(time.ticks_us(), t)
+print(heaps[0], heaps[1], shared, t_cmd // {turns}, t_wake // {turns})
+"""
+
+
+def node_heap(model=DEFAULT_MODEL, words=("hey_jarvis",), turns=5) -> dict:
+    """The node's models-and-state heap with `words` alone and with the command model (Unix
+    port, 64-bit), the memory they share, and the time of a turn each way."""
+    import subprocess
+
+    from voicenode_tools import FIRMWARE_DIR
+
+    model = Path(model)
+    code = NODE_CODE.format(fw=str(FIRMWARE_DIR), name=model.name, words=list(words),
+                            folder=str(model.parent), turns=turns)  # fmt: skip
+    r = subprocess.run(_micropython_cmd("1m") + ["-c", code], capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr + r.stdout)
+    wake, both, shared, us_cmd, us_wake = map(int, r.stdout.split())
+    return {"node_heap_wake_words": wake, "node_heap_with_commands": both,
+            "shared_bytes": shared, "unix_us_command_turn": us_cmd,
+            "unix_us_wake_turn": us_wake}  # fmt: skip
+
+
 def _micropython_cmd(heapsize="512k"):
     import shutil
 
@@ -289,6 +350,7 @@ def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
         if callgrind and shutil.which("valgrind"):
             counts = [measure.callgrind(prog(n), timeout=3600) for n in (1, 4)]
             res["instructions_per_utterance_x64"] = (counts[1] - counts[0]) // 3
+    res.update(node_heap(model))
     log("firmware cost: " + json.dumps(res))
     return res
 

@@ -41,8 +41,9 @@ def events(
             high-pass first, as `main()` on a board does (False: `pcm` goes straight to
             `Node.feed`, as the HIL test input does).
         commands: a command model (`reference.commands.load`) or None: as the node with config
-            "commands", every wake opens a listening window (from the next frame; a wake inside
-            the window opens a new one) that ends in one "intent" event.
+            "commands", every wake opens a listening window (from the next frame) that ends in
+            one "intent" event; the wake words do not run while it is open (the node lends
+            their memory to the command network) and start again from a reset after it.
 
     Returns:
         Events in time order, like the firmware prints them, without the boot clock "t".
@@ -55,19 +56,10 @@ def events(
     det = wake.Detector(models, default=default, frontend=nn.frontend_params(), cutoffs=u8)
     if det.errors:
         raise nn.ModelFormatError("; ".join(det.errors))
-    dets = det.run(feats)
-    out = [
-        {
-            "event": "wake",
-            "word": d.word,
-            "score": round(d.score / 255, 3),
-            "at": event_time(d.frame),
-        }
-        for d in dets
-    ]
-    if commands is not None:
-        out += intent_events(feats, sorted({d.frame for d in dets}), commands)
-        out.sort(key=lambda e: (e["at"], e["event"] != "wake"))
+    if commands is None:
+        out = [_wake_event(d, 0) for d in det.run(feats)]
+    else:
+        out = _with_commands(det, feats, commands)
     if scores:
         for m in det.models:
             probs = m.stream(feats)
@@ -85,17 +77,36 @@ def events(
     return out
 
 
-def intent_events(feats: np.ndarray, wake_frames: list[int], model) -> list[dict]:
-    """The node's intent events: one listening window after each wake (as `Node._command`)."""
+def _wake_event(d, offset: int) -> dict:
+    return {
+        "event": "wake",
+        "word": d.word,
+        "score": round(d.score / 255, 3),
+        "at": event_time(d.frame + offset),
+    }
+
+
+def _with_commands(det, feats: np.ndarray, model) -> list[dict]:
+    """The node's wake and intent events with a command model (as `Node._wake`, `_listen`,
+    `_command` and `_wait_for_wake`): the wake words run from a reset until one fires, the
+    listening window opens on the next frame, and after its intent the wake words start
+    over from a reset on the frame after it."""
     from . import commands as rc
 
     out = []
-    for i, f in enumerate(wake_frames):
-        nxt = wake_frames[i + 1] if i + 1 < len(wake_frames) else len(feats)
-        r = rc.recognize(model, feats[f + 1 : nxt])  # a new wake cuts the window short
+    start = 0
+    while start < len(feats):
+        dets = det.run(feats[start:])
+        if not dets:
+            break
+        first = dets[0].frame
+        out += [_wake_event(d, start) for d in dets if d.frame == first]
+        f = start + first
+        r = rc.recognize(model, feats[f + 1 :])
         if r is None:
-            continue  # no decision before the next wake (or the end of the recording)
+            break  # no decision before the end of the recording
         ev = {"event": "intent", "at": event_time(f + r["frames"])}
         ev.update({k: r[k] for k in ("intent", "slots", "score", "reason") if k in r})
         out.append(ev)
+        start = f + r["frames"] + 1
     return out
