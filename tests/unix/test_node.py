@@ -264,11 +264,15 @@ class Out:
 out = Out()
 eventlog._out = out
 n = node.Node(cfg={cfg!r}, models={models!r})
-with open({victim!r}, 'r+b') as f:  # the file goes bad on the flash after boot
-    f.seek({offset})
-    b = f.read(1)
-    f.seek({offset})
-    f.write(bytes([b[0] ^ 0x55]))
+if {offset} < 0:  # the file is gone from the flash after boot
+    import os
+    os.remove({victim!r})
+else:  # the file goes bad on the flash after boot
+    with open({victim!r}, 'r+b') as f:
+        f.seek({offset})
+        b = f.read(1)
+        f.seek({offset})
+        f.write(bytes([b[0] ^ 0x55]))
 buf = array('h', bytes(2 * 160))
 mv = memoryview(buf)
 with open({pcm!r}, 'rb') as f:
@@ -282,7 +286,7 @@ print('STATE', n.commands is None, len(n.detector.models))
 """
 
 
-def run_after_boot(tmp_path, pcm, victim):
+def run_after_boot(tmp_path, pcm, victim, remove=False):
     import shutil
 
     make_model(tmp_path, "hey_jarvis", pcm, seed=1, frac=0.9)
@@ -295,19 +299,21 @@ def run_after_boot(tmp_path, pcm, victim):
            "commands": "commands_home"}  # fmt: skip
     path = tmp_path / victim
     code = AFTER_BOOT_CODE.format(cfg=cfg, models=str(tmp_path), pcm=str(raw), victim=str(path),
-                                  offset=path.stat().st_size // 2)  # fmt: skip
+                                  offset=-1 if remove else path.stat().st_size // 2)  # fmt: skip
     lines = run_mpy(code, heapsize="2m")
     events = json.loads([x for x in lines if x.startswith("EVENTS ")][-1][7:])
     return events, lines[-1]
 
 
-def test_command_network_gone_bad_after_boot_leaves_wake_words_running(tmp_path, pcm):
-    """The command network is read from the flash at every wake: a file corrupted after boot
-    is caught by its checksum there, logged, and the node runs on with its wake words."""
-    events, state = run_after_boot(tmp_path, pcm, "commands_home_net.vnm")
+@pytest.mark.parametrize("remove", [False, True], ids=["corrupted", "removed"])
+def test_command_network_gone_bad_after_boot_leaves_wake_words_running(tmp_path, pcm, remove):
+    """The command network is read from the flash at every wake: a file corrupted (or
+    removed) after boot is caught there, logged, and the node runs on with its wake words."""
+    events, state = run_after_boot(tmp_path, pcm, "commands_home_net.vnm", remove)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "wake" and kinds[1] == "error", kinds
-    assert events[1]["where"] == "commands" and "checksum" in events[1]["msg"], events[1]
+    why = "cannot open" if remove else "checksum"
+    assert events[1]["where"] == "commands" and why in events[1]["msg"], events[1]
     assert "intent" not in kinds and kinds.count("wake") >= 3, kinds
     assert state == "STATE True 1"
 

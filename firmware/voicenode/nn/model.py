@@ -157,31 +157,10 @@ class Model:
         except OSError as e:
             raise ModelError("%s: cannot open (%s)" % (vnm, e)) from None
         with f:
-            hdr = f.read(_HEADER)
-            if len(hdr) != _HEADER:
-                raise ModelError("%s: the file changed since it was checked" % vnm)
-            _, _, _, n_in, zp, _, _ = struct.unpack("<4sHHHBBI", hdr)
-            crc = _crc32(hdr)
-            hb = bytearray(_LAYER_HEAD)
-            chan = None
-            for i in range(self._n):
-                where = "%s: layer %d" % (vnm, i)
-                if f.readinto(hb) != _LAYER_HEAD:
-                    raise ModelError("%s runs past the end" % where)
-                crc = _crc32(hb, crc)
-                meta = _layer_meta(hb, where, i == self._n - 1, zp, n_in, self.head)
-                if meta[_M_SIZE] != self.sizes[i]:
-                    raise ModelError("%s: the file changed since it was checked" % vnm)
-                if chan is None or len(chan) < _CHAN * meta[7]:
-                    chan = bytearray(_CHAN * meta[7])
-                crc = _fill(f, where, meta, zp, self._buf[i], self._cfg[i], chan, crc)  # type: ignore[index]
-                zp = meta[5]
-                n_in = meta[7]
-            tail = f.read(4)
-            if len(tail) != 4 or struct.unpack("<I", tail)[0] != crc:
-                raise ModelError("%s: checksum mismatch (corrupt file)" % vnm)
-            if crc != self.crc:
-                raise ModelError("%s: the file changed since it was checked" % vnm)
+            try:
+                self._read(f)
+            except (OSError, MemoryError) as e:  # a flash read error, or no heap left for it
+                raise ModelError("%s: read failed (%s)" % (vnm, e)) from None
         if self._out is None:
             # Views of each layer's output bytes (the next layer's input), made once.
             bufs, cfgs = self._buf, self._cfg
@@ -197,6 +176,35 @@ class Model:
             self.out = self._out[-1]
         self.reset()
         self.resident = True
+
+    def _read(self, f):
+        # `fill`'s reading: every layer into its buffer, the CRC continued as it goes.
+        vnm = self.path
+        hdr = f.read(_HEADER)
+        if len(hdr) != _HEADER:
+            raise ModelError("%s: the file changed since it was checked" % vnm)
+        _, _, _, n_in, zp, _, _ = struct.unpack("<4sHHHBBI", hdr)
+        crc = _crc32(hdr)
+        hb = bytearray(_LAYER_HEAD)
+        chan = None
+        for i in range(self._n):
+            where = "%s: layer %d" % (vnm, i)
+            if f.readinto(hb) != _LAYER_HEAD:
+                raise ModelError("%s runs past the end" % where)
+            crc = _crc32(hb, crc)
+            meta = _layer_meta(hb, where, i == self._n - 1, zp, n_in, self.head)
+            if meta[_M_SIZE] != self.sizes[i]:
+                raise ModelError("%s: the file changed since it was checked" % vnm)
+            if chan is None or len(chan) < _CHAN * meta[7]:
+                chan = bytearray(_CHAN * meta[7])
+            crc = _fill(f, where, meta, zp, self._buf[i], self._cfg[i], chan, crc)  # type: ignore[index]
+            zp = meta[5]
+            n_in = meta[7]
+        tail = f.read(4)
+        if len(tail) != 4 or struct.unpack("<I", tail)[0] != crc:
+            raise ModelError("%s: checksum mismatch (corrupt file)" % vnm)
+        if crc != self.crc:
+            raise ModelError("%s: the file changed since it was checked" % vnm)
 
     def reset(self):
         """Forget all history (rings back to the input zero points, stride counters to 0)."""
