@@ -407,12 +407,12 @@ def decide(
     """
     cutoff = model.cutoff_avg if cutoff_avg is None else cutoff_avg
     margin = model.margin_avg if margin_avg is None else margin_avg
-    d = model.decoder.decode(rows)
+    d = decode(model.decoder, rows, unk_class(model.layout))
     if d["frames"] == 0:
         avg, second, tok, pi = NO_ROWS_AVG, None, 0, -1
     else:
         avg, second, tok, pi = d["avg"], d["second"], d["token"], d["pattern"]
-    feats = None if d["frames"] == 0 else features(rows, avg, second, unk_class(model.layout), tok)
+    feats = d["features"]
     extra = {"avg": avg, "second": second, "token": tok, "pattern": pi, "features": feats}
     score = score_of(avg, model.logit_scale)
     if pi < 0 or not accepts(avg, second, cutoff, margin, feats, model.sidecar.get("reject")):
@@ -436,17 +436,35 @@ def recognize(
     "frames" (frames consumed before the decision) and "rows" ((first, end) of the costgram
     rows decoded); None if the frames ran out before a decision.
     """
-    frames = np.asarray(frames, np.uint8)
-    seg = ref_vad.endpoint(frames, **model.vad)
+    seg, rows, cost = heard(model.net, model.vad, model.stride, frames)
     if seg.state < ref_vad.DONE:
         return None
-    if seg.state == ref_vad.SILENCE:
+    if cost is None:
         r = {"intent": UNKNOWN, "slots": {}, "score": 0.0, "reason": "silence"}
-        rows = (0, 0)
     else:
-        s = model.stride
-        rows = (seg.start // s, seg.frames_used // s)
-        cost = costgram(model, frames[: seg.frames_used])
-        r = decide(model, cost[rows[0] : rows[1]], cutoff_avg, margin_avg)
+        r = decide(model, cost, cutoff_avg, margin_avg)
     r.update(start=seg.start, end=seg.end, frames=seg.frames_used, rows=rows)
     return r
+
+
+def heard(net, vad: dict, stride: int, frames: np.ndarray):
+    """What the chip hears of a listening window (frames from the Recognizer's reset): the
+    end-pointer's segment, the (first, end) costgram rows of the command and those rows
+    (uint8 costs; None when the end-pointer has not decided or heard only silence)."""
+    frames = np.asarray(frames, np.uint8)
+    seg = ref_vad.endpoint(frames, **vad)
+    if seg.state != ref_vad.DONE:
+        return seg, (0, 0), None
+    rows = (seg.start // stride, seg.frames_used // stride)
+    cost = G.costs(net.stream(frames[: seg.frames_used]))
+    return seg, rows, cost[rows[0] : rows[1]]
+
+
+def decode(decoder: Decoder, rows: np.ndarray, unk: int) -> dict:
+    """The grammar's decode of a command's cost rows (`Decoder.decode`) plus the `reject`
+    rule's "features" (None without rows; `unk`: the <unk> class or -1)."""
+    d = decoder.decode(rows)
+    d["features"] = (
+        features(rows, d["avg"], d["second"], unk, d["token"]) if d["frames"] else None
+    )
+    return d

@@ -560,29 +560,24 @@ def decisions(qmodel, g, windows, rec, stride: int, unk: int = -1):
     heard nothing, and the `reject` rule's "features" where rows were decoded; `unk`: the
     <unk> class), computed from the int8 network's logits as the chip computes them.
     """
-    from voicenode_tools import grammar as G
     from voicenode_tools.reference import commands as rc
     from voicenode_tools.reference import vad as ref_vad
 
-    v = rec["vad"]
+    v = {key: rec["vad"][key] for key in ref_vad.DEFAULTS}
     dec = rc.Decoder(g)
     out = []
     for w in windows:
-        seg = ref_vad.endpoint(w, **{key: v[key] for key in ref_vad.DEFAULTS})
+        seg, _, cost = rc.heard(qmodel, v, stride, w)
         if seg.state < ref_vad.DONE:
             out.append(None)
-            continue
-        if seg.state == ref_vad.SILENCE:
+        elif cost is None:
             out.append({"silence": True})
-            continue
-        logits = qmodel.stream(w[: seg.frames_used])
-        a, b = seg.start // stride, seg.frames_used // stride
-        cost = G.costs(logits[a:b])
-        r = dec.decode(cost)
-        r["silence"] = False
-        if r["frames"]:
-            r["features"] = rc.features(cost, r["avg"], r["second"], unk, r["token"])
-        out.append(r)
+        else:
+            r = rc.decode(dec, cost, unk)
+            r["silence"] = False
+            if r["features"] is None:
+                del r["features"]
+            out.append(r)
     return out
 
 
