@@ -86,7 +86,7 @@ def pieces(phrases: list[str], seed: int, hours: float, log=lambda *_: None):
         while piece < PIECE_MINUTES * 60 and said + piece < hours * 3600:
             batch = [(sents[rng.integers(len(sents))], synth.random_espeak_voice(rng, True))
                      for _ in range(32)]  # fmt: skip
-            pcm = data.say_many(batch, workers=2)
+            pcm = synth.say_many(batch, workers=2)
             jobs += [(c, "speech") for c in pcm]
             piece += sum(len(c) for c in pcm) / wb.RATE
         plans = tracks.plan_tracks(jobs, rng, per_track=10)

@@ -203,28 +203,6 @@ def unknown_sentences(
 # --- synthesis ------------------------------------------------------------------------------
 
 
-def _say_all(jobs, workers: int, report, stage: str) -> list[np.ndarray]:
-    """Run (text, voice) jobs: espeak in a thread pool (subprocesses), piper in this thread."""
-    out: list = [None] * len(jobs)
-    esp = [i for i, (_, v) in enumerate(jobs) if v.synth == "espeak"]
-    done = 0
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        futs = {i: ex.submit(synth.say, jobs[i][0], jobs[i][1]) for i in esp}
-        for i, (t, v) in enumerate(jobs):
-            if v.synth != "espeak":
-                out[i] = synth.say(t, v)
-                done += 1
-                if done % 20 == 0:
-                    report(stage, done / len(jobs))
-        for i, f in futs.items():
-            out[i] = f.result()
-            done += 1
-            if done % 50 == 0:
-                report(stage, done / len(jobs))
-    report(stage, 1.0)
-    return out
-
-
 def sentence_plan(cs: csmod.CommandSet, rec: dict) -> dict:
     """Every clip to synthesize: {group: [(text, voice, intent index (-1 unknown), slots)]}."""
     d = rec["data"]
@@ -293,7 +271,8 @@ def synthesize(cs, rec, progress, workers: int = 2):
         raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
     clips = {}
     for g, items in plan.items():
-        clips[g] = _say_all([(t, v) for t, v, _, _ in items], workers, progress, f"synth {g}")
+        clips[g] = synth.say_many([(t, v) for t, v, _, _ in items], workers,
+                                  lambda f, s=f"synth {g}": progress(s, f))  # fmt: skip
     rng = np.random.default_rng([rec["seed"], 102])
     music = []
     for k in range(rec["data"]["music_clips"]):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -68,20 +67,6 @@ class Clips:
         return self
 
 
-def say_many(jobs, workers: int):
-    """Run (text, voice) jobs; espeak in a thread pool (subprocesses), piper in this thread."""
-    out = [None] * len(jobs)
-    esp = [i for i, (_, v) in enumerate(jobs) if v.synth == "espeak"]
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        futs = {i: ex.submit(synth.say, jobs[i][0], jobs[i][1]) for i in esp}
-        for i, (t, v) in enumerate(jobs):
-            if v.synth != "espeak":
-                out[i] = synth.say(t, v)
-        for i, f in futs.items():
-            out[i] = f.result()
-    return out
-
-
 def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     """Synthesize all groups of a recipe.
 
@@ -123,7 +108,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
         jobs = [draw() for _ in range(n)]
         for j in range(0, n, 200):
             batch = jobs[j : j + 200]
-            for (t, v), pcm in zip(batch, say_many(batch, workers), strict=True):
+            for (t, v), pcm in zip(batch, synth.say_many(batch, workers), strict=True):
                 clips.add(group, pcm, f"{v.label()}|{t}")
             report(f"synth {group}", (j + len(batch)) / max(n, 1))
     for group, split, minutes in (
@@ -138,7 +123,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
                 s = sents[rng.integers(len(sents))]
                 v = voice(split == "val", d["piper_fraction"] if split == "train" else 0.0)
                 jobs.append((s, v))
-            for (t, v), pcm in zip(jobs, say_many(jobs, workers), strict=True):
+            for (t, v), pcm in zip(jobs, synth.say_many(jobs, workers), strict=True):
                 clips.add(group, pcm, f"{v.label()}|{t}")
                 total += len(pcm) / rate
             report(f"synth {group}", min(1.0, total / (minutes * 60 + 1e-9)))

@@ -244,6 +244,36 @@ def say(text: str, voice: Voice, rate: int | None = None) -> np.ndarray:
     raise ValueError(f"unknown synthesizer {voice.synth!r}")
 
 
+
+def say_many(jobs, workers: int = 2, report=None) -> list[np.ndarray]:
+    """Say every (text, voice) job: espeak in a pool of `workers` threads (each runs its own
+    espeak-ng process), piper in this thread, in job order (its seeded noise then does not
+    depend on the pool). `report(fraction)` is called now and then."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: list = [None] * len(jobs)
+    esp = [i for i, (_, v) in enumerate(jobs) if v.synth == "espeak"]
+    done = 0
+
+    def tick(every):
+        if report and done % every == 0:
+            report(done / len(jobs))
+
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        futs = {i: ex.submit(say, jobs[i][0], jobs[i][1]) for i in esp}
+        for i, (t, v) in enumerate(jobs):
+            if v.synth != "espeak":
+                out[i] = say(t, v)
+                done += 1
+                tick(20)
+        for i, f in futs.items():
+            out[i] = f.result()
+            done += 1
+            tick(50)
+    if report:
+        report(1.0)
+    return out
+
 def _trim(pcm: np.ndarray, thresh: int = 200) -> np.ndarray:
     """Drop leading and trailing near-silence (keeps a 20 ms margin at 16 kHz or more)."""
     loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > thresh)
