@@ -58,7 +58,7 @@ def make_model(folder, name, pcm, seed, frac):
     return path
 
 
-NODE_CODE = """
+NODE_HEAD = """
 from array import array
 import json
 from voicenode import node
@@ -69,6 +69,9 @@ class Out:
 out = Out()
 eventlog._out = out
 n = node.Node(cfg={cfg!r}, models={models!r})
+"""
+# then {chunk}-sample feeds of the raw file {pcm}, and the events printed
+NODE_FEED = """
 buf = array('h', bytes(2 * {chunk}))
 mv = memoryview(buf)
 with open({pcm!r}, 'rb') as f:
@@ -79,6 +82,7 @@ with open({pcm!r}, 'rb') as f:
         n.feed(mv[:got])
 print('EVENTS ' + json.dumps([json.loads(x) for x in out.lines]))
 """
+NODE_CODE = NODE_HEAD + NODE_FEED
 
 
 def firmware_events(tmp_path, pcm, models_dir, words, chunk, cutoffs=None):
@@ -253,18 +257,9 @@ def test_wake_word_and_command_model_fit_64k_together():
     assert res["node_heap_with_commands"] - res["node_heap_wake_words"] < net.heap_bytes() // 2
 
 
-AFTER_BOOT_CODE = """
-from array import array
-import json
-from voicenode import node
-from voicenode.actions import eventlog
-class Out:
-    def __init__(self): self.lines = []
-    def write(self, s): self.lines.append(s.strip())
-out = Out()
-eventlog._out = out
-n = node.Node(cfg={cfg!r}, models={models!r})
-if {offset} < 0:  # the file is gone from the flash after boot
+AFTER_BOOT_CODE = (
+    NODE_HEAD
+    + """if {offset} < 0:  # the file is gone from the flash after boot
     import os
     os.remove({victim!r})
 else:  # the file goes bad on the flash after boot
@@ -273,17 +268,10 @@ else:  # the file goes bad on the flash after boot
         b = f.read(1)
         f.seek({offset})
         f.write(bytes([b[0] ^ 0x55]))
-buf = array('h', bytes(2 * 160))
-mv = memoryview(buf)
-with open({pcm!r}, 'rb') as f:
-    while True:
-        got = f.readinto(buf) // 2
-        if not got:
-            break
-        n.feed(mv[:got])
-print('EVENTS ' + json.dumps([json.loads(x) for x in out.lines]))
-print('STATE', n.commands is None, len(n.detector.models))
 """
+    + NODE_FEED
+    + "print('STATE', n.commands is None, len(n.detector.models))\n"
+)
 
 
 def run_after_boot(tmp_path, pcm, victim, remove=False):
@@ -298,7 +286,7 @@ def run_after_boot(tmp_path, pcm, victim, remove=False):
     cfg = {"wake_words": ["hey_jarvis"], "cutoffs": {}, "status_every_s": 0,
            "commands": "commands_home"}  # fmt: skip
     path = tmp_path / victim
-    code = AFTER_BOOT_CODE.format(cfg=cfg, models=str(tmp_path), pcm=str(raw), victim=str(path),
+    code = AFTER_BOOT_CODE.format(cfg=cfg, models=str(tmp_path), pcm=str(raw), victim=str(path), chunk=160,
                                   offset=-1 if remove else path.stat().st_size // 2)  # fmt: skip
     lines = run_mpy(code, heapsize="2m")
     events = json.loads([x for x in lines if x.startswith("EVENTS ")][-1][7:])
