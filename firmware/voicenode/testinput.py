@@ -33,16 +33,59 @@ Lines to the host:
 import sys
 import time
 
+import micropython
 from micropython import const
 
 import voicenode
 
-_MAX_CHUNK = const(1024)  # samples per D record: 2 KB of PCM, 2732 characters of base64
-_MAX_B64 = const(2732)
+# samples per D record: 1 KB of PCM, 1368 characters of base64. Small, so that the two
+# buffers fit the holes of a full, fragmented heap (a node with wake words and commands)
+_MAX_CHUNK = const(512)
+_MAX_B64 = const(1368)
 _SUB = const(160)  # samples fed to the node per call: 10 ms at 16 kHz, the event resolution
 _TIMEOUT_MS = const(10000)  # no line for this long: the host is gone, give up
 
 _pos = 0  # samples fed since run() started (read by _Tag when an event is emitted)
+
+
+@micropython.viper
+def b64_into(src: ptr8, n: int, dst: ptr8) -> int:
+    """Decode n base64 characters (n a multiple of 4) into dst, allocating nothing (a 2 KB
+    `a2b_base64` result per record fragments a full heap). Returns the bytes written, or -1
+    at a character that is not base64."""
+    o = 0
+    i = 0
+    while i < n:
+        acc = 0
+        pad = 0
+        j = 0
+        while j < 4:
+            c = src[i + j]
+            if c >= 65 and c <= 90:
+                v = c - 65
+            elif c >= 97 and c <= 122:
+                v = c - 71
+            elif c >= 48 and c <= 57:
+                v = c + 4
+            elif c == 43:
+                v = 62
+            elif c == 47:
+                v = 63
+            elif c == 61 and j >= 2:
+                v = 0
+                pad += 1
+            else:
+                return -1
+            acc = (acc << 6) | v
+            j += 1
+        dst[o] = (acc >> 16) & 0xFF
+        if pad < 2:
+            dst[o + 1] = (acc >> 8) & 0xFF
+        if pad < 1:
+            dst[o + 2] = acc & 0xFF
+        o += 3 - pad
+        i += 4
+    return o
 
 
 class _Tag:
@@ -88,7 +131,6 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
         The number of samples fed.
     """
     global _pos
-    import binascii
     import json
     import select
     from array import array
@@ -104,6 +146,8 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
     one = bytearray(1)
     head = bytearray(5)  # 4 hex digits and, for the short records, room to spare
     body = bytearray(_MAX_B64 + 1)  # base64 and its newline
+    pcm = array("h", bytes(2 * _MAX_CHUNK + 2))  # a record's samples, decoded in place
+    samples = memoryview(pcm)
     poller = select.poll()
     poller.register(stdin, select.POLLIN)
     try:
@@ -136,9 +180,12 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
                 if read(body, n64 + 1) != n64 + 1:
                     reason = "eof"
                     break
-                data = binascii.a2b_base64(memoryview(body)[:n64])  # type: ignore[arg-type]  # MicroPython takes any buffer
-                n = len(data) // 2
-                samples = memoryview(array("h", data))
+                got = -1 if n64 & 3 else b64_into(body, n64, pcm)
+                if got < 0:
+                    reason = "error"
+                    detail = "record of %d characters is not base64" % n64
+                    break
+                n = got // 2
                 i = 0
                 while i < n:
                     j = min(i + _SUB, n)

@@ -23,11 +23,13 @@ class Recorder:
         self.n = 0
         self.sizes = []
         self.resets = 0
+        self.total = 0
     def reset(self):
         self.n = 0
         self.resets += 1
     def feed(self, s):
         self.sizes.append(len(s))
+        self.total += sum(s)
         before = self.n
         self.n += len(s)
         if before < {fire} <= self.n:
@@ -35,7 +37,7 @@ class Recorder:
 import voicenode.testinput as t
 r = Recorder()
 got = t.run(r, timeout_ms={timeout})
-print('RESULT', got, r.n, r.resets, max(r.sizes) if r.sizes else 0)
+print('RESULT', got, r.n, r.resets, max(r.sizes) if r.sizes else 0, r.total)
 """
 
 
@@ -57,22 +59,25 @@ def run(stdin: bytes, fire=10**9, timeout=3000):
 
 
 def test_records_acks_events_and_status():
-    pcm = np.arange(2500, dtype=np.int16)
-    stdin = b"R\n" + record(pcm[:1024]) + record(pcm[1024:2048]) + b"S\n" + record(pcm[2048:])
+    pcm = np.arange(-1250, 1250, dtype=np.int16)
+    # records of 512 and 511 samples: base64 with "==" and "=" padding
+    cuts = [0, 512, 1023, 1535, 2047, 2500]
+    recs = [record(pcm[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    stdin = b"R\n" + recs[0] + recs[1] + b"S\n" + b"".join(recs[2:])
     lines = run(stdin + b"Q\n", fire=1500)
     assert lines[0].startswith("HIL+ ")
-    assert json.loads(lines[0][5:])["max_chunk"] == 1024
+    assert json.loads(lines[0][5:])["max_chunk"] == 512
     acks = [ln for ln in lines if ln.startswith("A")]
-    assert acks == ["A0", "A1024", "A2048", "A2500"]
+    assert acks == ["A%d" % c for c in cuts]
     i = next(k for k, ln in enumerate(lines) if '"event": "wake"' in ln)
     # The event is followed by the sample count at which it came out: the end of the 10 ms
     # feed (160 samples, counted from the start of each record) that crossed sample 1500.
-    assert lines[i + 1] == "@%d" % (1024 + 3 * 160)
+    assert lines[i + 1] == "@%d" % (1023 + 3 * 160)
     status = json.loads(next(ln for ln in lines if ln.startswith("S{"))[1:])
     assert status["heap_free"] > 0 and "counters" in status
     end = json.loads(next(ln for ln in lines if ln.startswith("HIL- "))[5:])
     assert end["reason"] == "quit" and end["samples"] == 2500
-    assert lines[-1] == "RESULT 2500 2500 1 160"
+    assert lines[-1] == "RESULT 2500 2500 1 160 %d" % int(pcm.astype(np.int64).sum())
 
 
 def test_foreign_byte_ends_it_at_once():
@@ -97,6 +102,12 @@ def test_gives_up_when_the_host_is_quiet():
     proc.stdin.close()
     end = json.loads(next(ln for ln in out if ln.startswith("HIL- "))[5:])
     assert end["reason"] == "timeout" and end["samples"] == 100
+
+
+def test_a_record_that_is_not_base64_is_refused():
+    lines = run(b"D0008AAAA!AAA\n")
+    end = json.loads(next(ln for ln in lines if ln.startswith("HIL- "))[5:])
+    assert end["reason"] == "error" and "not base64" in end["detail"]
 
 
 def test_oversized_record_is_refused():

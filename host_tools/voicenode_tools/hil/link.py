@@ -474,7 +474,8 @@ class NodeLink:
         on_status=None,
         keep: bool = True,
     ) -> Injection:
-        """Stream an iterable of int16 arrays (each at most the node's max_chunk samples).
+        """Stream an iterable of int16 arrays (a piece longer than the node's max_chunk goes
+        as several records).
 
         Like `inject`, for streams too long to hold: `on_event(pos, event)` and
         `on_status(pos, status)` are called as they arrive, and with `keep=False` the
@@ -492,10 +493,9 @@ class NodeLink:
                 yield b"R\n", 0
             for k, piece in enumerate(pieces):
                 piece = np.ascontiguousarray(piece, dtype="<i2")
-                if len(piece) > max_chunk:
-                    raise ValueError(f"chunk of {len(piece)} samples > node's {max_chunk}")
-                b64 = base64.b64encode(piece.tobytes())
-                yield b"D%04x" % len(b64) + b64 + b"\n", len(piece)
+                for i in range(0, len(piece), max_chunk):  # records of the node's size
+                    b64 = base64.b64encode(piece[i : i + max_chunk].tobytes())
+                    yield b"D%04x" % len(b64) + b64 + b"\n", len(piece[i : i + max_chunk])
                 if status_every and (k + 1) % status_every == 0:
                     yield b"S\n", 0
             yield b"Q\n", 0
