@@ -5,6 +5,7 @@ kernels against their plain-Python twins, no allocation per step, call-pattern i
 the heap budget, and the same results from the compiled .mpy.
 """
 
+import ast
 import json
 import shutil
 import subprocess
@@ -184,6 +185,61 @@ def test_viper_kernels_match_plain_twins(tmp_path):
     assert int(probs) == 120 // model.stride
     assert int(checked) > 100  # emitting steps were compared, not only ring writes
     assert ok_xor == "True" and ok_sum == "True"
+
+
+RECORDS_CODE = """
+import array, random, struct
+from voicenode.nn import kernels
+random.seed(9)
+bad = 0
+codes = {{}}
+noise = bytes(random.getrandbits(8) for _ in range(4096)) * 12
+for case in range({n}):
+    kind = random.choice((1, 2, 3))
+    k = 1 if kind == 3 else random.choice((3, 5, 9))
+    n_in = random.choice((4, 40, 96))
+    out = random.choice((1, 7, 16))
+    if case % 25 == 0:  # dense layers long enough for 32-bit sums to overflow
+        kind, k, n_in, out = 3, 1, random.choice((24000, 33024, 33025)), 1
+    per = k if kind == 2 else k * n_in
+    cfg = array.array('i', bytes(4 * kernels.CFG_LEN))
+    cfg[kernels.CFG_KIND] = kind; cfg[kernels.CFG_K] = k; cfg[kernels.CFG_IN] = n_in
+    cfg[kernels.CFG_OUT] = out; cfg[kernels.CFG_ZI] = random.choice((0, 1, 128, 255))
+    cfg[kernels.CFG_W] = 8 * out
+    at = random.randint(0, 4096)
+    buf = bytearray(noise[at:at + 8 * out + per * out + 3])
+    chan = bytearray(8 * out)
+    for o in range(out):
+        r = random.random()
+        b = random.choice((random.randint(-(1 << 20), 1 << 20), random.getrandbits(32) - (1 << 31),
+                           random.choice((-(1 << 30), (1 << 30) - 1, 1 << 29, -(1 << 29)))))
+        m = random.choice((random.randint(0, 32767), 32768, 65535))
+        sh = random.choice((random.randint(0, 30), 31, 255))
+        if r < 0.7:  # mostly channels that pass
+            b, m, sh = random.randint(-(1 << 20), 1 << 20), random.randint(0, 32767), random.randint(0, 30)
+        struct.pack_into("<iHBB", chan, 8 * o, b, m, sh, 0)
+    b1 = bytearray(buf); b2 = bytearray(buf)
+    r1 = kernels.records(b1, chan, cfg)
+    r2 = kernels.records_py(b2, chan, cfg)
+    codes[r1 >> 16] = codes.get(r1 >> 16, 0) + 1
+    if r1 != r2 or (r1 == 0 and b1 != b2):
+        bad += 1
+b = bytearray(50); b2 = bytearray(50)
+kernels.fill_u8(b, 3, 40, 77); kernels.fill_u8_py(b2, 3, 40, 77)
+print(bad, sorted(codes.items()), b == b2 and b[2] == 0 and b[3] == 77 and b[43] == 0)
+"""
+
+
+def test_channel_records_kernel_matches_its_twin():
+    """`records` (the loader's folding of the channel records, viper) equals its Python twin
+    on random layers, passing channels and each kind of refusal alike."""
+    out = run_mpy(RECORDS_CODE.format(n=300)).strip().splitlines()[-1]
+    bad, rest = out.split(" ", 1)
+    codes, fill_ok = rest.rsplit(" ", 1)
+    assert bad == "0", out
+    assert fill_ok == "True"
+    seen = dict(ast.literal_eval(codes))  # [(code, count), ...]: all four outcomes seen
+    assert set(seen) == {0, 1, 2, 3}, seen
 
 
 def test_kernel_arithmetic_is_32_bit_safe_at_the_limits(tmp_path):

@@ -323,6 +323,106 @@ def sum_u8_py(buf, start, n):
     return sum(buf[start : start + n])
 
 
+# `records` errors, (error << 16) | channel
+REC_BIAS = const(1)  # the folded bias is out of +-2**29 (or the file's out of [-2**30, 2**30))
+REC_TERMS = const(2)  # k * in_ch terms could overflow the 32-bit accumulator
+REC_REQUANT = const(3)  # m >= 2**15 or s > 30
+_MAX_PER = const(33024)  # 65025 * per stays below 2**31
+
+
+@micropython.viper
+def records(buf, chan, cfg) -> int:
+    """A layer's channel records as the kernel reads them, from the file's.
+
+    `chan` holds out_ch file records (int32 bias, uint16 m, uint8 s, pad); the layer's
+    weights are in `buf` at cfg[CFG_W], stored as w + 128. Writes record o at buf[8 * o]:
+    (bias - x_zp * sum(w) + 2**29, m << 8 | s), both non-negative. Returns 0, or
+    (REC_* << 16) | channel for the first channel the 32-bit kernels could not run exactly.
+    """
+    c = ptr32(cfg)
+    base = int(ptr8(buf))
+    src = int(ptr8(chan))
+    n = int(c[CFG_OUT])
+    zi = int(c[CFG_ZI])
+    woff = base + int(c[CFG_W])
+    per = int(c[CFG_K])
+    if int(c[CFG_KIND]) != _DWCONV:
+        per = per * int(c[CFG_IN])
+    if per > _MAX_PER:
+        return REC_TERMS << 16
+    # 65025 * per + |bias| must stay below 2**31: tested as terms - 2**30 + |bias| > 2**30 - 1,
+    # because 2**30 and 2**31 - 1 are not small ints on the chip (nor constants viper takes)
+    terms = 65025 * per - BIAS_OFFSET - BIAS_OFFSET
+    o = 0
+    while o < n:
+        r = ptr8(src + (o << 3))
+        b = int(r[0]) | (int(r[1]) << 8) | (int(r[2]) << 16) | (((int(r[3]) ^ 0x80) - 0x80) << 24)
+        m = int(r[4]) | (int(r[5]) << 8)
+        sh = int(r[6])
+        w = ptr8(woff + o * per)
+        sw = 0
+        i = 0
+        while i < per:
+            sw += w[i]
+            i += 1
+        sw -= per << 7
+        hi = int(r[3]) & 0xC0
+        if hi != 0 and hi != 0xC0:  # the file's bias must fit 31 bits: -2**30 <= b < 2**30
+            return (REC_BIAS << 16) | o
+        fb = b - zi * sw
+        if fb <= -BIAS_OFFSET or fb >= BIAS_OFFSET:
+            return (REC_BIAS << 16) | o
+        a = fb
+        if a < 0:
+            a = 0 - a
+        if terms + a > 0x3FFFFFFF:
+            return (REC_TERMS << 16) | o
+        if m >= 0x8000 or sh > 30:
+            return (REC_REQUANT << 16) | o
+        d = ptr32(base + (o << 3))
+        d[0] = fb + BIAS_OFFSET
+        d[1] = (m << 8) | sh
+        o += 1
+    return 0
+
+
+def records_py(buf, chan, cfg):
+    """Plain-Python twin of `records`."""
+    import struct
+
+    n, zi, woff = cfg[CFG_OUT], cfg[CFG_ZI], cfg[CFG_W]
+    per = cfg[CFG_K] * (1 if cfg[CFG_KIND] == _DWCONV else cfg[CFG_IN])
+    if per > _MAX_PER:
+        return REC_TERMS << 16
+    for o in range(n):
+        b, m, sh, _ = struct.unpack_from("<iHBB", chan, 8 * o)
+        sw = sum(buf[woff + o * per : woff + (o + 1) * per]) - 128 * per
+        fb = b - zi * sw
+        if not -0x40000000 <= b < 0x40000000 or not -BIAS_OFFSET < fb < BIAS_OFFSET:
+            return (REC_BIAS << 16) | o
+        if abs(fb) + 65025 * per >= 0x80000000:
+            return (REC_TERMS << 16) | o
+        if m >= 0x8000 or sh > 30:
+            return (REC_REQUANT << 16) | o
+        struct.pack_into("<II", buf, 8 * o, fb + BIAS_OFFSET, (m << 8) | sh)
+    return 0
+
+
+@micropython.viper
+def fill_u8(buf, start: int, n: int, v: int):
+    """Set n bytes from start to v."""
+    p = ptr8(int(ptr8(buf)) + start)
+    i = 0
+    while i < n:
+        p[i] = v
+        i += 1
+
+
+def fill_u8_py(buf, start, n, v):
+    for i in range(start, start + n):
+        buf[i] = v
+
+
 @micropython.viper
 def run_layers(x, bufs, cfgs, outs) -> int:
     """Feed x through the layers while they emit; the last layer's first output byte, or -1.

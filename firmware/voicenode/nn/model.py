@@ -53,7 +53,6 @@ _DENSE = const(3)
 _RELU = const(1)
 _SIGMOID = const(2)
 _NONE = const(0)
-_BIAS_LIMIT = const(0x20000000)  # 2**29
 # layer meta tuple: kind, act, k, stride, dil, out_zp, in_ch, out_ch, then these
 _M_PER = const(8)  # terms per sum = weights per output channel
 _M_DATA = const(9)  # bytes after the layer head in the file
@@ -214,8 +213,7 @@ class Model:
             zi = cfg[kernels.CFG_ZI]
             ring = cfg[kernels.CFG_RING]
             if cfg[kernels.CFG_K] > 1:
-                for j in range(ring, ring + cfg[kernels.CFG_SPAN] * cfg[kernels.CFG_IN]):
-                    buf[j] = zi
+                kernels.fill_u8(buf, ring, cfg[kernels.CFG_SPAN] * cfg[kernels.CFG_IN], zi)
             cfg[kernels.CFG_WPOS] = 0
             cfg[kernels.CFG_PHASE] = 0
 
@@ -553,20 +551,23 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan, crc):
     if f.readinto(cv) != _CHAN * out_ch:
         raise ModelError("%s runs past the end" % where)
     crc = _crc32(cv, crc)
-    for o in range(out_ch):
-        b, m, s, _ = struct.unpack_from("<iHBB", chan, _CHAN * o)
-        sum_w = kernels.sum_u8(buf, woff + o * per, per) - 128 * per
-        fb = b - in_zp * sum_w
-        if not -_BIAS_LIMIT < fb < _BIAS_LIMIT:
+    cfg[kernels.CFG_KIND] = kind
+    cfg[kernels.CFG_K] = k
+    cfg[kernels.CFG_IN] = in_ch
+    cfg[kernels.CFG_OUT] = out_ch
+    cfg[kernels.CFG_ZI] = in_zp
+    cfg[kernels.CFG_W] = woff
+    bad = kernels.records(buf, chan, cfg)
+    if bad:
+        o = bad & 0xFFFF
+        if bad >> 16 == kernels.REC_BIAS:
             raise ModelError("%s: channel %d bias too large for 32-bit arithmetic" % (where, o))
-        if abs(fb) + 65025 * per >= 2147483648:
+        if bad >> 16 == kernels.REC_TERMS:
             raise ModelError("%s: %d terms could overflow a 32-bit accumulator" % (where, per))
-        if m >= 32768 or s > 30:
-            raise ModelError(
-                "%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s)
-            )
-        # both words non-negative: a ptr32 load is zero-extended on the 64-bit port
-        struct.pack_into("<II", buf, _REC * o, fb + kernels.BIAS_OFFSET, (m << 8) | s)
+        m, s = struct.unpack_from("<HB", chan, _CHAN * o + 4)
+        raise ModelError(
+            "%s: channel %d requantisation out of range (m %d, s %d)" % (where, o, m, s)
+        )
     if kind == _DWCONV:  # depthwise kernels read signed int8 weights
         kernels.xor80(buf, woff, nw)
     if tab:

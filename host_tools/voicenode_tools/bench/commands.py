@@ -279,37 +279,34 @@ print(heaps[0], heaps[1], shared, t_cmd // {turns}, t_wake // {turns})
 """
 
 
-def node_heap(model=DEFAULT_MODEL, words=("hey_jarvis",), turns=5) -> dict:
+def node_heap(model=DEFAULT_MODEL, words=("hey_jarvis",), turns=5, callgrind=False) -> dict:
     """The node's models-and-state heap with `words` alone and with the command model (Unix
-    port, 64-bit), the memory they share, and the time of a turn each way."""
+    port, 64-bit), the memory they share, and the time of a turn each way; with `callgrind`
+    also the x64 instructions of one round of turns (command network in, wake words back):
+    a run with 5 rounds minus a run with 1, / 4."""
     import subprocess
 
     from voicenode_tools import FIRMWARE_DIR
+    from voicenode_tools.bench import measure
 
     model = Path(model)
-    code = NODE_CODE.format(fw=str(FIRMWARE_DIR), name=model.name, words=list(words),
-                            folder=str(model.parent), turns=turns)  # fmt: skip
-    r = subprocess.run(_micropython_cmd("1m") + ["-c", code], capture_output=True, text=True,
-                       timeout=600)  # fmt: skip
+
+    def cmd(n):
+        code = NODE_CODE.format(fw=str(FIRMWARE_DIR), name=model.name, words=list(words),
+                                folder=str(model.parent), turns=n)  # fmt: skip
+        return measure.micropython_cmd("1m") + ["-c", code]
+
+    r = subprocess.run(cmd(turns), capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError(r.stderr + r.stdout)
     wake, both, shared, us_cmd, us_wake = map(int, r.stdout.split())
-    return {"node_heap_wake_words": wake, "node_heap_with_commands": both,
-            "shared_bytes": shared, "unix_us_command_turn": us_cmd,
-            "unix_us_wake_turn": us_wake}  # fmt: skip
-
-
-def _micropython_cmd(heapsize="512k"):
-    import shutil
-
-    exe = shutil.which("micropython")
-    if exe is None:
-        raise RuntimeError("micropython is not on PATH")
-    with open(exe, "rb") as f:
-        head = f.readline()
-    if head.startswith(b"#!") and b"python" in head:  # the PyPI wrapper: a CPython script
-        return [sys.executable, exe, "-X", f"heapsize={heapsize}"]
-    return [exe, "-X", f"heapsize={heapsize}"]
+    res = {"node_heap_wake_words": wake, "node_heap_with_commands": both,
+           "shared_bytes": shared, "unix_us_command_turn": us_cmd,
+           "unix_us_wake_turn": us_wake}  # fmt: skip
+    if callgrind:
+        one, five = (measure.callgrind(cmd(n), timeout=3600) for n in (1, 5))
+        res["instructions_per_round_of_turns_x64"] = (five - one) // 4
+    return res
 
 
 def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
@@ -350,7 +347,7 @@ def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
         if callgrind and shutil.which("valgrind"):
             counts = [measure.callgrind(prog(n), timeout=3600) for n in (1, 4)]
             res["instructions_per_utterance_x64"] = (counts[1] - counts[0]) // 3
-    res.update(node_heap(model))
+    res.update(node_heap(model, callgrind=callgrind and shutil.which("valgrind") is not None))
     log("firmware cost: " + json.dumps(res))
     return res
 
