@@ -285,27 +285,37 @@ def node_heap(model=DEFAULT_MODEL, words=("hey_jarvis",), turns=5, callgrind=Fal
     also the x64 instructions of one round of turns (command network in, wake words back):
     a run with 5 rounds minus a run with 1, / 4."""
     import subprocess
+    import tempfile
 
     from voicenode_tools import FIRMWARE_DIR
     from voicenode_tools.bench import measure
 
     model = Path(model)
+    side = json.loads(model.with_suffix(".json").read_text())
+    net = side["network"]
+    with tempfile.TemporaryDirectory() as d:
+        # the node's models folder: the shipped wake words and the command model's files
+        files = [REPO_ROOT / "models" / f"{w}{ext}" for w in words for ext in (".vnm", ".json")]
+        files += [model.with_suffix(".json"), model.parent / side["grammar"]["file"],
+                  model.parent / f"{net}.vnm", model.parent / f"{net}.json"]  # fmt: skip
+        for f in files:
+            (Path(d) / f.name).symlink_to(f.resolve())
 
-    def cmd(n):
-        code = NODE_CODE.format(fw=str(FIRMWARE_DIR), name=model.name, words=list(words),
-                                folder=str(model.parent), turns=n)  # fmt: skip
-        return measure.micropython_cmd("1m") + ["-c", code]
+        def cmd(n):
+            code = NODE_CODE.format(fw=str(FIRMWARE_DIR), name=model.name, words=list(words),
+                                    folder=d, turns=n)  # fmt: skip
+            return measure.micropython_cmd("1m") + ["-c", code]
 
-    r = subprocess.run(cmd(turns), capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr + r.stdout)
-    wake, both, shared, us_cmd, us_wake = map(int, r.stdout.split())
-    res = {"node_heap_wake_words": wake, "node_heap_with_commands": both,
-           "shared_bytes": shared, "unix_us_command_turn": us_cmd,
-           "unix_us_wake_turn": us_wake}  # fmt: skip
-    if callgrind:
-        one, five = (measure.callgrind(cmd(n), timeout=3600) for n in (1, 5))
-        res["instructions_per_round_of_turns_x64"] = (five - one) // 4
+        r = subprocess.run(cmd(turns), capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr + r.stdout)
+        wake, both, shared, us_cmd, us_wake = map(int, r.stdout.splitlines()[-1].split())
+        res = {"node_heap_wake_words": wake, "node_heap_with_commands": both,
+               "shared_bytes": shared, "unix_us_command_turn": us_cmd,
+               "unix_us_wake_turn": us_wake}  # fmt: skip
+        if callgrind:
+            one, five = (measure.callgrind(cmd(n), timeout=3600) for n in (1, 5))
+            res["instructions_per_round_of_turns_x64"] = (five - one) // 4
     return res
 
 
