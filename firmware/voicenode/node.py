@@ -168,27 +168,24 @@ class Node:
             self._listen()
 
     def _listen(self):
-        # The command follows the wake word: the command network takes the shared memory.
+        # The command follows the wake word: the command network takes the shared memory
+        # (a node with commands always shares, see _share).
         rec = self.commands
-        if self.shared is not None:
-            for m in self.detector.models:
-                m.resident = False
-            try:
-                rec.net.fill()
-            except ModelError as e:  # its file went bad since boot: wake words only
-                _model_error(self.cfg.get("commands"), e)
-                self.commands = None
-                self.detector.fill()
-                return
+        for m in self.detector.models:
+            m.resident = False
+        try:
+            rec.net.fill()
+        except ModelError as e:  # its file went bad since boot: wake words only from now
+            _model_error(self.cfg.get("commands"), e)
+            self.commands = None
+            self.detector.fill()
+            return
         rec.reset()
 
     def _wait_for_wake(self):
         # The command is decided: the wake words take the shared memory back, from a reset.
-        if self.shared is not None:
-            self.commands.net.resident = False
-            self.detector.fill()
-        else:
-            self.detector.reset()
+        self.commands.net.resident = False
+        self.detector.fill()
 
 
 def _model_error(name, e):
