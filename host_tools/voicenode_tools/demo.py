@@ -1,8 +1,9 @@
 """`voicenode demo`: the virtual board running the firmware on the shipped demo recording.
 
 No board needed: the firmware is deployed to a virtual board (MicroPython Unix port behind a
-pty, its own flash image), whose microphone plays `data/demo.wav` in real time. The node's
-events are printed as they happen, then its status.
+pty, its own flash image), whose microphone plays `data/demo.wav` in real time. The node runs
+the default wake word and the shipped command model (`DEMO_CONFIG`), as a user's node with
+commands turned on does; its events are printed as they happen, then its status.
 
 The recording is made by `make_recording()` (espeak-ng with a voice held out of wake-word
 training, over a quiet noise floor), so it can be rebuilt and checked:
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 DEMO_WAV = Path(__file__).with_name("data") / "demo.wav"
+#: The node's /config.json for the demo: the default wake word, then the shipped commands.
+DEMO_CONFIG = {"status_every_s": 2, "commands": "commands_home"}
 #: A voice held out of wake-word training (see train/synth.py ESPEAK_HELD_OUT_*).
 VOICE = "en-gb-scotland+m3"
 #: (text, espeak speed, silence after in seconds)
@@ -81,7 +84,7 @@ def run_demo(wav: Path = DEMO_WAV, board: str | None = None, realtime: bool = Tr
     say(f"voicenode demo: a virtual board ({board}) hears {wav.name} ({duration:.1f} s)")
     events = []
     first = True
-    for ev in hear(wav, {"status_every_s": 2}, board=board, flash_image=image,
+    for ev in hear(wav, dict(DEMO_CONFIG), board=board, flash_image=image,
                    realtime=realtime, say=say):
         if first:
             say("listening (events as the node prints them):")
@@ -89,7 +92,9 @@ def run_demo(wav: Path = DEMO_WAV, board: str | None = None, realtime: bool = Tr
         events.append(ev)
         say("  " + json.dumps(ev))
     wakes = [e for e in events if e.get("event") == "wake"]
-    say(f"done: {len(wakes)} wake event(s); the node's last status: {json.dumps(events[-1])}")
+    intents = [e for e in events if e.get("event") == "intent"]
+    say(f"done: {len(wakes)} wake event(s), {len(intents)} intent(s); the node's last status: "
+        f"{json.dumps(events[-1])}")
     return events
 
 
