@@ -552,12 +552,22 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan, crc):
         raise ModelError("%s runs past the end" % where)
     crc = _crc32(cv, crc)
     cfg[kernels.CFG_KIND] = kind
+    cfg[kernels.CFG_ACT] = act
     cfg[kernels.CFG_K] = k
+    cfg[kernels.CFG_STRIDE] = stride
+    cfg[kernels.CFG_DIL] = dil
     cfg[kernels.CFG_IN] = in_ch
     cfg[kernels.CFG_OUT] = out_ch
-    cfg[kernels.CFG_ZI] = in_zp
+    cfg[kernels.CFG_SPAN] = span
+    cfg[kernels.CFG_ZO] = out_zp
+    cfg[kernels.CFG_LO] = out_zp if act == _RELU else 0
+    cfg[kernels.CFG_RING] = ring
+    cfg[kernels.CFG_WIN] = win if size > win else 0
     cfg[kernels.CFG_W] = woff
-    bad = kernels.records(buf, chan, cfg)
+    cfg[kernels.CFG_TAB] = woff + nw if tab else 0
+    cfg[kernels.CFG_ZI] = in_zp
+    cfg[kernels.CFG_OUTOFF] = outoff
+    bad = kernels.records(buf, chan, cfg)  # reads kind, k, in, out, zi, w
     if bad:
         o = bad & 0xFFFF
         if bad >> 16 == kernels.REC_BIAS:
@@ -574,20 +584,4 @@ def _fill(f, where, meta, in_zp, buf, cfg, chan, crc):
         if f.readinto(mv[woff + nw : outoff]) != tab:
             raise ModelError("%s runs past the end" % where)
         crc = _crc32(mv[woff + nw : outoff], crc)
-    cfg[kernels.CFG_KIND] = kind
-    cfg[kernels.CFG_ACT] = act
-    cfg[kernels.CFG_K] = k
-    cfg[kernels.CFG_STRIDE] = stride
-    cfg[kernels.CFG_DIL] = dil
-    cfg[kernels.CFG_IN] = in_ch
-    cfg[kernels.CFG_OUT] = out_ch
-    cfg[kernels.CFG_SPAN] = span
-    cfg[kernels.CFG_ZO] = out_zp
-    cfg[kernels.CFG_LO] = out_zp if act == _RELU else 0
-    cfg[kernels.CFG_RING] = ring
-    cfg[kernels.CFG_WIN] = win if size > win else 0
-    cfg[kernels.CFG_W] = woff
-    cfg[kernels.CFG_TAB] = woff + nw if tab else 0
-    cfg[kernels.CFG_ZI] = in_zp
-    cfg[kernels.CFG_OUTOFF] = outoff
     return crc
