@@ -140,3 +140,24 @@ def test_sim_listen_names_a_command_model_the_node_cannot_load(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "checksum mismatch" in err and "--no-commands" in err, err
     assert main(["listen", str(wav), "--sim", "--no-commands", "--models", str(folder)]) == 0
+
+
+def test_scores_pause_while_a_command_is_heard(tmp_path):
+    """With a command model the node's wake words do not run in a listening window (their
+    memory is lent): `--scores` prints no step there, and steps again after the intent."""
+    from voicenode_tools.demo import DEMO_WAV
+    from voicenode_tools.reference import commands as rc
+
+    model = REPO_ROOT / "models" / "hey_jarvis.vnm"
+    pcm = load_16k(DEMO_WAV)
+    cmds = rc.load(REPO_ROOT / "models" / "commands_home")
+    evs = ref_node.events(pcm, [model], default=model, scores=True, microphone=True, commands=cmds)
+    wakes = [e["at"] for e in evs if e["event"] == "wake"]
+    intents = [e["at"] for e in evs if e["event"] == "intent"]
+    steps = [e["at"] for e in evs if e["event"] == "score"]
+    assert len(wakes) == len(intents) == 2
+    for w, i in zip(wakes, intents, strict=True):
+        assert not [t for t in steps if w < t <= i], (w, i)
+        assert [t for t in steps if i < t <= i + 0.1], "the wake words step again after it"
+    every = ref_node.events(pcm, [model], default=model, scores=True, microphone=True)
+    assert len(steps) < sum(e["event"] == "score" for e in every)

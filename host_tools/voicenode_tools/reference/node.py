@@ -36,7 +36,8 @@ def events(
         models: `.vnm` paths (each with its `.json` sidecar).
         default: the fallback model for models that fail to load (as on the chip).
         cutoffs: per-model-name cutoff overrides in 0..1, as in the node's config.
-        scores: also return one {"event": "score", ...} per model step (uint8 probability / 255).
+        scores: also return one {"event": "score", ...} per model step (uint8 probability / 255),
+            where the node runs its wake words (with commands: not in listening windows).
         microphone: `pcm` is what the microphone hears: pass it through the Microphone's DC
             high-pass first, as `main()` on a board does (False: `pcm` goes straight to
             `Node.feed`, as the HIL test input does).
@@ -58,21 +59,22 @@ def events(
         raise nn.ModelFormatError("; ".join(det.errors))
     if commands is None:
         out = [_wake_event(d, 0) for d in det.run(feats)]
+        spans = [(0, len(feats))]
     else:
-        out = _with_commands(det, feats, commands)
-    if scores:
+        out, spans = _with_commands(det, feats, commands)
+    if scores:  # the wake words' steps where the node runs them, each span from a reset
         for m in det.models:
-            probs = m.stream(feats)
-            for step, p in enumerate(probs.tolist()):
-                frame = (step + 1) * m.stride - 1
-                out.append(
-                    {
-                        "event": "score",
-                        "word": m.sidecar["name"],
-                        "score": round(p / 255, 3),
-                        "at": event_time(frame),
-                    }
-                )
+            for a, b in spans:
+                for step, p in enumerate(m.stream(feats[a:b]).tolist()):
+                    frame = a + (step + 1) * m.stride - 1
+                    out.append(
+                        {
+                            "event": "score",
+                            "word": m.sidecar["name"],
+                            "score": round(p / 255, 3),
+                            "at": event_time(frame),
+                        }
+                    )
         out.sort(key=lambda e: (e["at"], e["event"] != "score"))
     return out
 
@@ -86,22 +88,26 @@ def _wake_event(d, offset: int) -> dict:
     }
 
 
-def _with_commands(det, feats: np.ndarray, model) -> list[dict]:
+def _with_commands(det, feats: np.ndarray, model) -> tuple[list[dict], list[tuple[int, int]]]:
     """The node's wake and intent events with a command model (as `Node._wake`, `_listen`,
     `_command` and `_wait_for_wake`): the wake words run from a reset until one fires, the
     listening window opens on the next frame, and after its intent the wake words start
-    over from a reset on the frame after it."""
+    over from a reset on the frame after it. Also returns the spans of frames [a, b) in
+    which the wake words ran."""
     from . import commands as rc
 
     out = []
+    spans = []
     start = 0
     while start < len(feats):
         dets = det.run(feats[start:])
         if not dets:
+            spans.append((start, len(feats)))
             break
         first = dets[0].frame
         out += [_wake_event(d, start) for d in dets if d.frame == first]
         f = start + first
+        spans.append((start, f + 1))
         r = rc.recognize(model, feats[f + 1 :])
         if r is None:
             break  # no decision before the end of the recording
@@ -109,4 +115,4 @@ def _with_commands(det, feats: np.ndarray, model) -> list[dict]:
         ev.update({k: r[k] for k in ("intent", "slots", "score", "reason") if k in r})
         out.append(ev)
         start = f + r["frames"] + 1
-    return out
+    return out, spans
