@@ -109,7 +109,6 @@ class Node:
             gc.collect()
             self.shared = share([det.models, [net]])
             net.fill()
-            net.resident = False
         except (OSError, ModelError, MemoryError) as e:  # wake words only, in their own memory
             _model_error(self.cfg.get("commands"), e)
             self.commands = self.shared = None
@@ -171,8 +170,6 @@ class Node:
         # The command follows the wake word: the command network takes the shared memory
         # (a node with commands always shares, see _share).
         rec = self.commands
-        for m in self.detector.models:
-            m.resident = False
         try:
             rec.net.fill()
         except ModelError as e:  # its file went bad since boot: wake words only from now
@@ -184,7 +181,6 @@ class Node:
 
     def _wait_for_wake(self):
         # The command is decided: the wake words take the shared memory back, from a reset.
-        self.commands.net.resident = False
         self.detector.fill()
 
 

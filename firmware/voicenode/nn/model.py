@@ -73,10 +73,10 @@ class Model:
 
     Attributes: `name`, `head` ("sigmoid" or "logits"), `stride` (feature frames per model
     step), `outputs` (the last layer's channels), `path`, `crc` (the file's CRC-32),
-    `sizes` (bytes of each layer's buffer), `resident` (True once `fill` has read the
-    weights; whoever lends the memory to another model sets it False, see `share`), `out` (a memoryview of the last layer's output bytes, shared: valid
-    until the next step; a logits head's out_ch logits, a sigmoid head's one probability;
-    None before the first `fill`), `labels` (the sidecar's list of output names, or None).
+    `sizes` (bytes of each layer's buffer), `out` (a memoryview of the last layer's output
+    bytes, shared: valid until the next step; a logits head's out_ch logits, a sigmoid
+    head's one probability; None before the first `fill`), `labels` (the sidecar's list of
+    output names, or None).
     A wake model ("sigmoid") also has `word` (the wake phrase), `cutoff_u8`, `window`,
     `cooloff` (model steps); a logits model has None there.
     """
@@ -98,7 +98,6 @@ class Model:
         self._n = len(sizes)
         self._buf = self._cfg = self._out = None
         self.out = None
-        self.resident = False
 
     def bind(self, bufs=None):
         """Give the layers their buffers: `bufs`, one per layer, each at least `sizes[i]`
@@ -137,7 +136,6 @@ class Model:
         self._cfg = [array.array("i", bytes(4 * kernels.CFG_LEN)) for _ in range(n)]
         self._out = None
         self.out = None
-        self.resident = False
 
     def fill(self):
         """Read the weights from the file into the buffers (`bind` first) and reset.
@@ -146,10 +144,9 @@ class Model:
         `prepare` saw, the arithmetic must fit 32 bits, and the CRC-32 at its end must match.
 
         Raises:
-            ModelError: the file changed, is corrupt or cannot be read; `resident` is False
-                and the buffers hold no usable model.
+            ModelError: the file changed, is corrupt or cannot be read; the buffers then
+                hold no usable model.
         """
-        self.resident = False
         vnm = self.path
         try:
             f = open(vnm, "rb")
@@ -174,7 +171,6 @@ class Model:
             # step that emits (read it before the next step).
             self.out = self._out[-1]
         self.reset()
-        self.resident = True
 
     def _read(self, f):
         # `fill`'s reading: every layer into its buffer, the CRC continued as it goes.
@@ -236,7 +232,7 @@ def share(groups):
     same memory: block i holds the i-th largest layer of whichever group runs, so the
     blocks take sum(max over groups) bytes, about the larger group's, in pieces a fragmented
     heap can still give. The groups then take turns with `fill` (each leaves the others'
-    weights unusable: set their `resident` False). Returns the blocks.
+    weights unusable until their own next `fill`). Returns the blocks.
 
     Raises:
         MemoryError: the heap cannot give the blocks (no model is bound then).
