@@ -155,7 +155,6 @@ b = bytearray(random.getrandbits(8) for _ in range(1003))
 b2 = bytearray(b)
 kernels.xor80(b, 3, 997); kernels.xor80_py(b2, 3, 997)
 ok_xor = b == b2 and b[:3] == b2[:3]
-ok_sum = kernels.sum_u8(b, 5, 998) == kernels.sum_u8_py(b, 5, 998)
 # the whole network: run_layers against run_layers_py on copies of every buffer
 m.reset()
 bufs = [bytearray(x) for x in m._buf]
@@ -170,7 +169,7 @@ for step in range(120):
     probs += p1 >= 0
     if p1 != p2:
         bad += 1
-print(bad, checked, ok_xor, ok_sum, probs)
+print(bad, checked, ok_xor, probs)
 """
 
 
@@ -178,13 +177,13 @@ def test_viper_kernels_match_plain_twins(tmp_path):
     rng = np.random.default_rng(11)
     model = nn.random_model(rng, n_mels=7, spec=ODD_SPEC, input_zp=77)
     vnm = save(model, tmp_path / "k.vnm", frontend=FRONTEND)
-    bad, checked, ok_xor, ok_sum, probs = run_mpy(
+    bad, checked, ok_xor, probs = run_mpy(
         KERNEL_CODE.format(path=str(vnm), frontend=FRONTEND)
     ).split()
     assert bad == "0"
     assert int(probs) == 120 // model.stride
     assert int(checked) > 100  # emitting steps were compared, not only ring writes
-    assert ok_xor == "True" and ok_sum == "True"
+    assert ok_xor == "True"
 
 
 RECORDS_CODE = """

@@ -307,22 +307,6 @@ def xor80_py(buf, start, n):
         buf[i] ^= 0x80
 
 
-@micropython.viper
-def sum_u8(buf, start: int, n: int) -> int:
-    """Sum of n unsigned bytes from start."""
-    p = ptr8(int(ptr8(buf)) + start)
-    s = 0
-    i = 0
-    while i < n:
-        s += p[i]
-        i += 1
-    return s
-
-
-def sum_u8_py(buf, start, n):
-    return sum(buf[start : start + n])
-
-
 # `records` errors, (error << 16) | channel
 REC_BIAS = const(1)  # the folded bias is out of +-2**29 (or the file's out of [-2**30, 2**30))
 REC_TERMS = const(2)  # k * in_ch terms could overflow the 32-bit accumulator
