@@ -161,3 +161,23 @@ def test_scores_pause_while_a_command_is_heard(tmp_path):
         assert [t for t in steps if i < t <= i + 0.1], "the wake words step again after it"
     every = ref_node.events(pcm, [model], default=model, scores=True, microphone=True)
     assert len(steps) < sum(e["event"] == "score" for e in every)
+
+
+def test_the_twin_finds_the_next_wake_in_growing_prefixes():
+    """`reference.node._first_wakes` (prefixes of doubling length, so that a long recording is
+    not run from every wake to its end): the first detections are the whole rest's first."""
+    from voicenode_tools.demo import DEMO_WAV
+    from voicenode_tools.reference import wake
+
+    model = str(REPO_ROOT / "models" / "hey_jarvis.vnm")
+    det = wake.Detector([model], frontend=nn.frontend_params())
+    feats = frontend.features(mic.highpass(load_16k(DEMO_WAV))[0])
+    for start in (0, 600, len(feats) - 50):
+        whole = det.run(feats[start:])
+        got = ref_node._first_wakes(det, feats, start, first_look=7)
+        first = [d for d in whole if d.frame == whole[0].frame] if whole else []
+        assert [(d.frame, d.word, d.score) for d in got[: len(first)]] == [
+            (d.frame, d.word, d.score) for d in first
+        ]
+        assert bool(got) == bool(whole)
+    assert ref_node._first_wakes(det, feats, 0, first_look=7)  # the demo does wake

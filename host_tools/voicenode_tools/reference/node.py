@@ -100,7 +100,7 @@ def _with_commands(det, feats: np.ndarray, model) -> tuple[list[dict], list[tupl
     spans = []
     start = 0
     while start < len(feats):
-        dets = det.run(feats[start:])
+        dets = _first_wakes(det, feats, start)
         if not dets:
             spans.append((start, len(feats)))
             break
@@ -116,3 +116,16 @@ def _with_commands(det, feats: np.ndarray, model) -> tuple[list[dict], list[tupl
         out.append(ev)
         start = f + r["frames"] + 1
     return out, spans
+
+
+def _first_wakes(det, feats: np.ndarray, start: int, first_look: int = 3000) -> list:
+    """The detections of the wake words run from a reset at frame `start` (frames counted
+    from there), up to the first of them: a prefix of 30 s and doubling until one fires or
+    the frames end. Streaming is causal, so a prefix gives the same detections as the whole
+    rest, and a long recording with many wakes is not run again from each one to its end."""
+    n = first_look
+    while True:
+        dets = det.run(feats[start : start + n])
+        if dets or start + n >= len(feats):
+            return dets
+        n *= 2
