@@ -557,8 +557,6 @@ def decisions(qmodel, g, windows, rec, stride: int, unk: int = -1):
         else:
             r = rc.decode(dec, cost, unk)
             r["silence"] = False
-            if r["features"] is None:
-                del r["features"]
             out.append(r)
     return out
 
