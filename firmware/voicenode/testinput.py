@@ -146,7 +146,8 @@ def run(node=None, timeout_ms=_TIMEOUT_MS):
     one = bytearray(1)
     head = bytearray(5)  # 4 hex digits and, for the short records, room to spare
     body = bytearray(_MAX_B64 + 1)  # base64 and its newline
-    pcm = array("h", bytes(2 * _MAX_CHUNK + 2))  # a record's samples, decoded in place
+    # a record's samples, decoded in place (+2: _MAX_B64 characters decode to 1026 bytes)
+    pcm = array("h", bytes(2 * _MAX_CHUNK + 2))
     samples = memoryview(pcm)
     poller = select.poll()
     poller.register(stdin, select.POLLIN)

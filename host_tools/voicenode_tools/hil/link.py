@@ -494,8 +494,9 @@ class NodeLink:
             for k, piece in enumerate(pieces):
                 piece = np.ascontiguousarray(piece, dtype="<i2")
                 for i in range(0, len(piece), max_chunk):  # records of the node's size
-                    b64 = base64.b64encode(piece[i : i + max_chunk].tobytes())
-                    yield b"D%04x" % len(b64) + b64 + b"\n", len(piece[i : i + max_chunk])
+                    rec = piece[i : i + max_chunk]
+                    b64 = base64.b64encode(rec.tobytes())
+                    yield b"D%04x" % len(b64) + b64 + b"\n", len(rec)
                 if status_every and (k + 1) % status_every == 0:
                     yield b"S\n", 0
             yield b"Q\n", 0
