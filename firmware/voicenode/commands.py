@@ -380,7 +380,7 @@ class Recognizer:
             self.slots, self.intent_slots = compact_slots(lay)
         except ValueError:
             raise CommandModelError(
-                "%s: a number slot holds a value over 255" % side_path
+                "%s: a number slot holds a value outside 0..255" % side_path
             ) from None
         self.cutoff_avg = side["cutoff_avg"] if cutoff_avg is None else cutoff_avg
         self.margin_avg = side.get("margin_avg", 0) if margin_avg is None else margin_avg
