@@ -494,7 +494,8 @@ def evaluate_engine(engine, sets, log):
     audio_h = meter.samples / RATE / 3600
     result["cpu_s"] = round(meter.cpu, 1)
     result["audio_hours_scored"] = round(audio_h, 3)
-    result["cpu_s_per_audio_hour"] = round(meter.cpu / max(audio_h, 1e-9), 1)
+    # Three significant figures: a fast engine on a short set must not round to 0.
+    result["cpu_s_per_audio_hour"] = float(f"{meter.cpu / max(audio_h, 1e-9):.3g}")
     result["seconds"] = round(time.time() - t0, 1)
     return result
 
