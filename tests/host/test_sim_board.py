@@ -15,7 +15,7 @@ import pytest
 import serial
 
 from voicenode_tools.sim.board import VirtualBoard, find_running
-from voicenode_tools.sim.supervisor import MPY_DIR
+from voicenode_tools.sim.supervisor import MPY_DIR, STUCK_AFTER_S
 
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 BLOB = bytes(range(256)) * 400  # 100 KiB, every byte value
@@ -453,6 +453,45 @@ def test_a_late_ctrl_c_that_kills_the_interpreter_is_not_a_hard_reset(board):
     finally:
         t.close()
     assert board.reset_cause == 1  # not a hard reset
+
+
+def test_a_ctrl_c_that_leaves_a_lock_taken_is_not_a_hang(board):
+    # The Unix port raises KeyboardInterrupt from its signal handler, so it can land in C code
+    # holding a lock (a new qstr, the GC) and leave it taken. Model it: the program holds a
+    # lock when the Ctrl-C comes and then waits on it, as the next import would.
+    from mpremote.transport_serial import SerialTransport
+
+    t = SerialTransport(board.port)
+    try:
+        t.enter_raw_repl(soft_reset=False)
+        pid = board.pid
+        t.exec_raw_no_follow(
+            "import _thread\nlock = _thread.allocate_lock()\nlock.acquire()\n"
+            "try:\n    while True:\n        pass\nexcept KeyboardInterrupt:\n    lock.acquire()\n"
+        )
+        assert wait_for(lambda: board._sup._sigint_caught())  # the loop runs
+        t.serial.write(b"\x03")
+        # The supervisor sees the lone thread waiting on the lock and restarts it like a
+        # soft reboot, back into the raw REPL; the client carries on.
+        assert wait_for(lambda: board.pid != pid)
+        seen = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout=10)
+        assert seen.endswith(b"MPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n")
+        assert t.exec("print(40 + 2)") == b"42\n"
+    finally:
+        t.close()
+    assert board.reset_cause == 1  # not a hard reset
+
+
+def test_a_lone_thread_waiting_on_a_lock_without_a_ctrl_c_is_left_alone(board):
+    # Only a Ctrl-C can leave a lock taken behind the program's back: without one, a program
+    # that waits on its own lock is the program's business (on a chip it would hang too).
+    out = mpremote(
+        board.port, "exec", "--no-follow",
+        "import _thread\nlock = _thread.allocate_lock()\nlock.acquire()\nlock.acquire()\n",
+    )  # fmt: skip
+    pid = board.pid
+    time.sleep(4 * STUCK_AFTER_S)
+    assert board.pid == pid and process_alive(pid), out
 
 
 def test_start_returns_after_boot_py(tmp_path):

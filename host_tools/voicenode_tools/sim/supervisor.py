@@ -20,6 +20,11 @@ What the supervisor adds to make it behave like an ESP32 running MicroPython:
   during the bootstrap's setup, where an interrupt could leave the host FS mounted.
   A SIGINT that meets the code just ending (handler already gone) kills the interpreter; that
   is restarted like a soft reboot, keeping the REPL mode and the pending input.
+  The Unix port raises that KeyboardInterrupt from the signal handler itself (it is built with
+  MICROPY_ASYNC_KBD_INTR), so it can land inside C code holding a lock (a new qstr, the GC)
+  and leave the lock taken: the interpreter then hangs at its next import or allocation. A
+  chip raises it between bytecodes and never does this. So a child that had a Ctrl-C and
+  then sits with its only thread waiting on a lock (a futex) is restarted the same way.
 * Watchdog and deep sleep: `machine.WDT` deadlines and `machine.deepsleep(ms)` are kept
   here; they restart the child with WDT_RESET / DEEPSLEEP_RESET.
 * Pulling the plug: `kill()` SIGKILLs the child, writes a last line to the port and closes
@@ -83,6 +88,8 @@ PIN_IN, PIN_OUT, PULL_UP = 1, 3, 2
 
 FLASH_SIZE = 2 * 1024 * 1024
 _READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine(), 0)
+_FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98}.get(platform.machine(), 202)
+STUCK_AFTER_S = 0.5  # a lone thread waiting this long on a lock waits forever
 _HEAP_RE = re.compile(r"^\d+[kKmM]?$")
 
 
@@ -203,6 +210,9 @@ class Supervisor:
         self._pending_in = bytearray()
         self._sent_total = 0  # bytes sent to the child's stdin socket
         self._sigint_at = -1e9  # monotonic time of the last Ctrl-C turned into SIGINT
+        self._interrupted = False  # this child had a SIGINT: watch it for a deadlock
+        self._stuck_since = None
+        self._deadlocked = False
         self._consumed_at_ready = 0
         self._head_since = None
         self._dropping = False
@@ -353,6 +363,8 @@ class Supervisor:
         self._await_repl = False
         self._out_buf = b""
         self._head_since = None
+        self._interrupted = self._deadlocked = False
+        self._stuck_since = None
         args = [
             micropython_command(),
             "-X",
@@ -424,6 +436,8 @@ class Supervisor:
             alive = self._proc is not None and self._proc.poll() is None
             wlist = [self._p] if alive and self._pending_in and self._head_since is None else []
             timeout = 0.002 if self._head_since is not None else 1.0
+            if self._interrupted:
+                timeout = min(timeout, STUCK_AFTER_S / 4)
             if self._wdt_deadline is not None:
                 timeout = max(0.0, min(timeout, self._wdt_deadline - time.monotonic()))
             if self._asleep_until is not None:
@@ -447,6 +461,8 @@ class Supervisor:
             if self._pidfd is not None and self._pidfd in r:
                 self._child_exited()
             self._pump_input()
+            if self._interrupted:
+                self._check_deadlock()
 
     def _drain_child_output(self):
         while True:
@@ -645,8 +661,35 @@ class Supervisor:
     def _interrupt(self):
         """SIGINT to the child (a Ctrl-C while its code runs)."""
         self._sigint_at = time.monotonic()
+        self._interrupted = True
         os.kill(self._proc.pid, signal.SIGINT)
         self._debug("Ctrl-C -> SIGINT")
+
+    def _child_threads(self):
+        try:
+            with open(f"/proc/{self._proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("Threads:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _check_deadlock(self):
+        """Restart a child that a Ctrl-C left waiting forever on a lock (see the module doc)."""
+        if self._deadlocked or self._proc is None or self._proc.poll() is not None:
+            return
+        sc = self._child_syscall()
+        if not (sc and sc[0] == str(_FUTEX_SYSCALL) and self._child_threads() == 1):
+            self._stuck_since = None
+            return
+        now = time.monotonic()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since >= STUCK_AFTER_S:
+            self._debug("a Ctrl-C left the interpreter waiting on a lock forever: restarted")
+            self._deadlocked = True
+            self._kill_child()
 
     def _kill_child(self):
         proc = self._proc
@@ -692,11 +735,14 @@ class Supervisor:
             self._sleep_s = False
             self._debug("deep sleep")
             return
-        if rc == -signal.SIGINT and time.monotonic() - self._sigint_at < 1.0:
-            # Our SIGINT met the code just ending (handler already back to SIG_DFL). On a chip
-            # that Ctrl-C would just reach the REPL; here the interpreter is gone, so restart
-            # it like a soft reboot, keeping the REPL mode and the client's pending input.
-            self._debug("late Ctrl-C killed the interpreter: restarted")
+        late = rc == -signal.SIGINT and time.monotonic() - self._sigint_at < 1.0
+        if late or self._deadlocked:
+            # Our SIGINT met the code just ending (handler already back to SIG_DFL), or it
+            # left a lock taken. On a chip that Ctrl-C would just reach the REPL; here the
+            # interpreter is gone or hung, so restart it like a soft reboot, keeping the REPL
+            # mode and the client's pending input.
+            if late:
+                self._debug("late Ctrl-C killed the interpreter: restarted")
             self._emit(SOFT_REBOOT)
             self._spawn(self.reset_cause)
             return
