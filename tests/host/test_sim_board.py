@@ -435,18 +435,17 @@ def test_board_processes_die_with_the_host_process(tmp_path):
             host.kill()
 
 
-def test_a_late_ctrl_c_that_kills_the_interpreter_is_not_a_hard_reset(board):
-    # The race: the supervisor sends SIGINT as the code ends and the Unix port has just
-    # restored SIG_DFL. Provoke it directly at the idle raw REPL.
+def _interrupt_at_the_raw_repl(board, provoke):
+    """`provoke(transport)` makes the child die or hang on a Ctrl-C; the client must then see
+    a soft reboot back into the raw REPL and carry on, and the board no hard reset."""
     from mpremote.transport_serial import SerialTransport
 
     t = SerialTransport(board.port)
     try:
         t.enter_raw_repl(soft_reset=False)
         pid = board.pid
-        board._sup._interrupt()  # SIGINT while no handler is installed: the process dies
+        provoke(t)
         assert wait_for(lambda: board.pid != pid)
-        # The client sees a soft reboot back into the raw REPL and carries on.
         seen = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout=10)
         assert seen.endswith(b"MPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n")
         assert t.exec("print(40 + 2)") == b"42\n"
@@ -455,31 +454,26 @@ def test_a_late_ctrl_c_that_kills_the_interpreter_is_not_a_hard_reset(board):
     assert board.reset_cause == 1  # not a hard reset
 
 
+def test_a_late_ctrl_c_that_kills_the_interpreter_is_not_a_hard_reset(board):
+    # The race: the supervisor sends SIGINT as the code ends and the Unix port has just
+    # restored SIG_DFL. Provoke it directly at the idle raw REPL.
+    _interrupt_at_the_raw_repl(board, lambda t: board._sup._interrupt())  # the process dies
+
+
 def test_a_ctrl_c_that_leaves_a_lock_taken_is_not_a_hang(board):
     # The Unix port raises KeyboardInterrupt from its signal handler, so it can land in C code
     # holding a lock (a new qstr, the GC) and leave it taken. Model it: the program holds a
-    # lock when the Ctrl-C comes and then waits on it, as the next import would.
-    from mpremote.transport_serial import SerialTransport
-
-    t = SerialTransport(board.port)
-    try:
-        t.enter_raw_repl(soft_reset=False)
-        pid = board.pid
+    # lock when the Ctrl-C comes and then waits on it, as the next import would. The
+    # supervisor sees the lone thread waiting on the lock and restarts it.
+    def provoke(t):
         t.exec_raw_no_follow(
             "import _thread\nlock = _thread.allocate_lock()\nlock.acquire()\n"
             "try:\n    while True:\n        pass\nexcept KeyboardInterrupt:\n    lock.acquire()\n"
         )
         assert wait_for(lambda: board._sup._sigint_caught())  # the loop runs
         t.serial.write(b"\x03")
-        # The supervisor sees the lone thread waiting on the lock and restarts it like a
-        # soft reboot, back into the raw REPL; the client carries on.
-        assert wait_for(lambda: board.pid != pid)
-        seen = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout=10)
-        assert seen.endswith(b"MPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n")
-        assert t.exec("print(40 + 2)") == b"42\n"
-    finally:
-        t.close()
-    assert board.reset_cause == 1  # not a hard reset
+
+    _interrupt_at_the_raw_repl(board, provoke)
 
 
 def test_a_lone_thread_waiting_on_a_lock_without_a_ctrl_c_is_left_alone(board):
