@@ -736,7 +736,7 @@ class Supervisor:
             self._debug("deep sleep")
             return
         late = rc == -signal.SIGINT and time.monotonic() - self._sigint_at < 1.0
-        if late or self._deadlocked:
+        if (late or self._deadlocked) and not self._resetting:  # a reset button wins
             # Our SIGINT met the code just ending (handler already back to SIG_DFL), or it
             # left a lock taken. On a chip that Ctrl-C would just reach the REPL; here the
             # interpreter is gone or hung, so restart it like a soft reboot, keeping the REPL
