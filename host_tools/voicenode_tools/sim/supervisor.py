@@ -598,15 +598,20 @@ class Supervisor:
         reading = len(sc) > 1 and sc[0] == str(_READ_SYSCALL) and int(sc[1], 16) == 0
         return reading and self._child_inq() == 0
 
-    def _sigint_caught(self):
+    def _child_status(self, field):
+        """A field of the child's /proc/<pid>/status ("SigCgt", "Threads"), or None."""
         try:
             with open(f"/proc/{self._proc.pid}/status") as f:
                 for line in f:
-                    if line.startswith("SigCgt:"):
-                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+                    if line.startswith(field + ":"):
+                        return line.split()[1]
         except OSError:
             pass
-        return False
+        return None
+
+    def _sigint_caught(self):
+        caught = self._child_status("SigCgt")
+        return caught is not None and bool(int(caught, 16) & (1 << (signal.SIGINT - 1)))
 
     def _child_inq(self):
         buf = fcntl.ioctl(self._c.fileno(), termios.FIONREAD, b"\0\0\0\0")
@@ -665,22 +670,12 @@ class Supervisor:
         os.kill(self._proc.pid, signal.SIGINT)
         self._debug("Ctrl-C -> SIGINT")
 
-    def _child_threads(self):
-        try:
-            with open(f"/proc/{self._proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("Threads:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
     def _check_deadlock(self):
         """Restart a child that a Ctrl-C left waiting forever on a lock (see the module doc)."""
         if self._deadlocked or self._proc is None or self._proc.poll() is not None:
             return
         sc = self._child_syscall()
-        if not (sc and sc[0] == str(_FUTEX_SYSCALL) and self._child_threads() == 1):
+        if not (sc and sc[0] == str(_FUTEX_SYSCALL) and self._child_status("Threads") == "1"):
             self._stuck_since = None
             return
         now = time.monotonic()
