@@ -175,7 +175,7 @@ class Node:
         except ModelError as e:  # its file went bad since boot: wake words only from now
             _model_error(self.cfg.get("commands"), e)
             self.commands = None
-            self.detector.fill()
+            self._wait_for_wake()
             return
         rec.reset()
 
