@@ -244,7 +244,6 @@ def say(text: str, voice: Voice, rate: int | None = None) -> np.ndarray:
     raise ValueError(f"unknown synthesizer {voice.synth!r}")
 
 
-
 def say_many(jobs, workers: int = 2, report=None) -> list[np.ndarray]:
     """Say every (text, voice) job: espeak in a pool of `workers` threads (each runs its own
     espeak-ng process), piper in this thread, in job order (its seeded noise then does not
@@ -273,6 +272,7 @@ def say_many(jobs, workers: int = 2, report=None) -> list[np.ndarray]:
     if report:
         report(1.0)
     return out
+
 
 def _trim(pcm: np.ndarray, thresh: int = 200) -> np.ndarray:
     """Drop leading and trailing near-silence (keeps a 20 ms margin at 16 kHz or more)."""
