@@ -18,9 +18,11 @@ only reads the final nodes: the cheapest path names the intent and carries the s
 and its word count. Its average cost per row, in 1/256 (`avg`), against the model's
 `cutoff_avg`, its margin over the best other intent against `margin_avg`, and the sidecar's
 `reject` rule (integer weights of the decision's `features`: avg, margin, the rows' best
-classes, the path's words) decide between the intent and `unknown`. The costgram is a ring
-of a few rows; each row's best class is kept for the rule. score = exp(-avg / 256 *
-logit_scale), two decimals.
+classes, the path's words) decide between the intent and `unknown`. The sidecar's
+`word_bonus` makes every row a path stays on a node cost that much more, a bonus per word
+entered (`voicenode.grammar`). The costgram is a ring of a few rows; each row's best class is
+kept for the rule. score = exp(-heard / 256 * logit_scale), two decimals, where heard is the
+path's avg without its word bonus (`heard_avg`).
 
 Model files (`voicenode train-commands`, name e.g. commands_home): `<name>.json` (sidecar:
 kind "commands", format 2, the network's name, the grammar file and its CRC-32, the layout
@@ -68,6 +70,7 @@ REJECT_FEATURES = (
     "words", "rows_per_word",
 )  # fmt: skip
 _MARGIN_CAP = const(4096)  # margin without another intent, and the largest counted
+_MAX_WORD_BONUS = const(255)
 
 
 class CommandModelError(ValueError):
@@ -222,6 +225,13 @@ def _check_reject(where, rule):
 def score_of(avg, logit_scale):
     """exp(-avg / 256 * logit_scale) rounded to two decimals (half up)."""
     return int(math.exp(-avg / 256 * logit_scale) * 100 + 0.5) / 100
+
+
+def heard_avg(cost, rows, token, word_bonus):
+    """The best path's average cost per row (x 256) without the word bonus it paid (on the
+    rows minus its words, byte 3 of its token): what the score is made of."""
+    words = (token >> 24) & 0xFF
+    return (max(0, cost - word_bonus * (rows - words)) << 8) // rows
 
 
 def _base(path):
@@ -385,6 +395,13 @@ class Recognizer:
         self.cutoff_avg = side["cutoff_avg"] if cutoff_avg is None else cutoff_avg
         self.margin_avg = side.get("margin_avg", 0) if margin_avg is None else margin_avg
         self.logit_scale = side.get("logit_scale", 1.0)
+        wb = side.get("word_bonus", 0)
+        if type(wb) is not int or not 0 <= wb <= _MAX_WORD_BONUS:
+            raise CommandModelError(
+                "%s: word_bonus %r is not an integer 0..%d" % (side_path, wb, _MAX_WORD_BONUS)
+            )
+        self.word_bonus = wb
+        g.word_bonus(wb)
         rule = side.get("reject")  # None: cutoff_avg and margin_avg only
         if rule is not None:
             _check_reject(side_path, rule)
@@ -486,19 +503,20 @@ class Recognizer:
         second_avg = None if second is None else (second << 8) // frames
         self.avg, self.second_avg, self.token, self.pattern = avg, second_avg, token, pattern
         self.features = f = features(self.best, row0, row1, avg, second_avg, self.unk, token)
+        heard = heard_avg(cost, frames, token, self.word_bonus)
         if avg > self.cutoff_avg or (second_avg is not None and second_avg - avg < self.margin_avg):
-            return self._unknown(avg, "low score")
+            return self._unknown(heard, "low score")
         if self.reject is not None and reject_score(f, self.reject) < 0:
-            return self._unknown(avg, "low score")
+            return self._unknown(heard, "low score")
         ii = self.grammar.patterns[pattern][2]
         slots = slots_of(token, self.intent_slots[ii], self.slots)
         for k in slots:
             if slots[k] is None:
-                return self._unknown(avg, "bad slot")
+                return self._unknown(heard, "bad slot")
         return {
             "intent": self.intents[ii],
             "slots": slots,
-            "score": score_of(avg, self.logit_scale),
+            "score": score_of(heard, self.logit_scale),
         }
 
     def _unknown(self, avg, reason):

@@ -21,10 +21,11 @@ each row, so a node's predecessors (earlier nodes of its pattern) still hold the
 row's values. All patterns advance together, one row at a time, so the recogniser decodes
 each row as the network gives it (`advance`), spread over the command, and its decision
 (`finish`: the final nodes of each pattern) costs next to nothing: decoding 100 rows at
-once would stall the audio loop for longer than the microphone's DMA buffer holds. All values stay within signed 32 bits (costs <= 255 per frame, unreachable
-nodes start at 2**28), so the ESP32-S3 and the 64-bit Unix port give the same integers, and
-they equal the host twin `voicenode_tools.grammar.decode` (same ties: the first predecessor
-wins a tie, staying wins over entering, the first cheapest final node wins).
+once would stall the audio loop for longer than the microphone's DMA buffer holds. All
+values stay within signed 32 bits (costs <= 255 per frame, a word bonus <= 255 per row,
+unreachable nodes start at 2**28), so the ESP32-S3 and the 64-bit Unix port give the same
+integers, and they equal the host twin `voicenode_tools.grammar.decode` (same ties: the
+first predecessor wins a tie, staying wins over entering, the first cheapest final node wins).
 
 `begin` and `advance` allocate nothing; `finish` (once per command) builds its result tuple.
 """
@@ -66,7 +67,8 @@ _G_COUNT = const(13)
 _G_COST = const(14)  # out of `best_final`: the best final node's cost and token
 _G_TOKEN = const(15)
 _G_RING = const(16)  # rows the cost buffer holds, row r at r % ring (0: row r at r)
-_G_LEN = const(17)
+_G_BONUS = const(17)  # word bonus: what a row costs a path that stays (`word_bonus`)
+_G_LEN = const(18)
 # row0 of a decoder that has not decoded yet: a large positive value, because ptr32 loads
 # are zero-extended on 64-bit ports (a -1 would read as 4294967295 there, not on the chip)
 NOT_STARTED = const(0x3FFFFFFF)
@@ -101,8 +103,8 @@ def advance(n: int, j: int, best: int, bufs) -> int:
     Per row, nodes in reverse order (a node's predecessors are earlier nodes of its pattern,
     so they still hold the previous row's values): best = the first cheapest predecessor (or
     the blank prefix B for a start node, if strictly cheaper); enter = best + c[class];
-    stay = S + min(c[class], c[blank]); staying wins ties; entering adds the node's token
-    increment. Then B += c[blank]. `bufs` = (cost: rows of n_classes bytes, the grammar
+    stay = S + min(c[class], c[blank]) + bonus; staying wins ties; entering adds the node's
+    token increment. Then B += c[blank] + bonus. `bufs` = (cost: rows of n_classes bytes, the grammar
     file, S then K, cfg). Returns the rows decoded.
 
     The first three locals live in registers (the others on the stack), so the hottest ones
@@ -127,6 +129,7 @@ def advance(n: int, j: int, best: int, bufs) -> int:
     r1 = int(c[_G_ROW1])
     b = int(c[_G_B])
     ring = int(c[_G_RING])
+    bonus = int(c[_G_BONUS])
     k = ptr32(int(s) + 4 * nodes)
     while r < r1:
         if ring:
@@ -163,14 +166,14 @@ def advance(n: int, j: int, best: int, bufs) -> int:
             enter = best + cp
             if cb < cp:
                 cp = cb
-            stay = int(s[n]) + cp
+            stay = int(s[n]) + cp + bonus
             if stay <= enter:
                 s[n] = stay
             else:
                 s[n] = enter
                 k[n] = tok + int(adds[addidx[n]])
             n -= 1
-        b += cb
+        b += cb + bonus
         r += 1
     c[_G_B] = b
     c[_G_ROW0] = r
@@ -206,6 +209,7 @@ def advance_py(n, j, best, bufs):
     u16 = lambda o: blob[o] | blob[o + 1] << 8  # noqa: E731
     nodes, ncls, blank = cfg[_G_NODES], cfg[_G_NCLS], cfg[_G_BLANK]
     b = cfg[_G_B]
+    bonus = cfg[_G_BONUS]
     r0 = cfg[_G_ROW0]
     for r in range(r0, cfg[_G_ROW1]):
         row = (r % cfg[_G_RING] if cfg[_G_RING] else r) * ncls
@@ -220,14 +224,14 @@ def advance_py(n, j, best, bufs):
                 best, tok = b, 0
             cp = cost[row + blob[cfg[_G_PH] + n]]
             enter = best + cp
-            stay = sk[n] + min(cp, cb)
+            stay = sk[n] + min(cp, cb) + bonus
             if stay <= enter:
                 sk[n] = stay
             else:
                 a = struct.unpack_from("<i", blob, cfg[_G_ADDS] + 4 * blob[cfg[_G_ADDIDX] + n])
                 sk[n] = enter
                 sk[nodes + n] = tok + a[0]
-        b += cb
+        b += cb + bonus
     cfg[_G_B] = b
     cfg[_G_ROW0] = max(r0, cfg[_G_ROW1])
     return cfg[_G_ROW0] - r0
@@ -346,6 +350,15 @@ class Grammar:
         default); returns the previous setting."""
         old = self.cfg[_G_RING]
         self.cfg[_G_RING] = rows
+        return old
+
+    def word_bonus(self, bonus):
+        """Make every row a path stays on a node (or in the blank-only prefix) cost `bonus`
+        more (0..255; 0, the default, decodes as before): a path of T rows through W nodes
+        pays bonus * (T - W), a bonus per word with costs that stay >= 0, so a long command
+        heard poorly is not beaten by a one-word one. Returns the previous setting."""
+        old = self.cfg[_G_BONUS]
+        self.cfg[_G_BONUS] = bonus
         return old
 
     def advance(self, cost, row0, row1):

@@ -400,8 +400,15 @@ def costs(logits: np.ndarray) -> np.ndarray:
     return (lg.max(axis=1, keepdims=True) - lg).astype(np.uint8)
 
 
-def viterbi(g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None):
-    """Best cost and token of every node after the last frame (int64 arrays)."""
+def viterbi(g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None, word_bonus: int = 0):
+    """Best cost and token of every node after the last frame (int64 arrays).
+
+    `word_bonus`: every row a path stays on a node (or in the blank-only prefix) costs this
+    much more. A path of T rows that enters W nodes pays word_bonus * (T - W) on top of its
+    rows' costs: the same as a bonus per word (node) entered, with costs that stay >= 0.
+    Without it a long command that the network heard poorly loses to a one-word command
+    whose word fits one row of it and the blank the rest.
+    """
     cost = np.asarray(cost, np.int64)
     n = g.n_nodes
     pm = g.pred_matrix() if pm is None else pm
@@ -420,17 +427,19 @@ def viterbi(g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None):
         best = cand[rows, j]
         src = pm[rows, j]
         enter = best + c[ph]
-        stay = s[:n] + np.minimum(c[ph], c[g.blank])
+        stay = s[:n] + np.minimum(c[ph], c[g.blank]) + word_bonus
         keep = stay <= enter
         tok = np.where(keep, k[:n], np.where(src == n, 0, k[src]) + add)
         s[:n] = np.where(keep, stay, enter)
         k[:n] = tok
-        bsum += int(c[g.blank])
+        bsum += int(c[g.blank]) + word_bonus
     return s[:n].copy(), k[:n].copy()
 
 
-def decode(g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None) -> dict:
-    """The cheapest pattern for a command's costs.
+def decode(
+    g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None, word_bonus: int = 0
+) -> dict:
+    """The cheapest pattern for a command's costs (`word_bonus`: see `viterbi`).
 
     Returns {"pattern", "intent" (index), "cost", "frames", "avg" ((cost << 8) // frames),
     "token", "second" (avg of the best pattern of another intent, or None)}.
@@ -439,7 +448,7 @@ def decode(g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None) -> dict:
     if frames == 0:
         return {"pattern": -1, "intent": -1, "cost": 0, "frames": 0, "avg": 1 << 20,
                 "token": 0, "second": None}  # fmt: skip
-    s, k = viterbi(g, cost, pm)
+    s, k = viterbi(g, cost, pm, word_bonus)
     best = (None, SENTINEL, 0)
     per_intent: dict[int, int] = {}
     for pi, (first, count, intent, _) in enumerate(g.patterns):

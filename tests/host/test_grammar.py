@@ -135,6 +135,31 @@ def test_decoder_ties_and_unreachable_tokens_are_deterministic(home):
     assert G.decode(g, zeros[:0])["intent"] == -1
 
 
+def test_word_bonus_lets_a_long_command_heard_faintly_beat_a_one_word_command(home):
+    """Every word of "turn on the kitchen lights" is second best (cost 20, the blank first)
+    on its row, and "stop" is one row's third best (cost 10): without a bonus the one-word
+    path wins (10 against 100). A path pays the bonus on each row it does not enter a node:
+    5 words in T rows pay 24 * (T - 5), "stop" 24 * (T - 1), so the long one wins with 24."""
+    g, layout = G.compile_commandset(home[0], "words")
+    classes = layout["classes"]
+    said = G.word_labels("turn on the kitchen lights", classes)
+    rows = np.full((3 * len(said) + 2, len(classes)), 60, np.uint8)
+    rows[:, 0] = 0  # the blank leads on every row
+    for i, w in enumerate(said):
+        rows[2 + 3 * i, w] = 20
+    rows[3, classes.index("stop")] = 10
+    names = layout["intents"]
+    plain = G.decode(g, rows)
+    assert names[plain["intent"]] == "media.stop" and plain["cost"] == 10
+    bonus = G.decode(g, rows, word_bonus=24)
+    assert names[bonus["intent"]] == "light.on" and (bonus["token"] >> 24) == 5
+    assert bonus["cost"] == 100 + 24 * (len(rows) - 5)
+    assert G.slots_of(bonus["token"], "light.on", layout) == {"room": "kitchen"}
+    # the prefix of blank rows pays it too: the same answer whenever the command starts
+    later = G.decode(g, np.concatenate([np.tile(rows[:1], (7, 1)), rows]), word_bonus=24)
+    assert later["pattern"] == bonus["pattern"] and later["cost"] == bonus["cost"] + 7 * 24
+
+
 def test_a_number_slot_too_big_for_the_token_is_an_error():
     cs = C.loads(
         'name = "x"\n[slots.n]\ntype = "number"\nmin = 1\nmax = 300\n'

@@ -64,6 +64,12 @@ def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):
     assert s["layout"]["classes"][:2] == ["_", "<unk>"] and s["logit_scale"] > 0
     assert s["seed"] == 3 and s["recipe"]["seed"] == 3
     assert s["cutoff_avg"] == tc.NO_CUTOFF and s["margin_avg"] == 0  # the rule decides
+    # the word bonus is the candidate with the most commands right (the first of the best)
+    sweep = s["scores"]["word_bonus_intent_accuracy"]
+    assert list(sweep) == [str(b) for b in s["recipe"]["word_bonus"]]
+    assert s["word_bonus"] == next(int(b) for b in sweep if sweep[b] == max(sweep.values()))
+    assert model.decoder.word_bonus == s["word_bonus"]
+    assert sweep[str(s["word_bonus"])] == s["scores"]["mean"]["intent_accuracy"]
     assert s["reject"]["features"] == list(rc.REJECT_FEATURES)
     assert all(type(w) is int for w in s["reject"]["weights"] + [s["reject"]["bias"]])
     sc = s["scores"]["snr20"]

@@ -231,6 +231,29 @@ def test_reject_rule_decides_on_the_chip_as_on_the_host(real_windows, tmp_path):
     assert True in kept and False in kept  # the rule splits these windows
 
 
+def test_word_bonus_decides_on_the_chip_as_on_the_host(real_windows, tmp_path):
+    """A sidecar's `word_bonus`: the chip decodes, decides and scores (the score is made of
+    the path's avg without the bonus it paid) as the twin; the bonus changes the paths."""
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "bonus").mkdir()
+    plain = rc.load(make_model(tmp_path / "plain", cutoff_avg=0xFFFF))
+    base = make_model(tmp_path / "bonus", cutoff_avg=0xFFFF, word_bonus=40)
+    m = rc.load(base)
+    assert m.word_bonus == 40 and m.decoder.word_bonus == 40
+    got = firmware_recognize(str(base), real_windows, tmp_path)
+    changed = 0
+    for w, g in zip(real_windows[:-1], got[:-1], strict=True):
+        want = rc.recognize(m, w)
+        for k in ("intent", "slots", "score", "reason", "avg", "second", "token", "pattern",
+                  "features"):  # fmt: skip
+            assert g.get(k) == want.get(k), (k, g, want)
+        before = rc.recognize(plain, w)
+        assert want["avg"] > before["avg"]  # every path pays the bonus on the rows it stays
+        assert want["score"] > rc.score_of(want["avg"], m.logit_scale)  # the score does not
+        changed += (want["pattern"], want["token"]) != (before["pattern"], before["token"])
+    assert changed  # the bonus takes other paths through the grammar
+
+
 def test_perfect_costgrams_decide_their_command(model):
     from test_grammar_chip import PERFECT, costgram_of
 
@@ -401,6 +424,10 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
     case("reject", "reject rule is not 9 integer weights", lambda d, s: write_side(
         d, dict(s, reject={"features": list(rc.REJECT_FEATURES), "weights": [0.5] * 9,
                            "bias": 0})))  # fmt: skip
+    case("bonus", "word_bonus -1 is not an integer 0..255",
+         lambda d, s: write_side(d, dict(s, word_bonus=-1)))
+    case("bonus2", "word_bonus 2.5 is not an integer 0..255",
+         lambda d, s: write_side(d, dict(s, word_bonus=2.5)))
     case("novad", "vad setting 'hangover' missing", lambda d, s: write_side(
         d, dict(s, vad={k: v for k, v in s["vad"].items() if k != "hangover"})))  # fmt: skip
     case("layout", "slots in the grammar", lambda d, s: write_side(

@@ -45,6 +45,7 @@ DECODE = """
 import json
 from voicenode import grammar
 g = grammar.load({path!r})
+g.word_bonus({bonus})
 print(g.n_nodes, g.n_classes, g.blank, len(g.patterns), g.crc32)
 data = open({costs!r}, 'rb').read()
 shapes = {shapes!r}
@@ -67,11 +68,11 @@ for rows in shapes:
 """
 
 
-def firmware_decode(path, costgrams, tmp_path):
+def firmware_decode(path, costgrams, tmp_path, bonus=0):
     blob = tmp_path / "costs.bin"
     blob.write_bytes(b"".join(np.ascontiguousarray(c, np.uint8).tobytes() for c in costgrams))
     shapes = [len(c) for c in costgrams]
-    lines = run_mpy(DECODE.format(path=str(path), costs=str(blob), shapes=shapes))
+    lines = run_mpy(DECODE.format(path=str(path), costs=str(blob), shapes=shapes, bonus=bonus))
     return lines[0], [json.loads(x) for x in lines[1:]]
 
 
@@ -97,7 +98,8 @@ def costgram_of(words, rng=None, low=0, high=120, blank_frames=2, per_phone=2):
     return c.astype(np.uint8)
 
 
-def test_decode_equals_the_host_twin_node_for_node(home, tmp_path):
+@pytest.mark.parametrize("bonus", [0, 12, 255])
+def test_decode_equals_the_host_twin_node_for_node(home, tmp_path, bonus):
     path, g, _ = home
     rng = np.random.default_rng(7)
     n = g.n_classes
@@ -110,7 +112,7 @@ def test_decode_equals_the_host_twin_node_for_node(home, tmp_path):
         np.full((3, n), 255),
         costgram_of("turn on the kitchen lights", rng),
     ]
-    head, got = firmware_decode(path, costgrams, tmp_path)
+    head, got = firmware_decode(path, costgrams, tmp_path, bonus)
     assert head.split() == [
         str(g.n_nodes),
         str(len(phones.CLASSES)),
@@ -122,10 +124,10 @@ def test_decode_equals_the_host_twin_node_for_node(home, tmp_path):
     winners = set()
     for cost, (d, s_hex, k_hex, streamed, same) in zip(costgrams, got, strict=True):
         assert streamed == d and same
-        s, k = G.viterbi(g, cost, pm)
+        s, k = G.viterbi(g, cost, pm, bonus)
         np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(s_hex), "<i4"), s)
         np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(k_hex), "<i4"), k)
-        want = G.decode(g, cost, pm)
+        want = G.decode(g, cost, pm, bonus)
         pattern, c, token, second = d
         frames = len(cost)
         assert (pattern, c, token) == (want["pattern"], want["cost"], want["token"])
@@ -171,8 +173,9 @@ from voicenode import grammar
 g = grammar.load({str(path)!r})
 random.seed(5)
 bad = 0
-for rows, hi in ((6, 256), (4, 3), (1, 256)):
+for rows, hi, bonus in ((6, 256, 0), (4, 3, 0), (1, 256, 0), (6, 256, 9), (4, 3, 255)):
     cost = bytearray(random.getrandbits(8) % hi for _ in range(rows * g.n_classes))
+    g.word_bonus(bonus)
     for chunks in ((0, rows), (0, 1, rows)):
         ga = array.array('i', g.cfg); gb = array.array('i', g.cfg)
         sa = array.array('i', g.sk); sb = array.array('i', g.sk)
@@ -279,18 +282,20 @@ def test_host_fast_decoder_equals_grammar_decode(home):
     rng = np.random.default_rng(11)
     shapes = [(100, 256), (37, 256), (60, 4), (20, 1), (1, 256), (3, 256), (0, 1)]
     seen = set()
-    for rows, hi in shapes * 2:
+    for i, (rows, hi) in enumerate(shapes * 3):
+        bonus = (0, 16, 255)[i // len(shapes)]
+        dec = Decoder(g, bonus)
         cost = rng.integers(0, hi, (rows, g.n_classes)).astype(np.uint8)
-        want = G.decode(g, cost, pm)
+        want = G.decode(g, cost, pm, bonus)
         assert dec.decode(cost) == want
         if rows:
             s, k = dec.viterbi(cost)
-            ws, wk = G.viterbi(g, cost, pm)
+            ws, wk = G.viterbi(g, cost, pm, bonus)
             np.testing.assert_array_equal(s, ws)
             np.testing.assert_array_equal(k, wk)
         seen.add((want["pattern"], want["token"]))
     cost = costgram_of("make the bedroom lights blue")
-    assert dec.decode(cost) == G.decode(g, cost, pm)
+    assert Decoder(g).decode(cost) == G.decode(g, cost, pm)
     assert len(seen) > 3
 
 

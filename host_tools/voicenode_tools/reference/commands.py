@@ -11,7 +11,7 @@ The chip feeds every frame of the listening window to the end-pointer (`referenc
 to the phone network (a logits head, `reference.nn.QuantModel`); each network step gives one
 costgram row (max logit - logit, `grammar.costs`). When the end-pointer decides, rows
 [start // stride, frames_used // stride) go through the grammar (`grammar.decode`, the chip's
-twin); avg = (cost << 8) // rows against `cutoff_avg` and the margin over the best other
+twin, with the sidecar's `word_bonus`); avg = (cost << 8) // rows against `cutoff_avg` and the margin over the best other
 intent against `margin_avg` decide between the intent and `unknown`, and, for a sidecar with a
 `reject` rule, a linear score of integer features of the rows (`features`, `reject_score`).
 
@@ -47,6 +47,8 @@ REJECT_FEATURES = (
 )  # fmt: skip
 #: margin of a command without another intent, and the largest margin counted
 MARGIN_CAP = 4096
+#: the largest `word_bonus` a sidecar may hold (costs are at most 255 per row)
+MAX_WORD_BONUS = 255
 SIDECAR_KEYS = (
     "name", "network", "grammar", "layout", "vad", "stride", "cutoff_avg", "frontend",
 )  # fmt: skip
@@ -94,6 +96,10 @@ class CommandModel:
     def logit_scale(self) -> float:
         return float(self.sidecar.get("logit_scale", 1.0))
 
+    @property
+    def word_bonus(self) -> int:
+        return int(self.sidecar.get("word_bonus", 0))
+
 
 class Decoder:
     """`grammar.decode` for one grammar, several times faster (the same integers and ties).
@@ -108,8 +114,9 @@ class Decoder:
         dec.decode(cost)     # == grammar.decode(grammar, cost)
     """
 
-    def __init__(self, g: G.Grammar):
+    def __init__(self, g: G.Grammar, word_bonus: int = 0):
         self.g = g
+        self.word_bonus = int(word_bonus)
         n = g.n_nodes
         src: list[int] = []
         ostart = [0]
@@ -137,6 +144,7 @@ class Decoder:
         big = len(self.src)  # costs stay below 2**30: cost * big + position fits int64
         bsum = 0
         blank = self.g.blank
+        wb = self.word_bonus
         for t in range(len(cost)):
             c = cost[t]
             s[n] = bsum
@@ -147,15 +155,15 @@ class Decoder:
             tok = k[self.src[key - best * big]] + self.add
             cp = c[self.ph]
             enter = best + cp
-            stay = s[:n] + np.minimum(cp, c[blank])
+            stay = s[:n] + np.minimum(cp, c[blank]) + wb
             keep = stay <= enter
             k[:n] = np.where(keep, k[:n], tok)
             s[:n] = np.where(keep, stay, enter)
-            bsum += int(c[blank])
+            bsum += int(c[blank]) + wb
         return s[:n].copy(), k[:n].copy()
 
     def decode(self, cost: np.ndarray) -> dict:
-        """The same dict as `grammar.decode(g, cost)`."""
+        """The same dict as `grammar.decode(g, cost, word_bonus=...)`."""
         frames = len(cost)
         if frames == 0:
             return G.decode(self.g, cost)
@@ -249,6 +257,9 @@ def check_sidecar(side: dict, g: G.Grammar, grammar_crc32: int, where: str) -> N
     for k in ref_vad.DEFAULTS:
         if k not in side["vad"]:
             raise CommandModelError(f"{where}: vad setting {k!r} missing")
+    wb = side.get("word_bonus", 0)
+    if type(wb) is not int or not 0 <= wb <= MAX_WORD_BONUS:
+        raise CommandModelError(f"{where}: word_bonus {wb!r} is not an integer 0..{MAX_WORD_BONUS}")
     rule = side.get("reject")
     if rule is not None and not (
         isinstance(rule, dict)
@@ -314,7 +325,7 @@ def load(base) -> CommandModel:
         raise CommandModelError(
             f"{side_path}: stride {side['stride']!r}, network {side['network']} has {net.stride}"
         )
-    return CommandModel(base, side, net, g, Decoder(g))
+    return CommandModel(base, side, net, g, Decoder(g, side.get("word_bonus", 0)))
 
 
 def ring_rows(vad: dict, stride: int) -> int:
@@ -332,6 +343,14 @@ def costgram(model: CommandModel, frames: np.ndarray) -> np.ndarray:
 def score_of(avg: int, logit_scale: float) -> float:
     """exp(-avg / 256 * logit_scale) rounded to two decimals (half up), as the chip."""
     return int(math.exp(-avg / 256 * logit_scale) * 100 + 0.5) / 100
+
+
+def heard_avg(cost: int, rows: int, token: int, word_bonus: int) -> int:
+    """The best path's average cost per row (x 256) without the `word_bonus` it paid: the
+    rows it stayed on are the rows minus its words (byte 3 of its token: the nodes it
+    entered, in a grammar of words), as on the chip. What the score is made of."""
+    words = (token >> 24) & 0xFF
+    return (max(0, cost - word_bonus * (rows - words)) << 8) // rows
 
 
 def slots_of(token: int, intent: str, layout: dict) -> dict:
@@ -410,11 +429,13 @@ def decide(
     d = decode(model.decoder, rows, unk_class(model.layout))
     if d["frames"] == 0:
         avg, second, tok, pi = NO_ROWS_AVG, None, 0, -1
+        heard = avg
     else:
         avg, second, tok, pi = d["avg"], d["second"], d["token"], d["pattern"]
+        heard = heard_avg(d["cost"], d["frames"], tok, model.word_bonus)
     feats = d["features"]
     extra = {"avg": avg, "second": second, "token": tok, "pattern": pi, "features": feats}
-    score = score_of(avg, model.logit_scale)
+    score = score_of(heard, model.logit_scale)
     if pi < 0 or not accepts(avg, second, cutoff, margin, feats, model.sidecar.get("reject")):
         return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "low score", **extra}
     intent = model.layout["intents"][model.grammar.patterns[pi][2]]

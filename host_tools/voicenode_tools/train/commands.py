@@ -76,6 +76,10 @@ DEFAULTS = {
     "vad": None,  # reference.vad.DEFAULTS
     # the rejection is chosen for it (mean over the validation SNRs; the target is 2 %)
     "target_unknown_accept": 0.02,
+    # the decoder's bonus per word (`grammar.viterbi`), in logit steps: the candidate with the
+    # most validation commands right after rejection is kept (0 for phone units, whose nodes
+    # are not words). Without it long commands heard poorly lost to one-word ones
+    "word_bonus": [0, 4, 8, 12, 16, 20, 24],
     # "linear": a score of the decision's features (`reference.commands.features`), fitted
     # on the validation windows; "cutoff": cutoff_avg and margin_avg only
     "reject": "linear",
@@ -536,24 +540,36 @@ def _agreement(net, qmodel, windows) -> float:
 # --- decisions ------------------------------------------------------------------------------
 
 
-def decisions(qmodel, g, windows, rec, stride: int, unk: int = -1):
-    """What the chip decides for each listening window (None: no decision in the window).
-
-    Returns per window a dict from `grammar.decode` (plus "silence" True when the end-pointer
-    heard nothing, and the `reject` rule's "features" where rows were decoded; `unk`: the
-    <unk> class), computed from the int8 network's logits as the chip computes them.
-    """
+def heard(qmodel, windows, rec, stride: int) -> list:
+    """What the chip hears of each listening window: None (no decision in the window), ()
+    (the end-pointer heard nothing) or the uint8 cost rows of the command, computed from the
+    int8 network's logits as the chip computes them."""
     from voicenode_tools.reference import commands as rc
     from voicenode_tools.reference import vad as ref_vad
 
     v = {key: rec["vad"][key] for key in ref_vad.DEFAULTS}
-    dec = rc.Decoder(g)
     out = []
     for w in windows:
         seg, _, cost = rc.heard(qmodel, v, stride, w)
-        if seg.state < ref_vad.DONE:
+        out.append(None if seg.state < ref_vad.DONE else () if cost is None else cost)
+    return out
+
+
+def decisions(rows: list, g, unk: int = -1, word_bonus: int = 0) -> list:
+    """What the chip decides for each window `heard` (None: no decision in the window).
+
+    Returns per window a dict from `grammar.decode` with this `word_bonus` (plus "silence"
+    True when the end-pointer heard nothing, and the `reject` rule's "features" where rows
+    were decoded; `unk`: the <unk> class).
+    """
+    from voicenode_tools.reference import commands as rc
+
+    dec = rc.Decoder(g, word_bonus)
+    out = []
+    for cost in rows:
+        if cost is None:
             out.append(None)
-        elif cost is None:
+        elif len(cost) == 0:
             out.append({"silence": True})
         else:
             r = rc.decode(dec, cost, unk)
@@ -764,18 +780,30 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     qmodel = quantize(net, x)
     stride = int(qmodel.stride)
     unk = rc.unk_class(layout)
-    decs = {snr: decisions(qmodel, g, vw, rec, stride, unk) for snr, (vw, _) in val.items()}
-    all_d = [r for snr in val for r in decs[snr]]
+    rows = {snr: heard(qmodel, vw, rec, stride) for snr, (vw, _) in val.items()}
     all_i = [it for snr in val for it in val[snr][1]]
-    rule = None
-    if rec.get("reject", "cutoff") == "linear":
-        cutoff, margin = NO_CUTOFF, 0  # every decoded command; the rule decides
-        rule = fit_reject(all_d, all_i, rec["target_unknown_accept"])
-    else:
-        cutoff, margin = choose_operating_point(all_d, all_i, rec["target_unknown_accept"])
-    scores = {
-        f"snr{snr}": score(decs[snr], val[snr][1], cs, layout, cutoff, margin, rule) for snr in val
-    }
+    chosen = None
+    bonuses = rec["word_bonus"] if isinstance(rec["word_bonus"], list) else [rec["word_bonus"]]
+    sweep = {}
+    for wb in bonuses if units == "words" else [0]:  # the word bonus with the most commands right after rejection
+        decs = {snr: decisions(rows[snr], g, unk, int(wb)) for snr in val}
+        all_d = [r for snr in val for r in decs[snr]]
+        rule = None
+        if rec.get("reject", "cutoff") == "linear":
+            cutoff, margin = NO_CUTOFF, 0  # every decoded command; the rule decides
+            rule = fit_reject(all_d, all_i, rec["target_unknown_accept"])
+        else:
+            cutoff, margin = choose_operating_point(all_d, all_i, rec["target_unknown_accept"])
+        scores = {
+            f"snr{snr}": score(decs[snr], val[snr][1], cs, layout, cutoff, margin, rule)
+            for snr in val
+        }
+        acc = float(np.mean([scores[f"snr{snr}"]["intent_accuracy"] for snr in val]))
+        sweep[str(wb)] = round(acc, 4)
+        progress.log(f"word bonus {wb}: intent accuracy {acc:.4f}")
+        if chosen is None or acc > chosen[0]:
+            chosen = (acc, int(wb), decs, cutoff, margin, rule, scores)
+    _, word_bonus, decs, cutoff, margin, rule, scores = chosen
     keys = ("intent_accuracy", "slot_accuracy", "unknown_accepted", "command_rejected")
     scores["mean"] = {
         k: round(float(np.mean([scores[f"snr{s}"][k] for s in val])), 4) for k in keys
@@ -786,6 +814,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
             for r, it in zip(decs[snr], val[snr][1], strict=True) if it[2] >= 0
         ])), 4) for snr in val
     }  # fmt: skip
+    scores["word_bonus_intent_accuracy"] = sweep  # mean over the SNRs, per candidate
     scores["float_int8_step_agreement"] = _agreement(net, qmodel, val[d["val_snrs"][0]][0][:50])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -812,6 +841,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
                        "sentences": sum(cs.count().values())},
         "layout": layout, "vad": rec["vad"], "stride": stride,
         "cutoff_avg": int(cutoff), "margin_avg": margin, **({"reject": rule} if rule else {}),
+        "word_bonus": word_bonus,
         "logit_scale": float(qmodel.layers[-1].out_scale),
         "frontend": ref_nn.frontend_params(), "recipe": rec, "seed": seed, "scores": scores,
         "heap_bytes": {"network": int(qmodel.heap_bytes()), "grammar": int(g.heap_bytes()),
