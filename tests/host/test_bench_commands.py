@@ -20,3 +20,21 @@ def test_bench_scores_every_intent_and_tabulates_them():
     t = bc.intent_table(res).splitlines()
     assert t[0] == "| intent (ours: right / rejected) | validation 20 dB |"
     assert t[2:] == ["| a | 50 / 50 % |", "| b | 0 / 0 % |"]
+
+
+def test_latency_counts_from_the_end_of_the_speech():
+    """`bench.commands.latency`: from the frame in which the speaker stops to the frame of
+    the decision (not from where the end-pointer thought the speech ended), over the
+    utterances it heard; `table` shows it."""
+    got = [{"intent": "a", "frames": 130}, {"intent": "unknown", "frames": 300},
+           {"intent": "unknown", "reason": "silence", "frames": 40},
+           {"intent": "b", "frames": 95}]  # fmt: skip
+    lat = bc.latency(got, [100, 120, 10, 65])
+    assert lat == {"decision_ms_after_speech": 300.0, "decision_ms_after_speech_p90": 1500.0,
+                   "decision_ms_after_speech_max": 1800.0,
+                   "decided_within_500ms": round(2 / 3, 4)}  # fmt: skip
+    assert bc.latency(got[2:3], [10]) == {}
+    m = dict(bc.metrics(got, [("a", {}), ("unknown", {}), ("unknown", {}), ("b", {})]), **lat)
+    m["host_ms_per_utterance"] = 1.5
+    t = bc.table({"sets": {"validation": {"snr": {"10": {"ours": m}}}}}).splitlines()
+    assert t[2].endswith("| 1.5 | 300 / 1500 / 1800 | 66.7 % |")

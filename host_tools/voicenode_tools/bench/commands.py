@@ -50,12 +50,30 @@ def _job(args):
     from voicenode_tools.train import commands as tc
 
     pcm, seed, snr, max_frames = args
-    y, s0, _ = tc.scene_audio(pcm, seed, (snr, snr), clean=0.0)
+    y, s0, lead = tc.scene_audio(pcm, seed, (snr, snr), clean=0.0)
     feats = frontend.features(y)
     step = int(params.STEP)
     win = tc.window_frames(feats, s0 // step, max_frames)
     audio = y[s0 : s0 + max_frames * step]
-    return audio, win
+    # the frame of the window in which the speaker stops (the clip ends at its last sound)
+    return audio, win, (lead - s0 + len(pcm) + step - 1) // step
+
+
+def latency(results, ends) -> dict:
+    """How long after the speaker stops the answer comes, over the utterances the
+    end-pointer heard (`results` of `reference.commands.recognize`, `ends`: the frame in
+    which each utterance's speech ends): median, 90th percentile and largest in ms, and the
+    share within 500 ms (the target). The decision comes with the frame that ends the
+    listening (`frames` frames after the window opened)."""
+    lat = [10 * (r["frames"] - e) for r, e in zip(results, ends, strict=True)
+           if "frames" in r and r.get("reason") != "silence"]  # fmt: skip
+    if not lat:
+        return {}
+    a = np.array(lat, np.float64)
+    return {"decision_ms_after_speech": float(np.median(a)),
+            "decision_ms_after_speech_p90": float(np.percentile(a, 90)),
+            "decision_ms_after_speech_max": float(a.max()),
+            "decided_within_500ms": round(float(np.mean(a <= 500)), 4)}  # fmt: skip
 
 
 class Sphinx:
@@ -181,19 +199,15 @@ def run_bench(model=DEFAULT_MODEL, n_cmd=300, n_unk=150, snrs=(20, 10, 5), seed=
             with mp.get_context("fork").Pool(workers) as pool:
                 scenes = pool.map(_job, jobs, chunksize=8)
             t = time.process_time()
-            ours = [rc.recognize(m, w) or {"intent": "unknown", "slots": {}} for _, w in scenes]
+            ours = [rc.recognize(m, w) or {"intent": "unknown", "slots": {}} for _, w, _ in scenes]
             row = {"ours": metrics(ours, truth)}
             row["ours"]["host_ms_per_utterance"] = round(
                 1000 * (time.process_time() - t) / len(scenes), 2
             )
-            lat = [r["frames"] - r["end"] + side["vad"]["tail"] for r in ours
-                   if "end" in r and r.get("reason") != "silence"]  # fmt: skip
-            row["ours"]["decision_ms_after_speech"] = (
-                round(10 * float(np.median(lat)), 1) if lat else None
-            )
+            row["ours"].update(latency(ours, [e for _, _, e in scenes]))
             if ps is not None:
                 t = time.process_time()
-                theirs = [ps.recognize(a) for a, _ in scenes]
+                theirs = [ps.recognize(a) for a, _, _ in scenes]
                 row["pocketsphinx"] = metrics(theirs, truth)
                 row["pocketsphinx"]["host_ms_per_utterance"] = round(
                     1000 * (time.process_time() - t) / len(scenes), 1
@@ -365,16 +379,25 @@ def firmware_cost(model=DEFAULT_MODEL, callgrind=True, log=print) -> dict:
 def table(res: dict) -> str:
     keys = [("intent_accuracy", "intent acc"), ("slot_accuracy", "slot acc"),
             ("command_rejected", "cmd rejected"), ("unknown_accepted", "unknown accepted"),
-            ("host_ms_per_utterance", "host CPU ms/utt")]  # fmt: skip
+            ("host_ms_per_utterance", "host CPU ms/utt"),
+            ("decision_ms_after_speech", "answer after speech ends, ms: median / p90 / max"),
+            ("decided_within_500ms", "within 500 ms")]  # fmt: skip
     lines = ["| voices | SNR | system | " + " | ".join(k[1] for k in keys) + " |",
              "|---|---|---|" + "---|" * len(keys)]  # fmt: skip
+
+    def cell(m, k):
+        if k not in m:
+            return "-"
+        if k == "host_ms_per_utterance":
+            return f"{m[k]}"
+        if k == "decision_ms_after_speech":
+            return f"{m[k]:.0f} / {m[k + '_p90']:.0f} / {m[k + '_max']:.0f}"
+        return f"{100 * m[k]:.1f} %"
+
     for kind, r in res["sets"].items():
         for snr, row in r["snr"].items():
             for sysname, m in row.items():
-                vals = [
-                    f"{100 * m[k]:.1f} %" if k != "host_ms_per_utterance" else f"{m[k]}"
-                    for k, _ in keys
-                ]
+                vals = [cell(m, k) for k, _ in keys]
                 lines.append(f"| {kind} | {snr} dB | {sysname} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
