@@ -104,8 +104,8 @@ def advance(n: int, j: int, best: int, bufs) -> int:
     so they still hold the previous row's values): best = the first cheapest predecessor (or
     the blank prefix B for a start node, if strictly cheaper); enter = best + c[class];
     stay = S + min(c[class], c[blank]) + bonus; staying wins ties; entering adds the node's
-    token increment. Then B += c[blank] + bonus. `bufs` = (cost: rows of n_classes bytes, the grammar
-    file, S then K, cfg). Returns the rows decoded.
+    token increment. Then B += c[blank] + bonus. `bufs` = (cost: rows of n_classes bytes, the
+    grammar file, S then K, cfg). Returns the rows decoded.
 
     The first three locals live in registers (the others on the stack), so the hottest ones
     are the arguments: call it as advance(0, 0, 0, bufs). 160 x64 instructions per node and

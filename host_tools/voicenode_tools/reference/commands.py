@@ -11,9 +11,10 @@ The chip feeds every frame of the listening window to the end-pointer (`referenc
 to the phone network (a logits head, `reference.nn.QuantModel`); each network step gives one
 costgram row (max logit - logit, `grammar.costs`). When the end-pointer decides, rows
 [start // stride, frames_used // stride) go through the grammar (`grammar.decode`, the chip's
-twin, with the sidecar's `word_bonus`); avg = (cost << 8) // rows against `cutoff_avg` and the margin over the best other
-intent against `margin_avg` decide between the intent and `unknown`, and, for a sidecar with a
-`reject` rule, a linear score of integer features of the rows (`features`, `reject_score`).
+twin, with the sidecar's `word_bonus`); avg = (cost << 8) // rows against `cutoff_avg` and the
+margin over the best other intent against `margin_avg` decide between the intent and
+`unknown`, and, for a sidecar with a `reject` rule, a linear score of integer features of the
+rows (`features`, `reject_score`).
 
 The dense-MLP command model of format 1 (`.vcm`) is gone: neither the chip nor the host
 reads it.
@@ -98,7 +99,7 @@ class CommandModel:
 
     @property
     def word_bonus(self) -> int:
-        return int(self.sidecar.get("word_bonus", 0))
+        return self.decoder.word_bonus  # the sidecar's, 0 without one (`load`)
 
 
 class Decoder:

@@ -785,7 +785,8 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     chosen = None
     bonuses = rec["word_bonus"] if isinstance(rec["word_bonus"], list) else [rec["word_bonus"]]
     sweep = {}
-    for wb in bonuses if units == "words" else [0]:  # the word bonus with the most commands right after rejection
+    # the word bonus with the most commands right after rejection (each with its own rule)
+    for wb in bonuses if units == "words" else [0]:
         decs = {snr: decisions(rows[snr], g, unk, int(wb)) for snr in val}
         all_d = [r for snr in val for r in decs[snr]]
         rule = None
