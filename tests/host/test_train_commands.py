@@ -46,9 +46,7 @@ def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
     f = tmp_path / "mini.toml"
     f.write_text(SMALL)
-    # half the training clips said again by new voices (`train.vocoder`)
-    over = {"data": {"train_commands": 60, "train_unknown": 20, "val_commands": 16, "val_unknown": 8,
-                     "vocoder": {"share": 0.5}},
+    over = {"data": {"train_commands": 60, "train_unknown": 20, "val_commands": 16, "val_unknown": 8},
             "train": {"epochs": 3}}  # fmt: skip
     side = tc.build(f, tmp_path / "out", seed=3, quick=True, overrides=over)
     out = tmp_path / "out"

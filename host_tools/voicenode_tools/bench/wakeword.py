@@ -59,12 +59,7 @@ GROUP_LABELS = {
     "val_pos": "validation espeak (held-out voices)",
     "val_piper": "validation piper",
     "ind": "independent (flite + festival)",
-    "voc": "vocoded (held-out espeak + piper, new pitch and formants)",
 }
-#: The conversions of the `--vocoded` positives (`train.vocoder.draw`): the same family as
-#: the recipes' `vocoder` augmentation, so a model trained with it has seen such voices
-#: (other clips and draws); the independent group stays the judge of voices never made here.
-BENCH_VOCODER = {"f0": [0.7, 2.3], "formant": [0.88, 1.22], "smooth": 5, "p_smooth": 0.5}
 
 
 def set_group(name: str) -> str:
@@ -84,7 +79,6 @@ def make_audio(
     ind_minutes: float = 10.0,
     log=lambda *_: None,
     negative_tracks: int | None = None,
-    vocoded: bool = False,
 ):
     """Positive tracks per (group, SNR) and negative tracks, as int16 audio with events.
 
@@ -101,8 +95,6 @@ def make_audio(
         ind_minutes: minutes of reserved voices reading text, for "ind_negatives".
         log: progress messages.
         negative_tracks: keep only this many negative tracks (a smoke run, not a result).
-        vocoded: also the validation clips (espeak and piper) through the WORLD vocoder
-            with another pitch and vocal tract each (`BENCH_VOCODER`), set "voc_snrN".
 
     Returns:
         ({set name: [(int16 audio, [(start, end, kind)])]}, info dict).
@@ -126,15 +118,6 @@ def make_audio(
         info["human_recordings"] = ind["human_info"]
         info["human_seconds"] = round(sum(len(c) for c in ind["human"]) / RATE, 1)
         info["ind_speech_seconds"] = round(sum(len(c) for c in ind["speech"]) / RATE, 1)
-    if vocoded:
-        from voicenode_tools.train import vocoder
-
-        vrng = np.random.default_rng([seed, 66])
-        log("vocoding the validation clips ...")
-        groups["voc"] = [
-            vocoder.convert(c, RATE, vocoder.draw(vrng, BENCH_VOCODER))
-            for c in g["val_pos"] + g["val_piper"]
-        ]
     sets = {}
     for group, cl in groups.items():
         if max_positives is not None and len(cl) > max_positives:
@@ -143,8 +126,7 @@ def make_audio(
         info["clips"][group] = len(cl)
         # The independent group draws from its own generator: the validation tracks stay
         # the same with or without it.
-        grng = np.random.default_rng([seed, {"ind": 88, "voc": 89}[group]]) if group in (
-            "ind", "voc") else rng
+        grng = np.random.default_rng([seed, 88]) if group == "ind" else rng
         for snr in snrs:
             plans = tracks.plan_tracks([(c, "pos") for c in cl], grng, per_track=8)
             sets[f"{group}_snr{snr}"] = [
@@ -376,14 +358,14 @@ def operating_point(curve: list[dict], hours: float, target: float) -> dict | No
 
 
 def frr_means(frr: dict) -> dict:
-    """Mean FRR per group of positive sets ({"val_pos": ..., "val_piper": ..., "ind": ...,
-    "voc": ...}), and "validation" over the validation espeak and piper sets."""
+    """Mean FRR per group of positive sets ({"val_pos": ..., "val_piper": ..., "ind": ...}),
+    and "validation" over all validation sets."""
     out = {}
     for grp in GROUP_LABELS:
         v = [r for k, r in frr.items() if set_group(k) == grp]
         if v:
             out[grp] = round(float(np.mean(v)), 4)
-    v = [r for k, r in frr.items() if set_group(k) not in ("ind", "voc")]
+    v = [r for k, r in frr.items() if set_group(k) != "ind"]
     if v:
         out["validation"] = round(float(np.mean(v)), 4)
     return out
@@ -691,11 +673,6 @@ def main(argv=None):
     )
     ap.add_argument("--no-independent", action="store_true", help="skip flite/festival/human sets")
     ap.add_argument(
-        "--vocoded",
-        action="store_true",
-        help="also the validation clips said by new voices (WORLD vocoder, `train.vocoder`)",
-    )
-    ap.add_argument(
         "--ind-minutes",
         type=float,
         default=10.0,
@@ -728,7 +705,6 @@ def main(argv=None):
         args.ind_minutes,
         log,
         args.negative_tracks,
-        args.vocoded,
     )
     info["hours"] = {k: round(hours_of(v), 3) for k, v in sets.items()}
     info["positives"] = {

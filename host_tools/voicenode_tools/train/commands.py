@@ -36,7 +36,7 @@ import numpy as np
 
 from voicenode_tools import commandset as csmod
 
-from . import augment, specaug, synth, text, vocoder
+from . import augment, specaug, synth, text
 
 DATA_VERSION = 1
 #: cutoff_avg of a model whose `reject` rule decides: above any avg of decoded rows (255 << 8)
@@ -281,16 +281,6 @@ def synthesize(cs, rec, progress, workers: int = 2):
     for g, items in plan.items():
         clips[g] = synth.say_many([(t, v) for t, v, _, _ in items], workers,
                                   lambda f, s=f"synth {g}": progress(s, f))  # fmt: skip
-    # "vocoder": {"share": p, ...}: that share of the training clips said again by a new
-    # voice (`vocoder.draw`), from a generator of its own (the voices drawn stay the same)
-    voc = rec["data"].get("vocoder")
-    if voc:
-        vrng = np.random.default_rng([rec["seed"], 108])
-        for g in ("train_cmd", "train_unk"):
-            for i, pcm in enumerate(clips[g]):
-                clips[g][i] = vocoder.maybe(pcm, rate, vrng, voc)[0]
-                if i % 200 == 0:
-                    progress(f"vocoder {g}", (i + 1) / len(clips[g]))
     rng = np.random.default_rng([rec["seed"], 102])
     music = []
     for k in range(rec["data"]["music_clips"]):

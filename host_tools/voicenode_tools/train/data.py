@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import augment, synth, text, vocoder
+from . import augment, synth, text
 from . import recipe as recipes
 
 GROUPS = (
@@ -86,16 +86,6 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
         raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
     clips = Clips(rate)
     report = progress or (lambda *_: None)
-    # "vocoder": {"share": p, ...}: that share of the training clips said again by a new
-    # voice (`vocoder.draw`), from a generator of its own (the voices drawn stay the same)
-    voc = d.get("vocoder")
-    voc_rng = np.random.default_rng([rec["seed"], 8])
-
-    def add(group, pcm, v, t):
-        conv = None
-        if group.startswith("train"):
-            pcm, conv = vocoder.maybe(pcm, rate, voc_rng, voc)
-        clips.add(group, pcm, f"{v.label()}{':' + conv.label() if conv else ''}|{t}")
 
     # Training voices may be warped further than validation voices (female vocal tracts from
     # male ones); the draws are the same, so the validation clips do not change with it.
@@ -119,7 +109,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
         for j in range(0, n, 200):
             batch = jobs[j : j + 200]
             for (t, v), pcm in zip(batch, synth.say_many(batch, workers), strict=True):
-                add(group, pcm, v, t)
+                clips.add(group, pcm, f"{v.label()}|{t}")
             report(f"synth {group}", (j + len(batch)) / max(n, 1))
     for group, split, minutes in (
         ("train_speech", "train", d["speech_minutes"]),
@@ -134,7 +124,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
                 v = voice(split == "val", d["piper_fraction"] if split == "train" else 0.0)
                 jobs.append((s, v))
             for (t, v), pcm in zip(jobs, synth.say_many(jobs, workers), strict=True):
-                add(group, pcm, v, t)
+                clips.add(group, pcm, f"{v.label()}|{t}")
                 total += len(pcm) / rate
             report(f"synth {group}", min(1.0, total / (minutes * 60 + 1e-9)))
     for k in range(d["music_clips"]):
