@@ -38,3 +38,19 @@ def test_latency_counts_from_the_end_of_the_speech():
     m["host_ms_per_utterance"] = 1.5
     t = bc.table({"sets": {"validation": {"snr": {"10": {"ours": m}}}}}).splitlines()
     assert t[2].endswith("| 1.5 | 300 / 1500 / 1800 | 66.7 % |")
+
+
+def test_best_path_before_rejection_per_voice():
+    """`bench.commands.before_rejection`: how often the best path was right, kept or not,
+    overall and per voice (unknown speech does not count); `table` shows it."""
+    truth = [("a", {}), ("a", {}), ("b", {}), ("unknown", {})]
+    got = [{"intent": "a", "best": "a"}, {"intent": "unknown", "best": "a"},
+           {"intent": "unknown", "best": "a"}, {"intent": "b", "best": "b"}]  # fmt: skip
+    r = bc.before_rejection(got, truth, ["v1", "v2", "v2", "v1"])
+    assert r == {"best_path_accuracy": round(2 / 3, 4),
+                 "per_voice": {"v1": {"n": 1, "best_path": 1.0, "right": 1.0},
+                               "v2": {"n": 2, "best_path": 0.5, "right": 0.0}}}  # fmt: skip
+    m = dict(bc.metrics(got, truth), **r)
+    t = bc.table({"sets": {"independent": {"snr": {"20": {"ours": m}}}}}).splitlines()
+    assert "| best path (before rejection) |" in t[0]
+    assert t[2].startswith("| independent | 20 dB | ours | 33.3 % | 66.7 % |")
