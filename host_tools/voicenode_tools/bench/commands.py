@@ -222,8 +222,7 @@ def run_bench(model=DEFAULT_MODEL, n_cmd=300, n_unk=150, snrs=(20, 10, 5), seed=
             t = time.process_time()
             ours = [rc.recognize(m, w) or {"intent": "unknown", "slots": {}} for _, w, _ in scenes]
             for r in ours:  # the intent of the best path, kept or rejected
-                pi = r.get("pattern", -1)
-                r["best"] = m.layout["intents"][m.grammar.patterns[pi][2]] if pi >= 0 else None
+                r["best"] = m.intent_of(r.get("pattern", -1))
             row = {"ours": metrics(ours, truth)}
             row["ours"].update(before_rejection(ours, truth, names))
             row["ours"]["host_ms_per_utterance"] = round(

@@ -101,6 +101,10 @@ class CommandModel:
     def word_bonus(self) -> int:
         return self.decoder.word_bonus  # the sidecar's, 0 without one (`load`)
 
+    def intent_of(self, pattern: int) -> str | None:
+        """The intent a grammar pattern stands for (None for -1: no pattern)."""
+        return self.layout["intents"][self.grammar.patterns[pattern][2]] if pattern >= 0 else None
+
 
 class Decoder:
     """`grammar.decode` for one grammar, several times faster (the same integers and ties).
@@ -439,7 +443,7 @@ def decide(
     score = score_of(heard, model.logit_scale)
     if pi < 0 or not accepts(avg, second, cutoff, margin, feats, model.sidecar.get("reject")):
         return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "low score", **extra}
-    intent = model.layout["intents"][model.grammar.patterns[pi][2]]
+    intent = model.intent_of(pi)
     slots = slots_of(tok, intent, model.layout)
     if any(v is None for v in slots.values()):
         return {"intent": UNKNOWN, "slots": {}, "score": score, "reason": "bad slot", **extra}
