@@ -72,6 +72,20 @@ def test_detections_follow_the_ring_semantics():
         assert evaluate.detections(p, c, w, cool) == _ring_detector(p, c, w, cool)
 
 
+def test_hard_negative_loss_is_the_worst_negatives_mean_bce():
+    logits = torch.tensor([[4.0, -1.0, 2.0, 9.0], [0.5, -3.0, 7.0, 1.0]])
+    y = torch.tensor([[0, 0, 0, 1], [0, -1, 0, 0]])
+    valid = (y >= 0) & torch.tensor([[True, True, True, True], [True, True, False, True]])
+    # negatives (label 0, valid): 4, -1, 2, 0.5, 1 (7.0 is masked, 9.0 is a positive)
+    got = trainer._hard_negative_loss(logits, y, valid, {"frac": 0.4, "weight": 2.0})
+    want = 2.0 * np.mean([np.log1p(np.exp(4.0)), np.log1p(np.exp(2.0))])  # the 2 worst of 5
+    assert float(got) == pytest.approx(want, rel=1e-6)
+    one = trainer._hard_negative_loss(logits, y, valid, {"frac": 0.01, "weight": 1.0})
+    assert float(one) == pytest.approx(np.log1p(np.exp(4.0)), rel=1e-6)  # at least one
+    none = trainer._hard_negative_loss(logits, y, y > 5, {"frac": 0.5, "weight": 1.0})
+    assert float(none) == 0.0
+
+
 def test_labels_mark_the_end_of_the_phrase():
     rate = 16000
     events = [(16000, 32000, "pos"), (48000, 56000, "conf")]
