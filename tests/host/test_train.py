@@ -84,6 +84,14 @@ def test_hard_negative_loss_is_the_worst_negatives_mean_bce():
     assert float(one) == pytest.approx(np.log1p(np.exp(4.0)), rel=1e-6)  # at least one
     none = trainer._hard_negative_loss(logits, y, y > 5, {"frac": 0.5, "weight": 1.0})
     assert float(none) == 0.0
+    # guard 1: outputs next to a label other than 0 stay out. Here 8.0, the worst negative,
+    # is just before a positive: with the guard the worst left is 0.0 (-2.0 follows it)
+    near = torch.tensor([[0.0, 8.0, 9.0, -2.0]])
+    yn = torch.tensor([[0, 0, 1, 0]])
+    g0 = trainer._hard_negative_loss(near, yn, yn >= 0, {"frac": 0.1, "weight": 1.0})
+    g1 = trainer._hard_negative_loss(near, yn, yn >= 0, {"frac": 0.1, "weight": 1.0, "guard": 1})
+    assert float(g0) == pytest.approx(np.log1p(np.exp(8.0)), rel=1e-6)
+    assert float(g1) == pytest.approx(np.log(2.0), rel=1e-6)
 
 
 def test_cutoff_is_the_loosest_within_the_budget_or_with_the_fewest_false_accepts():

@@ -179,7 +179,7 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
     neg_w = float(t.get("neg_weight", 2.0))
     out_frames = torch.arange(chunk // stride) * stride + stride - 1
     aug = t.get("augment")  # on-the-fly feature augmentation (`specaug`), None for none
-    hard = t.get("hard_negatives")  # {"frac", "weight"}: the worst negatives again, or None
+    hard = t.get("hard_negatives")  # {"frac", "weight", "guard"}: the worst again, or None
     g = torch.Generator().manual_seed(int(rec["seed"]))
     net.train()
     running = None
