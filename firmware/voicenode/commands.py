@@ -276,6 +276,9 @@ def _read_sidecar(path):
     for k in _VAD_KEYS:
         if k not in side["vad"]:
             raise CommandModelError("%s: vad setting %r missing" % (path, k))
+    drop = side["vad"].get("drop", 0)  # optional: sidecars before 27 Nov have none (off)
+    if type(drop) is not int or drop < 0:
+        raise CommandModelError("%s: vad setting 'drop' must be an integer >= 0" % path)
     _check_frontend(path, side["frontend"])
     return side
 
@@ -414,7 +417,7 @@ class Recognizer:
         v = side["vad"]
         self.vad = vad.Endpointer(
             v["threshold"], v["onset"], v["hangover"], v["max_frames"], v["preroll"],
-            v["tail"], params.N_MELS,
+            v["tail"], params.N_MELS, v.get("drop", 0),
         )  # fmt: skip
         cap = ring_rows(v, stride)
         self.cost = bytearray(cap * g.n_classes)  # the costgram's last cap rows (a ring)

@@ -5,7 +5,10 @@ The front end's features are already relative to a per-band noise floor, so the 
 frame's 40 bytes is a loudness above the background: a frame is *speech* when that sum
 reaches `threshold`. Speech starts after `onset` speech frames in a row (the segment begins
 `preroll` frames before them, to keep a soft first consonant) and ends after `hangover`
-frames without speech (the segment keeps `tail` frames after the last speech frame). The
+frames without speech (the segment keeps `tail` frames after the last speech frame). With
+`drop` (0: off), a frame inside a command also counts as speech only while its sum is within
+`drop` of the loudest frame of the command so far: in steady noise a little above
+`threshold` the command then ends when the voice does, not when the window closes. The
 listening window closes at `max_frames`: a command still running then is cut there, and a
 window without speech ends as SILENCE. Everything is integer state; `step` allocates nothing.
 
@@ -31,14 +34,16 @@ S_START = const(3)
 S_LAST = const(4)  # last speech frame
 S_END = const(5)
 S_ENERGY = const(6)  # energy of the newest frame
-S_THRESHOLD = const(7)
-S_ONSET = const(8)
-S_HANGOVER = const(9)
-S_MAX = const(10)
-S_PREROLL = const(11)
-S_TAIL = const(12)
-S_NMELS = const(13)
-S_LEN = const(14)
+S_PEAK = const(7)  # loudest frame energy since the onset
+S_THRESHOLD = const(8)  # settings from here on (reset() keeps them)
+S_ONSET = const(9)
+S_HANGOVER = const(10)
+S_MAX = const(11)
+S_PREROLL = const(12)
+S_TAIL = const(13)
+S_NMELS = const(14)
+S_DROP = const(15)
+S_LEN = const(16)
 
 
 @micropython.viper
@@ -84,11 +89,20 @@ def vad_step(frame: ptr8, s: ptr32) -> int:
                     b = 0
                 s[S_START] = b
                 s[S_LAST] = n
+                s[S_PEAK] = e
         else:
             s[S_RUN] = 0
         if st == WAITING and n + 1 >= int(s[S_MAX]):
             st = SILENCE
     else:
+        drop = int(s[S_DROP])
+        if drop:
+            peak = int(s[S_PEAK])
+            if e > peak:
+                peak = e
+                s[S_PEAK] = peak
+            if e < peak - drop:
+                loud = 0
         if loud:
             s[S_LAST] = n
         last = int(s[S_LAST])
@@ -116,12 +130,22 @@ class Endpointer:
         max_frames: length of the listening window (frames).
         preroll, tail: frames kept before the onset and after the last speech frame.
         n_mels: bytes per frame.
+        drop: inside a command, a frame more than this below the loudest one so far is not
+            speech (0: off).
 
     Read `state`, `n`, `start`, `end` (segment [start, end) of the window), `last`, `energy`.
     """
 
     def __init__(
-        self, threshold, onset=3, hangover=30, max_frames=300, preroll=8, tail=5, n_mels=40
+        self,
+        threshold,
+        onset=3,
+        hangover=30,
+        max_frames=300,
+        preroll=8,
+        tail=5,
+        n_mels=40,
+        drop=0,
     ):
         self.s = s = array.array("i", bytes(4 * S_LEN))
         s[S_THRESHOLD] = threshold
@@ -131,6 +155,8 @@ class Endpointer:
         s[S_PREROLL] = preroll
         s[S_TAIL] = tail
         s[S_NMELS] = n_mels
+        s[S_DROP] = drop
+        self.drop = drop
         self.threshold = threshold
         self.onset = onset
         self.hangover = hangover

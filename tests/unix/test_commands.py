@@ -430,6 +430,8 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
          lambda d, s: write_side(d, dict(s, word_bonus=2.5)))
     case("novad", "vad setting 'hangover' missing", lambda d, s: write_side(
         d, dict(s, vad={k: v for k, v in s["vad"].items() if k != "hangover"})))  # fmt: skip
+    case("drop", "vad setting 'drop' must be an integer >= 0", lambda d, s: write_side(
+        d, dict(s, vad=dict(s["vad"], drop=-5))))  # fmt: skip
     case("layout", "slots in the grammar", lambda d, s: write_side(
         d, dict(s, layout=dict(s["layout"], intent_slots=dict(
             s["layout"]["intent_slots"], **{"light.on": []})))))  # fmt: skip

@@ -17,7 +17,7 @@ from voicenode import vad
 data = open({path!r}, 'rb').read()
 nw = {nw}
 out = []
-ep = vad.Endpointer({threshold}, {onset}, {hangover}, {max_frames}, {preroll}, {tail}, 40)
+ep = vad.Endpointer({threshold}, {onset}, {hangover}, {max_frames}, {preroll}, {tail}, 40, {drop})
 fr = bytearray(40)
 per = len(data) // (40 * nw)
 for w in range(nw):
@@ -35,7 +35,7 @@ print(json.dumps(out))
 
 
 def firmware_endpoint(wins, tmp_path, **settings):
-    s = dict(ref_vad.DEFAULTS, **settings)
+    s = {**ref_vad.DEFAULTS, "drop": 0, **settings}
     p = tmp_path / "w.bin"
     p.write_bytes(np.concatenate(wins).astype(np.uint8).tobytes())
     prog = CODE.format(fw=str(FIRMWARE_DIR), path=str(p), nw=len(wins), **s)
@@ -71,6 +71,31 @@ def test_twin_equals_firmware_on_patterns_and_real_speech(tmp_path):
     assert states[12] == ref_vad.SILENCE and got[12][4] == 300
     assert states[13] == ref_vad.DONE and got[13][2] == 300  # cut at the 3 s window
     assert all(st == ref_vad.DONE for st in states[14:])  # every spoken command end-pointed
+    # with the drop below the loudest frame (the shipped setting and a tight one), on the
+    # same windows plus speech of falling loudness over noise above the threshold
+    for lo in (45, 55):
+        lv = np.full(300, lo)
+        lv[:20] = 10
+        lv[20:120] = np.linspace(110, lo, 100).astype(int)
+        wins.append(_frames(lv))
+    for drop in (ref_vad.DEFAULTS["drop"], 600):
+        got = firmware_endpoint(wins, tmp_path, drop=drop)
+        want = [ref_vad.endpoint(w, drop=drop) for w in wins]
+        assert got == [[s.state, s.start, s.end, s.last, s.frames_used] for s in want]
+        assert got[-1][2] < 300 and got[-2][2] < 300  # the noise after the voice ends it
+    assert [ref_vad.endpoint(w).end for w in wins[-2:]] == [300, 300]  # without: the window
+
+
+def test_drop_ends_a_command_in_steady_noise_above_the_threshold():
+    lv = np.full(300, 10)
+    lv[50:150] = 100  # one second of speech (sum 4000), then noise of 45 (1800 >= 1600)
+    lv[150:] = 45
+    lv[100:104] = 48  # a soft syllable inside, within the drop of the loudest frame: kept
+    off = ref_vad.endpoint(_frames(lv))
+    assert (off.state, off.end) == (ref_vad.DONE, 300)  # without: cut when the window closes
+    on = ref_vad.endpoint(_frames(lv), drop=2000)  # speech is >= 4000 - 2000 = 2000 now
+    assert (on.state, on.last, on.end, on.frames_used) == (ref_vad.DONE, 149, 155, 180)
+    assert ref_vad.settings({k: 1 for k in ref_vad.REQUIRED})["drop"] == 0  # older sidecars
 
 
 def test_end_pointing_rules():

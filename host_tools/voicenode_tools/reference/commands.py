@@ -83,7 +83,7 @@ class CommandModel:
 
     @property
     def vad(self) -> dict:
-        return {k: self.sidecar["vad"][k] for k in ref_vad.DEFAULTS}
+        return ref_vad.settings(self.sidecar["vad"])
 
     @property
     def cutoff_avg(self) -> int:
@@ -259,9 +259,12 @@ def check_sidecar(side: dict, g: G.Grammar, grammar_crc32: int, where: str) -> N
                     raise CommandModelError(f"{where}: slot {s} of unknown kind")
     except (KeyError, TypeError) as e:
         raise CommandModelError(f"{where}: layout incomplete ({e!r})") from None
-    for k in ref_vad.DEFAULTS:
+    for k in ref_vad.REQUIRED:
         if k not in side["vad"]:
             raise CommandModelError(f"{where}: vad setting {k!r} missing")
+    drop = side["vad"].get("drop", 0)
+    if type(drop) is not int or drop < 0:
+        raise CommandModelError(f"{where}: vad setting 'drop' must be an integer >= 0")
     wb = side.get("word_bonus", 0)
     if type(wb) is not int or not 0 <= wb <= MAX_WORD_BONUS:
         raise CommandModelError(f"{where}: word_bonus {wb!r} is not an integer 0..{MAX_WORD_BONUS}")
