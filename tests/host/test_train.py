@@ -94,16 +94,6 @@ def test_hard_negative_loss_is_the_worst_negatives_mean_bce():
     assert float(g1) == pytest.approx(np.log(2.0), rel=1e-6)
 
 
-def test_cutoff_is_the_loosest_within_the_budget_or_with_the_fewest_false_accepts():
-    fa = np.array([9, 6, 4, 2, 1, 0, 0])  # loosest cutoff first
-    assert trainer.choose_cutoff(fa, 0) == 5
-    assert trainer.choose_cutoff(fa, 2) == 3
-    assert trainer.choose_cutoff(fa, 100) == 0
-    # no cutoff within the budget: the loosest of those with the fewest (not the strictest)
-    assert trainer.choose_cutoff(np.array([7, 3, 1, 1, 1]), 0) == 2
-    assert trainer.choose_cutoff(np.array([5, 2, 3, 2, 2]), 0) == 1
-
-
 def test_labels_mark_the_end_of_the_phrase():
     rate = 16000
     events = [(16000, 32000, "pos"), (48000, 56000, "conf")]

@@ -257,28 +257,11 @@ def quantize(net, train_tracks, n_calib: int = 40):
     return ref.quantize(layers, calib, input_scale=INPUT_SCALE, input_zp=0), layers
 
 
-def choose_cutoff(fa: np.ndarray, allowed: int) -> int:
-    """Index of the loosest cutoff within the false-accept budget.
-
-    Args:
-        fa: false accepts at each cutoff, loosest first.
-        allowed: false accepts the budget allows.
-
-    Returns:
-        The first index with at most ``allowed`` false accepts; when no cutoff is within the
-        budget, the first with the fewest any cutoff reaches (the strictest cutoffs often
-        tie there: taking the strictest of them would only lose positives).
-    """
-    fa = np.asarray(fa)
-    return int(np.flatnonzero(fa <= max(int(allowed), int(fa.min())))[0])
-
-
 def validate(qmodel, sets: dict, window: int, cooloff: int, target_fa_per_hour: float) -> dict:
     """Pick the cutoff on validation negatives and report false rejects per condition.
 
     The cutoff is the lowest uint8 cutoff whose false accepts on the validation negatives stay
-    within ``target_fa_per_hour`` (so with less than two hours of negatives: none at all), or,
-    if none does, the lowest with the fewest false accepts (`choose_cutoff`).
+    within ``target_fa_per_hour`` (so with less than two hours of negatives: none at all).
     """
     stride = qmodel.stride
     neg = sets["val_neg"]
@@ -289,7 +272,8 @@ def validate(qmodel, sets: dict, window: int, cooloff: int, target_fa_per_hour: 
     fa = np.array(
         [evaluate.score_tracks(neg_probs, neg, stride, int(c), window, cooloff)[2] for c in cutoffs]
     )
-    cutoff_u8 = int(cutoffs[choose_cutoff(fa, allowed)])
+    ok = np.flatnonzero(fa <= allowed)
+    cutoff_u8 = int(cutoffs[ok[0]]) if len(ok) else 254
     pos_sets = {
         k: v for k, v in sets.items() if k.startswith("val_pos") or k.startswith("val_piper")
     }
