@@ -208,3 +208,11 @@ def test_merge_replaces_the_engines_run_again_on_the_same_audio():
         wb.merge(old, dict(new, audio={"hours": {"negatives": 2.0}}))
     with pytest.raises(ValueError, match="phrase differs"):
         wb.merge(old, dict(new, phrase="hey jarvis"))
+
+
+def test_pocketsphinx_listens_for_the_spoken_words_or_says_why_not():
+    eng = wb.ENGINES["pocketsphinx"]("hey mycroft")  # not in its dictionary: "my croft"
+    assert eng.phrase == "hey my croft"
+    assert wb.ENGINES["pocketsphinx"]("hey jarvis").phrase == "hey jarvis"
+    with pytest.raises(RuntimeError, match="dictionary has no nabu"):
+        wb.ENGINES["pocketsphinx"]("okay nabu")

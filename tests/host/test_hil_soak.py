@@ -72,3 +72,15 @@ def test_truncated_ring_events_keep_their_kind():
         "event": "wake",
         "at": 2.0,
     }
+
+
+def test_the_wake_phrase_is_said_as_the_recipe_spells_it(tmp_path):
+    import json
+
+    from voicenode_tools.hil.clips import wake_phrase
+
+    side = {"wake_phrase": "hey mycroft", "recipe": {"phrase": "hey mycroft", "say": "hey my croft"}}
+    (tmp_path / "hey_mycroft.json").write_text(json.dumps(side))
+    assert wake_phrase(tmp_path / "hey_mycroft.vnm") == "hey my croft"  # not "mick-roft"
+    (tmp_path / "a.json").write_text(json.dumps({"wake_phrase": "alexa", "recipe": {}}))
+    assert wake_phrase(tmp_path / "a.vnm") == "alexa"

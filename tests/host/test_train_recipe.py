@@ -27,3 +27,28 @@ def test_confusables_exclude_the_phrase():
 
 def test_slug():
     assert recipe.slug("Hey, Jarvis!") == "hey_jarvis"
+
+
+def test_say_is_what_the_voices_read_and_keys_the_data():
+    jarvis = recipe.make("hey jarvis", seed=2)
+    assert recipe.spoken(jarvis) == "hey jarvis" and "say" not in jarvis
+    # a recipe without "say" hashes as before it existed: the shipped model's data
+    assert recipe.data_hash(jarvis, 16000) == "4e3851babd1048c6"
+    mycroft = recipe.make("hey mycroft", seed=1)  # espeak-ng alone says "mick-roft"
+    assert mycroft["phrase"] == "hey mycroft" and recipe.spoken(mycroft) == "hey my croft"
+    plain = {k: v for k, v in mycroft.items() if k != "say"}
+    assert recipe.data_hash(mycroft, 16000) != recipe.data_hash(plain, 16000)
+    assert recipe.spoken(recipe.make("x", say=" Hey My Croft ")) == "hey my croft"
+
+
+def test_the_voices_read_the_recipes_say_text():
+    from voicenode_tools.train import data
+
+    tiny = {"positives": 3, "confusables": 4, "speech_minutes": 0.01, "music_clips": 0,
+            "val_positives": 2, "val_piper_positives": 0, "val_confusables": 2,
+            "val_speech_minutes": 0.01, "piper_fraction": 0.0}  # fmt: skip
+    clips = data.generate(recipe.make("hey mycroft", seed=1, data=tiny), 16000, workers=1)
+    for group in ("train_pos", "val_pos"):
+        assert clips.info[group] and all(i.endswith("|hey my croft") for i in clips.info[group])
+    said = [i.split("|", 1)[1] for i in clips.info["train_conf"] + clips.info["val_conf"]]
+    assert "hey my croft" not in said and "hey mycroft" not in said

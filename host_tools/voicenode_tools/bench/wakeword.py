@@ -112,7 +112,7 @@ def make_audio(
         from . import evalvoices
 
         log("synthesizing the independent set (flite, festival; cached) ...")
-        ind = evalvoices.clips(phrase, seed, ind_minutes)
+        ind = evalvoices.clips(recipe.spoken(rec), seed, ind_minutes)
         groups["ind"] = ind["pos"]
         info["independent_voices"] = sorted({s.split(":d")[0] for s in ind["pos_info"]})
         info["human_recordings"] = ind["human_info"]
@@ -265,7 +265,16 @@ class PocketSphinxEngine:
     def __init__(self, phrase):
         import pocketsphinx
 
-        self.ps, self.phrase, self.decoders = pocketsphinx, phrase, {}
+        from voicenode_tools.train import recipe
+
+        said = recipe.spoken(recipe.make(phrase))  # "hey my croft": words of its dictionary
+        path = os.path.join(pocketsphinx.get_model_path(), "en-us", "cmudict-en-us.dict")
+        with open(path) as f:
+            known = {line.split(" ", 1)[0] for line in f}
+        missing = [w for w in said.split() if w not in known]
+        if missing:
+            raise RuntimeError("PocketSphinx's dictionary has no " + ", ".join(missing))
+        self.ps, self.phrase, self.decoders = pocketsphinx, said, {}
 
     def detections(self, audio, threshold):
         if threshold not in self.decoders:

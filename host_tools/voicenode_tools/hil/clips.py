@@ -103,14 +103,20 @@ def default_model() -> Path | None:
 
 
 def wake_phrase(model: Path | None = None) -> str | None:
-    """The wake phrase of a shipped model, from its sidecar (or recipe); None if none ships."""
+    """The wake phrase of a shipped model, as a voice says it; None if none ships.
+
+    From its sidecar: the recipe's ``say`` when it spells the phrase for the synthesizers
+    ("hey my croft" for "hey mycroft"), else the phrase (or the recipe's, or the name).
+    """
     models = [model] if model else [m for m in [default_model()] if m]
     for m in models:
         side = json.loads(Path(m).with_suffix(".json").read_text())
+        recipe = side.get("recipe")
+        if isinstance(recipe, dict) and isinstance(recipe.get("say"), str):
+            return recipe["say"]
         for key in ("phrase", "wake_phrase", "wake_word"):
             if isinstance(side.get(key), str):
                 return side[key]
-        recipe = side.get("recipe")
         if isinstance(recipe, dict) and isinstance(recipe.get("phrase"), str):
             return recipe["phrase"]
         name = side.get("name") or Path(m).stem

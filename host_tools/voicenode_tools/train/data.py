@@ -78,7 +78,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     """
     d = rec["data"]
     rng = np.random.default_rng([rec["seed"], 7])
-    phrase = rec["phrase"]
+    phrase = recipes.spoken(rec)  # what the voices read (the recipe's "say", else the phrase)
     conf_texts = recipes.confusables(phrase, rec.get("negatives"))
     use_piper = d["piper_fraction"] > 0 or d["val_piper_positives"] > 0
     synth.reseed_piper(rec["seed"] * 1000 + 7)  # repeatable piper clips (see reseed_piper)

@@ -133,6 +133,8 @@ def data_hash(recipe: dict, rate: int) -> str:
         "seed": recipe["seed"],
         "data": recipe["data"],
     }
+    if recipe.get("say"):  # only when set: the hashes of recipes without it stay the same
+        key["say"] = recipe["say"]
     return hashlib.sha256(canonical(key).encode()).hexdigest()[:16]
 
 
@@ -158,6 +160,15 @@ _ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v",
 def _split_onset(word: str) -> tuple[str, str]:
     m = re.match(r"^([^aeiouy]*)(.*)$", word)
     return (m.group(1), m.group(2)) if m else ("", word)
+
+
+def spoken(recipe: dict) -> str:
+    """What the synthesizers read for the phrase: the recipe's ``say`` or the phrase itself.
+
+    espeak-ng (and piper, which speaks through espeak-ng's phonemes) reads "mycroft" as
+    "mick-roft"; a recipe spells it the way it is said (``"say": "hey my croft"``).
+    """
+    return str(recipe.get("say") or recipe["phrase"]).lower().strip()
 
 
 def confusables(phrase: str, extra: list[str] | None = None) -> list[str]:
