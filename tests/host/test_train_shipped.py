@@ -7,7 +7,7 @@ import pytest
 from voicenode_tools import REPO_ROOT
 from voicenode_tools.reference import nn as ref
 
-SHIPPED = ("hey_jarvis", "alexa")
+SHIPPED = ("hey_jarvis", "alexa", "hey_mycroft", "okay_nabu")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -46,7 +46,13 @@ def _peak(model, text, voice):
 
 
 @pytest.mark.parametrize(
-    "name,phrase,other", [("hey_jarvis", "hey jarvis", "alexa"), ("alexa", "alexa", "hey jarvis")]
+    "name,phrase,other",
+    [
+        ("hey_jarvis", "hey jarvis", "alexa"),
+        ("alexa", "alexa", "hey jarvis"),
+        ("hey_mycroft", "hey my croft", "okay nabu"),  # as its recipe says it
+        ("okay_nabu", "okay nabu", "hey my croft"),
+    ],
 )
 def test_shipped_model_hears_its_phrase_only(name, phrase, other):
     """A held-out espeak voice and piper: the phrase wakes the model, other speech does not."""
