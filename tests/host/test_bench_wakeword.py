@@ -214,5 +214,8 @@ def test_pocketsphinx_listens_for_the_spoken_words_or_says_why_not():
     eng = wb.ENGINES["pocketsphinx"]("hey mycroft")  # not in its dictionary: "my croft"
     assert eng.phrase == "hey my croft"
     assert wb.ENGINES["pocketsphinx"]("hey jarvis").phrase == "hey jarvis"
-    with pytest.raises(RuntimeError, match="dictionary has no nabu"):
-        wb.ENGINES["pocketsphinx"]("okay nabu")
+    nabu = wb.ENGINES["pocketsphinx"]("okay nabu")  # "nabu" added to its dictionary
+    assert nabu.phrase == "okay nabu" and open(nabu.dict).read().endswith("nabu N AA B UW\n")
+    nabu.detections(np.zeros(16000, np.int16), 1e-20)  # its decoder takes the phrase
+    with pytest.raises(RuntimeError, match="dictionary has no zorblax"):
+        wb.ENGINES["pocketsphinx"]("hey zorblax")

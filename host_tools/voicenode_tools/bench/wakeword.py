@@ -257,6 +257,10 @@ class PorcupineEngine:
             h.delete()
 
 
+#: Pronunciations (CMU phones) of shipped phrases' words that PocketSphinx's dictionary lacks.
+POCKETSPHINX_WORDS = {"nabu": "N AA B UW"}
+
+
 class PocketSphinxEngine:
     name = "pocketsphinx"
     # Strict to lenient; above 1 it gets stricter still (alexa: 1e-2 already accepts speech).
@@ -272,14 +276,29 @@ class PocketSphinxEngine:
         with open(path) as f:
             known = {line.split(" ", 1)[0] for line in f}
         missing = [w for w in said.split() if w not in known]
+        unknown = [w for w in missing if w not in POCKETSPHINX_WORDS]
+        if unknown:
+            raise RuntimeError("PocketSphinx's dictionary has no " + ", ".join(unknown))
+        self.dict = None  # its own dictionary, or one with the missing words added
         if missing:
-            raise RuntimeError("PocketSphinx's dictionary has no " + ", ".join(missing))
+            import tempfile
+
+            extra = "".join(f"{w} {POCKETSPHINX_WORDS[w]}\n" for w in missing)
+            with open(path) as f, tempfile.NamedTemporaryFile(
+                "w", suffix=".dict", delete=False
+            ) as out:
+                out.write(f.read() + extra)
+            self.dict = out.name
+            import weakref
+
+            weakref.finalize(self, os.remove, out.name)  # gone with the engine
         self.ps, self.phrase, self.decoders = pocketsphinx, said, {}
 
     def detections(self, audio, threshold):
         if threshold not in self.decoders:
+            extra = {"dict": self.dict} if self.dict else {}
             self.decoders[threshold] = self.ps.Decoder(
-                keyphrase=self.phrase, kws_threshold=threshold
+                keyphrase=self.phrase, kws_threshold=threshold, **extra
             )
         d = self.decoders[threshold]
         d.start_utt()
