@@ -211,11 +211,11 @@ def test_merge_replaces_the_engines_run_again_on_the_same_audio():
 
 
 def test_pocketsphinx_listens_for_the_spoken_words_or_says_why_not():
-    eng = wb.ENGINES["pocketsphinx"]("hey mycroft")  # not in its dictionary: "my croft"
-    assert eng.phrase == "hey my croft"
-    assert wb.ENGINES["pocketsphinx"]("hey jarvis").phrase == "hey jarvis"
-    nabu = wb.ENGINES["pocketsphinx"]("okay nabu")  # "nabu" added to its dictionary
-    assert nabu.phrase == "okay nabu" and open(nabu.dict).read().endswith("nabu N AA B UW\n")
-    nabu.detections(np.zeros(16000, np.int16), 1e-20)  # its decoder takes the phrase
+    # (its own dictionary's words stand in for the bench extra's, which `make test` lacks)
+    known = {"hey", "my", "croft", "okay", "jarvis", "alexa"}
+    assert wb.pocketsphinx_keyphrase("hey mycroft", known) == ("hey my croft", {})
+    assert wb.pocketsphinx_keyphrase("hey jarvis", known) == ("hey jarvis", {})
+    said, extra = wb.pocketsphinx_keyphrase("okay nabu", known)
+    assert said == "okay nabu" and extra == {"nabu": "N AA B UW"}
     with pytest.raises(RuntimeError, match="dictionary has no zorblax"):
-        wb.ENGINES["pocketsphinx"]("hey zorblax")
+        wb.pocketsphinx_keyphrase("hey zorblax", known)

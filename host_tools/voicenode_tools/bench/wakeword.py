@@ -261,6 +261,22 @@ class PorcupineEngine:
 POCKETSPHINX_WORDS = {"nabu": "N AA B UW"}
 
 
+def pocketsphinx_keyphrase(phrase: str, known) -> tuple[str, dict[str, str]]:
+    """What PocketSphinx listens for, and the pronunciations its dictionary must be given.
+
+    The recipe's spoken form ("hey my croft" for "hey mycroft"); words outside ``known`` (its
+    dictionary's words) come from `POCKETSPHINX_WORDS`, and one in neither is refused by name.
+    """
+    from voicenode_tools.train import recipe
+
+    said = recipe.spoken(recipe.make(phrase))
+    missing = [w for w in said.split() if w not in known]
+    unknown = [w for w in missing if w not in POCKETSPHINX_WORDS]
+    if unknown:
+        raise RuntimeError("PocketSphinx's dictionary has no " + ", ".join(unknown))
+    return said, {w: POCKETSPHINX_WORDS[w] for w in missing}
+
+
 class PocketSphinxEngine:
     name = "pocketsphinx"
     # Strict to lenient; above 1 it gets stricter still (alexa: 1e-2 already accepts speech).
@@ -269,28 +285,20 @@ class PocketSphinxEngine:
     def __init__(self, phrase):
         import pocketsphinx
 
-        from voicenode_tools.train import recipe
-
-        said = recipe.spoken(recipe.make(phrase))  # "hey my croft": words of its dictionary
         path = os.path.join(pocketsphinx.get_model_path(), "en-us", "cmudict-en-us.dict")
         with open(path) as f:
             known = {line.split(" ", 1)[0] for line in f}
-        missing = [w for w in said.split() if w not in known]
-        unknown = [w for w in missing if w not in POCKETSPHINX_WORDS]
-        if unknown:
-            raise RuntimeError("PocketSphinx's dictionary has no " + ", ".join(unknown))
+        said, extra = pocketsphinx_keyphrase(phrase, known)
         self.dict = None  # its own dictionary, or one with the missing words added
-        if missing:
+        if extra:
             import tempfile
+            import weakref
 
-            extra = "".join(f"{w} {POCKETSPHINX_WORDS[w]}\n" for w in missing)
             with open(path) as f, tempfile.NamedTemporaryFile(
                 "w", suffix=".dict", delete=False
             ) as out:
-                out.write(f.read() + extra)
+                out.write(f.read() + "".join(f"{w} {ph}\n" for w, ph in extra.items()))
             self.dict = out.name
-            import weakref
-
             weakref.finalize(self, os.remove, out.name)  # gone with the engine
         self.ps, self.phrase, self.decoders = pocketsphinx, said, {}
 
