@@ -30,7 +30,7 @@ DEFAULTS = {
 }
 
 #: The settings every command model's sidecar has ("drop" came later: absent means 0).
-REQUIRED = ("threshold", "onset", "hangover", "max_frames", "preroll", "tail")
+REQUIRED = tuple(k for k in DEFAULTS if k != "drop")
 
 
 def settings(vad: dict) -> dict:
