@@ -287,17 +287,16 @@ class PocketSphinxEngine:
 
         path = os.path.join(pocketsphinx.get_model_path(), "en-us", "cmudict-en-us.dict")
         with open(path) as f:
-            known = {line.split(" ", 1)[0] for line in f}
+            words = f.read()
+        known = {line.split(" ", 1)[0] for line in words.splitlines()}
         said, extra = pocketsphinx_keyphrase(phrase, known)
         self.dict = None  # its own dictionary, or one with the missing words added
         if extra:
             import tempfile
             import weakref
 
-            with open(path) as f, tempfile.NamedTemporaryFile(
-                "w", suffix=".dict", delete=False
-            ) as out:
-                out.write(f.read() + "".join(f"{w} {ph}\n" for w, ph in extra.items()))
+            with tempfile.NamedTemporaryFile("w", suffix=".dict", delete=False) as out:
+                out.write(words + "".join(f"{w} {ph}\n" for w, ph in extra.items()))
             self.dict = out.name
             weakref.finalize(self, os.remove, out.name)  # gone with the engine
         self.ps, self.phrase, self.decoders = pocketsphinx, said, {}
