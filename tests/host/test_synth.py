@@ -146,3 +146,48 @@ def test_piper_clips_repeat_after_a_reseed():
     a, b, c = clips(3), clips(3), clips(4)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(len(x) == len(z) and np.array_equal(x, z) for x, z in zip(a, c, strict=True))
+
+
+def test_mbrola_voices_split_into_training_and_held_out_people():
+    rng = np.random.default_rng(3)
+    train = [synth.random_mbrola_voice(rng) for _ in range(300)]
+    val = [synth.random_mbrola_voice(rng, held_out=True) for _ in range(100)]
+    assert {v.name for v in train} == set(synth.mbrola_training_voices())  # all 15 drawn
+    assert {v.name for v in val} == set(synth.MBROLA_HELD_OUT)
+    assert len(synth.mbrola_training_voices()) + len(synth.MBROLA_HELD_OUT) == 20
+    assert all(v.synth == "espeak" and v.variant == "" for v in train + val)
+    assert not any(v.held_out() for v in train) and all(v.held_out() for v in val)
+
+
+def test_mbrola_keys_the_data_cache_only_when_used(monkeypatch):
+    from voicenode_tools.train import recipe
+
+    rec = recipe.make("hey jarvis", seed=2)
+    plain = recipe.data_hash(rec, RATE)
+    rec["data"]["mbrola_fraction"] = 0.3
+    with_mbrola = recipe.data_hash(rec, RATE)
+    assert with_mbrola != plain
+    # another choice of training voices is other data
+    monkeypatch.setattr(synth, "MBROLA_HELD_OUT", synth.MBROLA_HELD_OUT[1:])
+    assert recipe.data_hash(rec, RATE) != with_mbrola
+
+
+def test_missing_mbrola_packages_are_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(synth, "MBROLA_DIR", str(tmp_path))
+    (tmp_path / "us1").mkdir()
+    (tmp_path / "us1" / "us1").write_bytes(b"db")
+    missing = synth.missing_mbrola()
+    assert "mbrola-us1" not in missing and "mbrola-us2" in missing and "mbrola-sw2" in missing
+    with pytest.raises(RuntimeError, match="apt-get install .*mbrola-us2"):
+        synth.check_mbrola()
+
+
+def test_a_recipe_with_mbrola_stops_before_synthesis_when_it_is_missing(monkeypatch, tmp_path):
+    from voicenode_tools.train import data, recipe
+
+    monkeypatch.setattr(synth, "MBROLA_DIR", str(tmp_path))
+    rec = recipe.make("hey jarvis", seed=1)
+    rec["data"]["mbrola_fraction"] = 0.3
+    monkeypatch.setattr(synth, "say_many", lambda *a, **k: pytest.fail("synthesized"))
+    with pytest.raises(RuntimeError, match="MBROLA"):
+        data.generate(rec, RATE)

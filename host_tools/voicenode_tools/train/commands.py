@@ -216,9 +216,14 @@ def sentence_plan(cs: csmod.CommandSet, rec: dict) -> dict:
     d = rec["data"]
     rng = np.random.default_rng([rec["seed"], 101])
 
+    # espeak-ng's MBROLA voices for this share of the training clips (none drawn without it)
+    mbrola = float(d.get("mbrola_fraction", 0.0))
+
     def voice(held_out: bool, piper_p: float = 0.0):
         if piper_p > 0 and rng.random() < piper_p:
             return synth.random_piper_voice(rng)
+        if mbrola > 0 and not held_out and rng.random() < mbrola / (1.0 - piper_p):
+            return synth.random_mbrola_voice(rng)
         return synth.random_espeak_voice(rng, held_out=held_out)
 
     plan = {}
@@ -248,6 +253,8 @@ def data_hash(cs: csmod.CommandSet, rec: dict, rate: int) -> str:
         "seed": rec["seed"],
         "rate": rate,
     }
+    if rec["data"].get("mbrola_fraction"):  # which MBROLA voices train (only when used)
+        key["mbrola"] = synth.mbrola_training_voices()
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -271,6 +278,8 @@ def synthesize(cs, rec, progress, workers: int = 2):
             else []
         )
         return plan, clips, music
+    if float(rec["data"].get("mbrola_fraction", 0.0)) > 0:
+        synth.check_mbrola()
     synth.reseed_piper(rec["seed"] * 1000 + 101)  # repeatable piper clips (see reseed_piper)
     if (
         any(v.synth == "piper" for g in plan.values() for _, v, _, _ in g)

@@ -80,6 +80,12 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     rng = np.random.default_rng([rec["seed"], 7])
     phrase = recipes.spoken(rec)  # what the voices read (the recipe's "say", else the phrase)
     conf_texts = recipes.confusables(phrase, rec.get("negatives"))
+    # espeak-ng's MBROLA voices (recorded people's diphones) for this share of the training
+    # clips; without the setting no random number is drawn for it, so older data stays as it was
+    mbrola = float(d.get("mbrola_fraction", 0.0))
+    if mbrola > 0:
+        synth.check_mbrola()
+
     use_piper = d["piper_fraction"] > 0 or d["val_piper_positives"] > 0
     synth.reseed_piper(rec["seed"] * 1000 + 7)  # repeatable piper clips (see reseed_piper)
     if use_piper and not synth.piper_available():  # loads the reseeded session once
@@ -95,6 +101,8 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
         sd = synth.WARP_SD if held_out else train_sd
         if piper_p > 0 and rng.random() < piper_p:
             return synth.random_piper_voice(rng, sd)
+        if mbrola > 0 and not held_out and rng.random() < mbrola / (1.0 - piper_p):
+            return synth.random_mbrola_voice(rng, sd)
         return synth.random_espeak_voice(rng, held_out=held_out, warp_sd=sd)
 
     plan = [

@@ -135,6 +135,10 @@ def data_hash(recipe: dict, rate: int) -> str:
     }
     if recipe.get("say"):  # only when set: the hashes of recipes without it stay the same
         key["say"] = recipe["say"]
+    if recipe["data"].get("mbrola_fraction"):  # which MBROLA voices train (same rule)
+        from . import synth
+
+        key["mbrola"] = synth.mbrola_training_voices()
     return hashlib.sha256(canonical(key).encode()).hexdigest()[:16]
 
 

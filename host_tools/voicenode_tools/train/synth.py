@@ -48,6 +48,21 @@ ESPEAK_VARIANTS = (
 #: Held out of training and tuning: the validation voices (some accents and some timbres).
 ESPEAK_HELD_OUT_VOICES = ("en-gb-scotland", "en-029", "nl", "hi", "ro")
 ESPEAK_HELD_OUT_VARIANTS = ("m3", "f4", "klatt3", "linda", "grandpa", "whisperf", "steph")
+#: espeak-ng's MBROLA voices for English: espeak-ng's phonemes and prosody said with the
+#: diphones of a recorded person (8 women, 12 men), (espeak voice, MBROLA database). The
+#: `mb-xx-en` ones read English with the phoneme set of another language: accents. Debian's
+#: `mbrola` (contrib) and `mbrola-<id>` packages (non-free: the databases may be copied freely
+#: but not sold); only a recipe that sets `mbrola_fraction` needs them.
+MBROLA_VOICES = (
+    ("mb-us1", "us1"), ("mb-us2", "us2"), ("mb-us3", "us3"), ("mb-en1", "en1"),
+    ("mb-de1-en", "de1"), ("mb-de2-en", "de2"), ("mb-de3-en", "de3"), ("mb-de4-en", "de4"),
+    ("mb-de5-en", "de5"), ("mb-de6-en", "de6"), ("mb-fr1-en", "fr1"), ("mb-fr4-en", "fr4"),
+    ("mb-nl2-en", "nl2"), ("mb-af1-en", "af1"), ("mb-gr2-en", "gr2"), ("mb-hu1-en", "hu1"),
+    ("mb-pl1-en", "pl1"), ("mb-ro1-en", "ro1"), ("mb-sw1-en", "sw1"), ("mb-sw2-en", "sw2"),
+)  # fmt: skip
+MBROLA_DIR = "/usr/share/mbrola"
+#: Held out of training: validation voices of the MBROLA kind (3 women, 2 men), unseen people.
+MBROLA_HELD_OUT = ("mb-us3", "mb-de3-en", "mb-fr4-en", "mb-sw1-en", "mb-pl1-en")
 
 
 def default_rate() -> int:
@@ -91,7 +106,11 @@ class Voice:
         """True for voices reserved for validation."""
         if self.synth != "espeak":
             return False
-        return self.name in ESPEAK_HELD_OUT_VOICES or self.variant in ESPEAK_HELD_OUT_VARIANTS
+        return (
+            self.name in ESPEAK_HELD_OUT_VOICES
+            or self.name in MBROLA_HELD_OUT
+            or self.variant in ESPEAK_HELD_OUT_VARIANTS
+        )
 
 
 def read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
@@ -317,6 +336,55 @@ def random_espeak_voice(
         if held_out is None or v.held_out() == held_out:
             return v
     raise RuntimeError("could not draw a voice")
+
+
+def mbrola_training_voices() -> list[str]:
+    """The MBROLA voices training draws from (all but `MBROLA_HELD_OUT`)."""
+    return [n for n, _ in MBROLA_VOICES if n not in MBROLA_HELD_OUT]
+
+
+def missing_mbrola() -> list[str]:
+    """The MBROLA packages `MBROLA_VOICES` needs that are not installed."""
+    import os
+
+    missing = [] if shutil.which("mbrola") else ["mbrola"]
+    for _, db in MBROLA_VOICES:
+        if not os.path.exists(os.path.join(MBROLA_DIR, db, db)):
+            missing.append(f"mbrola-{db}")
+    return missing
+
+
+def check_mbrola() -> None:
+    """Raise a RuntimeError naming the packages to install when an MBROLA voice is missing."""
+    missing = missing_mbrola()
+    if missing:
+        raise RuntimeError(
+            "this recipe uses espeak-ng's MBROLA voices (data.mbrola_fraction) but "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
+            "apt-get install " + " ".join(missing) + " (in Debian's contrib and non-free "
+            "components, docs/TRAINING.md)"
+        )
+
+
+def random_mbrola_voice(
+    rng: np.random.Generator, warp_sd: float = WARP_SD, held_out: bool = False
+) -> Voice:
+    """Draw one of espeak-ng's MBROLA voices with espeak's speed, pitch, word gap and a warp:
+    a training voice, or with ``held_out`` one of `MBROLA_HELD_OUT`.
+
+    espeak-ng's variants change its own formant synthesizer only, so MBROLA voices have none.
+    """
+    names = list(MBROLA_HELD_OUT) if held_out else mbrola_training_voices()
+    name = names[rng.integers(len(names))]
+    return Voice(
+        "espeak",
+        name,
+        "",
+        speed=int(rng.integers(110, 230)),
+        pitch=int(rng.integers(15, 90)),
+        extra=int(rng.integers(0, 3)),
+        warp=float(np.round(np.exp(rng.normal(0, warp_sd)), 3)),
+    )
 
 
 def random_piper_voice(rng: np.random.Generator, warp_sd: float = WARP_SD) -> Voice:
