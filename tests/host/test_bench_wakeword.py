@@ -219,3 +219,35 @@ def test_pocketsphinx_listens_for_the_spoken_words_or_says_why_not():
     assert said == "okay nabu" and extra == {"nabu": "N AA B UW"}
     with pytest.raises(RuntimeError, match="dictionary has no zorblax"):
         wb.pocketsphinx_keyphrase("hey zorblax", known)
+
+
+class _Loud:
+    """An engine whose score is the audio's loudness: hears every clip louder than a whisper."""
+
+    def scores(self, audio):
+        pos = np.arange(160, len(audio) + 1, 160)
+        s = np.array([np.abs(audio[p - 160 : p].astype(np.int32)).max() / 32768 for p in pos])
+        return pos, s
+
+
+def test_missed_alone_counts_each_clip_per_voice():
+    loud = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+    quiet = np.zeros(8000, np.int16)  # scaled to the speech level: still nothing
+    items = [(loud, "a"), (loud, "a"), (quiet, "b"), (loud, "b")]
+    res = evalvoices.missed_alone(
+        items, {"e": _Loud()}, {"e": 0.05}, np.random.default_rng(0)
+    )
+    assert res == {"e": {"a": 0.0, "b": 0.5}}
+    # faint noise alone (30 rms) never reaches a cutoff above it
+    res = evalvoices.missed_alone(items, {"e": _Loud()}, {"e": 0.9}, np.random.default_rng(0))
+    assert res == {"e": {"a": 1.0, "b": 1.0}}
+
+
+def test_heldout_people_are_the_held_out_mbrola_voices_only():
+    from voicenode_tools.bench import heldout_people
+    from voicenode_tools.train import synth
+
+    vs = heldout_people.voices()
+    assert len(vs) == 5 * 3 * 3 * 2
+    assert {v.name for v in vs} == set(synth.MBROLA_HELD_OUT)
+    assert all(v.held_out() for v in vs)

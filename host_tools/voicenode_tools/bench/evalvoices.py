@@ -262,9 +262,6 @@ def clips(phrase: str, seed: int = 1, speech_minutes: float = 10.0, workers: int
 def per_voice_frr(phrase: str, cutoffs: dict[str, float], seed: int = 1) -> dict:
     """A diagnostic: which reserved voices each probability engine misses, one clip at a time.
 
-    Every independent positive is played alone (2 s of faint noise, the clip at the tracks'
-    level, 1 s of noise: no background, room or level change) to a fresh engine state.
-
     Args:
         phrase: the wake phrase.
         cutoffs: {engine name: cutoff} for engines with a ``scores`` method
@@ -277,19 +274,38 @@ def per_voice_frr(phrase: str, cutoffs: dict[str, float], seed: int = 1) -> dict
     from . import wakeword
 
     cl = clips(phrase, seed)
-    rng = np.random.default_rng([seed, 3])
-    rate = wakeword.RATE
+    items = [(pcm, info.split(":d")[0]) for pcm, info in zip(cl["pos"], cl["pos_info"], strict=True)]
     engines = {name: wakeword.ENGINES[name](phrase) for name in cutoffs}
+    return missed_alone(items, engines, cutoffs, np.random.default_rng([seed, 3]))
+
+
+def missed_alone(items, engines: dict, cutoffs: dict[str, float], rng) -> dict:
+    """Share of clips each engine misses when it hears every clip alone.
+
+    Each clip is played to the engine's `scores` with 2 s of faint noise before it and 1 s
+    after (no background, room or level change; the clip at the tracks' speech level), and
+    counts as heard when a score after the first 2 s reaches the engine's cutoff.
+
+    Args:
+        items: [(int16 clip, voice label)].
+        engines: {name: engine with ``scores(audio) -> (sample positions, scores)``}.
+        cutoffs: {name: cutoff}.
+        rng: numpy generator for the faint noise.
+
+    Returns:
+        {engine: {voice: share missed}}, voices sorted.
+    """
+    from .wakeword import RATE
+
     missed: dict[str, dict[str, list[bool]]] = {n: {} for n in engines}
-    for pcm, info in zip(cl["pos"], cl["pos_info"], strict=True):
-        voice = info.split(":d")[0]
+    for pcm, voice in items:
         x = pcm.astype(np.float64)
         x *= 3000.0 / (np.sqrt(np.mean(x**2)) + 1e-9)
-        audio = np.concatenate([rng.normal(0, 30, 2 * rate), x, rng.normal(0, 30, rate)])
+        audio = np.concatenate([rng.normal(0, 30, 2 * RATE), x, rng.normal(0, 30, RATE)])
         audio = np.clip(np.round(audio), -32768, 32767).astype(np.int16)
         for name, e in engines.items():
             pos, s = e.scores(audio)
-            hit = bool(np.any(s[pos >= 2 * rate] >= cutoffs[name]))
+            hit = bool(np.any(s[pos >= 2 * RATE] >= cutoffs[name]))
             missed[name].setdefault(voice, []).append(not hit)
     return {
         n: {v: round(float(np.mean(m)), 3) for v, m in sorted(d.items())} for n, d in missed.items()
