@@ -234,9 +234,7 @@ def test_missed_alone_counts_each_clip_per_voice():
     loud = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
     quiet = np.zeros(8000, np.int16)  # scaled to the speech level: still nothing
     items = [(loud, "a"), (loud, "a"), (quiet, "b"), (loud, "b")]
-    res = evalvoices.missed_alone(
-        items, {"e": _Loud()}, {"e": 0.05}, np.random.default_rng(0)
-    )
+    res = evalvoices.missed_alone(items, {"e": _Loud()}, {"e": 0.05}, np.random.default_rng(0))
     assert res == {"e": {"a": 0.0, "b": 0.5}}
     # faint noise alone (30 rms) never reaches a cutoff above it
     res = evalvoices.missed_alone(items, {"e": _Loud()}, {"e": 0.9}, np.random.default_rng(0))
@@ -251,3 +249,16 @@ def test_heldout_people_are_the_held_out_mbrola_voices_only():
     assert len(vs) == 5 * 3 * 3 * 2
     assert {v.name for v in vs} == set(synth.MBROLA_HELD_OUT)
     assert all(v.held_out() for v in vs)
+
+
+def test_missed_table_puts_the_overall_row_last():
+    res = {
+        "ours": {"all": 0.5, "b": 1.0, "a": 0.0},
+        "microwakeword": {"all": 0.25, "b": 0.5, "a": 0.0},
+    }
+    cutoffs = evalvoices.parse_cutoffs(["ours=0.97", "microwakeword=0.75"])
+    assert cutoffs == {"ours": 0.97, "microwakeword": 0.75}
+    lines = evalvoices.missed_table(res, cutoffs, digits=1).splitlines()
+    assert lines[0] == "| voice | ours @ 0.97 | microwakeword @ 0.75 |"
+    assert [ln.split(" | ")[0] for ln in lines[2:]] == ["| a", "| b", "| all"]
+    assert lines[-1] == "| all | 50.0 % | 25.0 % |"

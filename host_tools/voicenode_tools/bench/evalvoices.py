@@ -312,6 +312,33 @@ def missed_alone(items, engines: dict, cutoffs: dict[str, float], rng) -> dict:
     }
 
 
+def add_cutoff_argument(ap) -> None:
+    """The repeated ``--cutoff ENGINE=CUTOFF`` option of the play-alone diagnostics."""
+    ap.add_argument(
+        "--cutoff",
+        action="append",
+        required=True,
+        help="ENGINE=CUTOFF (ours, microwakeword, openwakeword), e.g. ours=0.97",
+    )
+
+
+def parse_cutoffs(items: list[str]) -> dict[str, float]:
+    """["ours=0.97", ...] -> {"ours": 0.97, ...}."""
+    return {k: float(v) for k, v in (c.split("=", 1) for c in items)}
+
+
+def missed_table(res: dict, cutoffs: dict[str, float], digits: int = 0) -> str:
+    """A Markdown table of `missed_alone`'s result: one row per voice, one column per engine."""
+    voices_ = sorted({v for d in res.values() for v in d}, key=lambda v: (v == "all", v))
+    rows = ["| voice | " + " | ".join(f"{n} @ {c:g}" for n, c in cutoffs.items()) + " |"]
+    rows.append("|---|" + "---|" * len(cutoffs))
+    for v in voices_:
+        rows.append(
+            f"| {v} | " + " | ".join(f"{100 * res[n][v]:.{digits}f} %" for n in cutoffs) + " |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv=None):
     """`python -m voicenode_tools.bench.evalvoices --phrase alexa --cutoff ours=0.999 ...`"""
     import argparse
@@ -319,20 +346,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="FRR per reserved voice, clips alone in quiet")
     ap.add_argument("--phrase", default="hey jarvis")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument(
-        "--cutoff",
-        action="append",
-        required=True,
-        help="ENGINE=CUTOFF (ours, microwakeword, openwakeword), e.g. ours=0.999",
-    )
+    add_cutoff_argument(ap)
     args = ap.parse_args(argv)
-    cutoffs = {k: float(v) for k, v in (c.split("=", 1) for c in args.cutoff)}
-    res = per_voice_frr(args.phrase, cutoffs, args.seed)
-    voices_ = sorted({v for d in res.values() for v in d})
-    print("| voice | " + " | ".join(f"{n} @ {c:g}" for n, c in cutoffs.items()) + " |")
-    print("|---|" + "---|" * len(cutoffs))
-    for v in voices_:
-        print(f"| {v} | " + " | ".join(f"{100 * res[n][v]:.0f} %" for n in cutoffs) + " |")
+    cutoffs = parse_cutoffs(args.cutoff)
+    print(missed_table(per_voice_frr(args.phrase, cutoffs, args.seed), cutoffs))
     return 0
 
 

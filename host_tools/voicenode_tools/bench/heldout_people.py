@@ -57,24 +57,17 @@ def missed(phrase: str, cutoffs: dict[str, float], model: str | None = None) -> 
 def main(argv=None):
     import argparse
 
+    from . import evalvoices
+
     ap = argparse.ArgumentParser(description="share missed per held-out MBROLA voice")
     ap.add_argument("--phrase", default="hey jarvis")
     ap.add_argument("--model", help="our model (default models/<name>.vnm)")
-    ap.add_argument(
-        "--cutoff",
-        action="append",
-        required=True,
-        help="ENGINE=CUTOFF (ours, microwakeword, openwakeword), e.g. ours=0.97",
-    )
+    evalvoices.add_cutoff_argument(ap)
     args = ap.parse_args(argv)
-    cutoffs = {k: float(v) for k, v in (c.split("=", 1) for c in args.cutoff)}
+    cutoffs = evalvoices.parse_cutoffs(args.cutoff)
     res = missed(args.phrase, cutoffs, args.model)
     print(json.dumps(res))
-    names = list(next(iter(res.values())))
-    print("| voice | " + " | ".join(f"{n} @ {c:g}" for n, c in cutoffs.items()) + " |")
-    print("|---|" + "---|" * len(cutoffs))
-    for v in names:
-        print(f"| {v} | " + " | ".join(f"{100 * res[n][v]:.1f} %" for n in cutoffs) + " |")
+    print(evalvoices.missed_table(res, cutoffs, digits=1))
     return 0
 
 
