@@ -8,7 +8,7 @@ and 2 warps (90 clips), and each clip is played alone in faint noise to each eng
 Needs the MBROLA packages (docs/TRAINING.md). Unlike the reserved voices (`evalvoices`),
 these are a training family's held-out members, so a choice may look at them.
 
-    python -m voicenode_tools.bench.heldout_people --phrase "hey jarvis" \\
+    voicenode bench heldout_people --phrase "hey jarvis" \\
         --cutoff ours=0.97 --cutoff microwakeword=0.75 [--model models/hey_jarvis.vnm]
 """
 
