@@ -30,6 +30,8 @@ DEFAULTS = {
     "data": {
         "positives": 2400,  # training clips of the phrase
         "piper_fraction": 0.25,  # share of training positives said by piper
+        # optional "mbrola_fraction": share of training clips said by espeak-ng's MBROLA
+        # voices (absent in every shipped recipe, so their data hashes stay; docs/TRAINING.md)
         "confusables": 2400,  # training clips of confusable phrases
         "speech_minutes": 60,  # long negative speech for false-accept training
         "music_clips": 6,  # 20 s pieces of random music
