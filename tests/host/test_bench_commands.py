@@ -1,7 +1,11 @@
 """The command benchmark's scoring (the benchmark itself runs from the CLI: its figures are
 in docs/COMMANDS.md)."""
 
+import numpy as np
+import pytest
+
 from voicenode_tools.bench import commands as bc
+from voicenode_tools.train import synth
 
 
 def test_bench_scores_every_intent_and_tabulates_them():
@@ -54,3 +58,16 @@ def test_best_path_before_rejection_per_voice():
     t = bc.table({"sets": {"independent": {"snr": {"20": {"ours": m}}}}}).splitlines()
     assert "| best path (before rejection) |" in t[0]
     assert t[2].startswith("| independent | 20 dB | ours | 33.3 % | 66.7 % |")
+
+
+def test_people_set_is_said_by_the_held_out_mbrola_voices_only(monkeypatch):
+    monkeypatch.setattr(synth, "check_mbrola", lambda: None)
+    voices, say = bc._voices("people", 60, np.random.default_rng(0))
+    assert {v.name for v in voices} == set(synth.MBROLA_HELD_OUT) and say is synth.say
+
+    def missing():
+        raise RuntimeError("mbrola-us3 is not installed")
+
+    monkeypatch.setattr(synth, "check_mbrola", missing)
+    with pytest.raises(RuntimeError, match="mbrola-us3"):
+        bc._voices("people", 60, np.random.default_rng(0))

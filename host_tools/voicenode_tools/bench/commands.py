@@ -10,6 +10,9 @@ command (held-out text and near misses), each in a noisy room at each SNR, said 
   trained on (the cutoff was chosen on other draws of them; a different seed here);
 - independent: the reserved synthesizers, flite and festival (`bench.evalvoices`), which no
   training or tuning ever used: nothing was chosen on them.
+- people (only when asked, `--sets people`; needs the MBROLA packages, docs/TRAINING.md):
+  the five MBROLA voices no recipe trains on (`synth.MBROLA_HELD_OUT`), recorded people's
+  diphones at espeak-ng's speeds, pitches and warps.
 
 - ours: the chip's recogniser through its bit-exact numpy twin (`reference.commands.recognize`,
   proved equal to the firmware on the Unix port by tests/unix/test_commands.py): features of
@@ -174,6 +177,9 @@ def _voices(kind: str, n: int, rng):
 
     if kind == "validation":
         return [synth.random_espeak_voice(rng, held_out=True) for _ in range(n)], synth.say
+    if kind == "people":
+        synth.check_mbrola()
+        return [synth.random_mbrola_voice(rng, held_out=True) for _ in range(n)], synth.say
     vs = evalvoices.voices(rng)
     if not vs:
         raise RuntimeError("no reserved voices: apt-get install flite festival festvox-kallpc16k")
@@ -458,7 +464,8 @@ def main(argv=None):
     )
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
     ap.add_argument("--sets", nargs="+", default=["validation", "independent"],
-                    choices=["validation", "independent"], help="voice sets to test")  # fmt: skip
+                    choices=["validation", "independent", "people"],
+                    help="voice sets to test (people: the held-out MBROLA voices)")  # fmt: skip
     a = ap.parse_args(argv)
     cost = firmware_cost(a.model, not a.no_callgrind, log=lambda m: print(m, file=sys.stderr))
     if a.cost_only:
