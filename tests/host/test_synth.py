@@ -191,3 +191,12 @@ def test_a_recipe_with_mbrola_stops_before_synthesis_when_it_is_missing(monkeypa
     monkeypatch.setattr(synth, "say_many", lambda *a, **k: pytest.fail("synthesized"))
     with pytest.raises(RuntimeError, match="MBROLA"):
         data.generate(rec, RATE)
+
+
+@pytest.mark.parametrize("share", [-0.1, 0.8, "0.3", True])
+def test_a_bad_mbrola_share_is_refused_by_name(share):
+    # piper already says 25 % of the clips: MBROLA may have at most the other 75 %
+    with pytest.raises(RuntimeError, match="mbrola_fraction must be a number from 0 to 0.75"):
+        synth.mbrola_share({"piper_fraction": 0.25, "mbrola_fraction": share})
+    assert synth.mbrola_share({"piper_fraction": 0.25}) == 0.0
+    assert synth.mbrola_share({"piper_fraction": 0.25, "mbrola_fraction": 0.75}) == 0.75

@@ -217,7 +217,7 @@ def sentence_plan(cs: csmod.CommandSet, rec: dict) -> dict:
     rng = np.random.default_rng([rec["seed"], 101])
 
     # espeak-ng's MBROLA voices for this share of the training clips (none drawn without it)
-    mbrola = float(d.get("mbrola_fraction", 0.0))
+    mbrola = synth.mbrola_share(d)
 
     def voice(held_out: bool, piper_p: float = 0.0):
         if piper_p > 0 and rng.random() < piper_p:
@@ -278,7 +278,7 @@ def synthesize(cs, rec, progress, workers: int = 2):
             else []
         )
         return plan, clips, music
-    if float(rec["data"].get("mbrola_fraction", 0.0)) > 0:
+    if synth.mbrola_share(rec["data"]) > 0:
         synth.check_mbrola()
     synth.reseed_piper(rec["seed"] * 1000 + 101)  # repeatable piper clips (see reseed_piper)
     if (

@@ -82,7 +82,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     conf_texts = recipes.confusables(phrase, rec.get("negatives"))
     # espeak-ng's MBROLA voices (recorded people's diphones) for this share of the training
     # clips; without the setting no random number is drawn for it, so older data stays as it was
-    mbrola = float(d.get("mbrola_fraction", 0.0))
+    mbrola = synth.mbrola_share(d)
     if mbrola > 0:
         synth.check_mbrola()
 

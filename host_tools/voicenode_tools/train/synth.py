@@ -354,6 +354,23 @@ def missing_mbrola() -> list[str]:
     return missing
 
 
+def mbrola_share(data: dict) -> float:
+    """A recipe's ``data.mbrola_fraction`` (0 when absent), checked against its piper share.
+
+    Raises:
+        RuntimeError: when it is not a number from 0 to 1 - ``piper_fraction``.
+    """
+    share = data.get("mbrola_fraction", 0.0)
+    piper_share = float(data.get("piper_fraction", 0.0))
+    ok = isinstance(share, (int, float)) and not isinstance(share, bool)
+    if not ok or not 0.0 <= share <= 1.0 - piper_share:
+        raise RuntimeError(
+            f"data.mbrola_fraction must be a number from 0 to {1.0 - piper_share:g} "
+            f"(1 - piper_fraction), not {share!r}"
+        )
+    return float(share)
+
+
 def check_mbrola() -> None:
     """Raise a RuntimeError naming the packages to install when an MBROLA voice is missing."""
     missing = missing_mbrola()
