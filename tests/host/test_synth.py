@@ -200,3 +200,19 @@ def test_a_bad_mbrola_share_is_refused_by_name(share):
         synth.mbrola_share({"piper_fraction": 0.25, "mbrola_fraction": share})
     assert synth.mbrola_share({"piper_fraction": 0.25}) == 0.0
     assert synth.mbrola_share({"piper_fraction": 0.25, "mbrola_fraction": 0.75}) == 0.75
+
+
+def test_the_training_mix_draws_each_family_by_its_share():
+    rng = np.random.default_rng(5)
+    drawn = [synth.random_voice(rng, False, piper=0.25, mbrola=0.3) for _ in range(2000)]
+    mb = {n for n, _ in synth.MBROLA_VOICES}
+    share_mb = np.mean([v.name in mb for v in drawn])
+    share_piper = np.mean([v.synth == "piper" for v in drawn])
+    assert abs(share_mb - 0.3) < 0.04 and abs(share_piper - 0.25) < 0.04
+    held = [synth.random_voice(rng, True, mbrola=0.3) for _ in range(300)]
+    assert all(v.synth == "espeak" and v.name not in mb and v.held_out() for v in held)
+    # without the shares it is random_espeak_voice, draw for draw
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    assert [synth.random_voice(a) for _ in range(50)] == [
+        synth.random_espeak_voice(b) for _ in range(50)
+    ]

@@ -220,11 +220,7 @@ def sentence_plan(cs: csmod.CommandSet, rec: dict) -> dict:
     mbrola = synth.mbrola_share(d)
 
     def voice(held_out: bool, piper_p: float = 0.0):
-        if piper_p > 0 and rng.random() < piper_p:
-            return synth.random_piper_voice(rng)
-        if mbrola > 0 and not held_out and rng.random() < mbrola / (1.0 - piper_p):
-            return synth.random_mbrola_voice(rng)
-        return synth.random_espeak_voice(rng, held_out=held_out)
+        return synth.random_voice(rng, held_out, piper_p, mbrola)
 
     plan = {}
     plan["train_cmd"] = [

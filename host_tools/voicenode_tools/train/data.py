@@ -99,11 +99,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
 
     def voice(held_out: bool, piper_p: float = 0.0):
         sd = synth.WARP_SD if held_out else train_sd
-        if piper_p > 0 and rng.random() < piper_p:
-            return synth.random_piper_voice(rng, sd)
-        if mbrola > 0 and not held_out and rng.random() < mbrola / (1.0 - piper_p):
-            return synth.random_mbrola_voice(rng, sd)
-        return synth.random_espeak_voice(rng, held_out=held_out, warp_sd=sd)
+        return synth.random_voice(rng, held_out, piper_p, mbrola, sd)
 
     plan = [
         ("train_pos", d["positives"], lambda: (phrase, voice(False, d["piper_fraction"]))),

@@ -305,6 +305,16 @@ def _trim(pcm: np.ndarray, thresh: int = 200) -> np.ndarray:
 WARP_SD = 0.06
 
 
+def _espeak_prosody(rng: np.random.Generator, warp_sd: float) -> dict:
+    """Random espeak-ng speed (words per minute), pitch, word gap and warp, in that order."""
+    return {
+        "speed": int(rng.integers(110, 230)),
+        "pitch": int(rng.integers(15, 90)),
+        "extra": int(rng.integers(0, 3)),
+        "warp": float(np.round(np.exp(rng.normal(0, warp_sd)), 3)),
+    }
+
+
 def random_espeak_voice(
     rng: np.random.Generator, held_out: bool | None = False, warp_sd: float = WARP_SD
 ) -> Voice:
@@ -324,15 +334,7 @@ def random_espeak_voice(
         else:
             name = ESPEAK_FOREIGN[rng.integers(len(ESPEAK_FOREIGN))]
         variant = ESPEAK_VARIANTS[rng.integers(len(ESPEAK_VARIANTS))]
-        v = Voice(
-            "espeak",
-            name,
-            variant,
-            speed=int(rng.integers(110, 230)),
-            pitch=int(rng.integers(15, 90)),
-            extra=int(rng.integers(0, 3)),
-            warp=float(np.round(np.exp(rng.normal(0, warp_sd)), 3)),
-        )
+        v = Voice("espeak", name, variant, **_espeak_prosody(rng, warp_sd))
         if held_out is None or v.held_out() == held_out:
             return v
     raise RuntimeError("could not draw a voice")
@@ -393,15 +395,7 @@ def random_mbrola_voice(
     """
     names = list(MBROLA_HELD_OUT) if held_out else mbrola_training_voices()
     name = names[rng.integers(len(names))]
-    return Voice(
-        "espeak",
-        name,
-        "",
-        speed=int(rng.integers(110, 230)),
-        pitch=int(rng.integers(15, 90)),
-        extra=int(rng.integers(0, 3)),
-        warp=float(np.round(np.exp(rng.normal(0, warp_sd)), 3)),
-    )
+    return Voice("espeak", name, "", **_espeak_prosody(rng, warp_sd))
 
 
 def random_piper_voice(rng: np.random.Generator, warp_sd: float = WARP_SD) -> Voice:
@@ -414,3 +408,22 @@ def random_piper_voice(rng: np.random.Generator, warp_sd: float = WARP_SD) -> Vo
         extra=int(rng.integers(30, 110)),
         warp=float(np.round(np.exp(rng.normal(0, warp_sd)), 3)),
     )
+
+
+def random_voice(
+    rng: np.random.Generator,
+    held_out: bool = False,
+    piper: float = 0.0,
+    mbrola: float = 0.0,
+    warp_sd: float = WARP_SD,
+) -> Voice:
+    """Draw a voice of the training mix: piper with probability ``piper``, one of the MBROLA
+    training voices with probability ``mbrola`` (never for held-out voices), else espeak-ng.
+
+    A share of 0 draws no random number, so data made before a share existed stays the same.
+    """
+    if piper > 0 and rng.random() < piper:
+        return random_piper_voice(rng, warp_sd)
+    if mbrola > 0 and not held_out and rng.random() < mbrola / (1.0 - piper):
+        return random_mbrola_voice(rng, warp_sd)
+    return random_espeak_voice(rng, held_out=held_out, warp_sd=warp_sd)
