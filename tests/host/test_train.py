@@ -94,6 +94,28 @@ def test_hard_negative_loss_is_the_worst_negatives_mean_bce():
     assert float(g1) == pytest.approx(np.log(2.0), rel=1e-6)
 
 
+def test_teacher_targets_give_every_frame_the_output_completed_at_it():
+    rng = np.random.default_rng(5)
+    a, b = ref.random_model(rng), ref.random_model(rng)
+    s = a.stride
+    assert s > 1
+    t1 = tracks.Track(rng.integers(0, 256, (301, 40)).astype(np.uint8), np.zeros(301, np.int8), [])
+    t2 = tracks.Track(rng.integers(0, 256, (95, 40)).astype(np.uint8), np.zeros(95, np.int8), [])
+    got = trainer.teacher_targets([a, b], [t1, t2])
+    assert got.dtype == np.float32 and got.shape == (301 + 95,)
+    for i, t in ((0, t1), (301, t2)):
+        mean = (a.stream(t.feats).astype(float) + b.stream(t.feats)) / 2 / 255
+        # Each track streams from its own start: the outputs of phase 0 are the chip's own.
+        np.testing.assert_allclose(
+            got[i + s - 1 : i + len(t.feats) : s][: len(mean)], mean, atol=1e-6
+        )
+        # Phase 1: the model streamed from the track's second frame.
+        one = a.stream(t.feats[1:]).astype(float) / 255
+        only_a = trainer.teacher_targets([a], [t])
+        np.testing.assert_allclose(only_a[s : len(t.feats) : s][: len(one)], one, atol=1e-6)
+        assert (only_a[: s - 1] == 0).all()
+
+
 def test_labels_mark_the_end_of_the_phrase():
     rate = 16000
     events = [(16000, 32000, "pos"), (48000, 56000, "conf")]
@@ -133,6 +155,30 @@ def test_tiny_training_run_makes_a_loadable_model(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "data" / h / "clips.npz").exists()
     feats = np.zeros((300, 40), np.uint8)
     assert model.stream(feats).shape == (100,)
+
+
+def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    kd = recipe._merge(TINY, {"train": {"distill": {"teacher_seeds": [1, 2], "weight": 0.5}}})
+    rec = recipe.make("hey jarvis", seed=3, **kd)
+    side = trainer.build(rec, tmp_path / "out", workers=1)
+    assert side["recipe"]["train"]["distill"]["teacher_seeds"] == [1, 2]
+    # The teachers are the plain recipe at their seeds, as `train-wakeword --seed S` makes it.
+    plain = [recipe.make("hey jarvis", seed=s, **TINY) for s in (1, 2)]
+    teachers = tmp_path / "cache" / "teachers"
+    assert sorted(p.name for p in teachers.iterdir()) == sorted(map(recipe.recipe_hash, plain))
+    paths = [teachers / recipe.recipe_hash(r) / "hey_jarvis.vnm" for r in plain]
+    assert all(
+        ref.QuantModel.load(p).sidecar["seed"] == s for p, s in zip(paths, (1, 2), strict=True)
+    )
+    # The student's data is its own seed's, as without distillation.
+    assert side["data_hash"] == recipe.data_hash(recipe.make("hey jarvis", seed=3, **TINY), 16000)
+    # A second build takes the teachers from the cache and makes the same student.
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    trainer.build(rec, tmp_path / "again", workers=1)
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+    same = (tmp_path / "again" / "hey_jarvis.vnm").read_bytes()
+    assert same == (tmp_path / "out" / "hey_jarvis.vnm").read_bytes()
 
 
 def test_cli_prints_the_recipe(capsys):

@@ -7,6 +7,7 @@ is seeded too (bit-for-bit repeatability across machines is not promised by PyTo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -142,8 +143,13 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     return sets
 
 
-def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
+def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     """Train the float network on chunks of the training tracks.
+
+    Args:
+        soft: optional per-frame target probabilities over the concatenated training tracks
+            (`teacher_targets`): each output is then also fitted to them, with the weight of
+            the recipe's ``train.distill.weight`` (see `build`).
 
     Returns:
         the trained `model.StreamNet` (eval mode).
@@ -180,6 +186,8 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
     out_frames = torch.arange(chunk // stride) * stride + stride - 1
     aug = t.get("augment")  # on-the-fly feature augmentation (`specaug`), None for none
     hard = t.get("hard_negatives")  # {"frac", "weight", "guard"}: the worst again, or None
+    kd = float(t["distill"]["weight"]) if soft is not None else 0.0
+    soft_t = torch.from_numpy(np.asarray(soft, np.float32)) if soft is not None else None
     g = torch.Generator().manual_seed(int(rec["seed"]))
     net.train()
     running = None
@@ -196,15 +204,23 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
             x = specaug.augment(x, g, aug)
         y = lab[st[:, None] + out_frames[None, :]]
         logits = net(x)
-        valid = (y >= 0) & (
-            torch.from_numpy(fresh)[:, None] | (torch.arange(y.shape[1]) >= warm)[None, :]
-        )
+        past_warm = torch.from_numpy(fresh)[:, None] | (torch.arange(y.shape[1]) >= warm)[None, :]
+        valid = (y >= 0) & past_warm
         target = (y == 1).float()
         w = torch.where(y == 1, 1.0, neg_w) * valid
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, target, weight=w, reduction="sum"
         )
         loss = loss / w.sum().clamp(min=1.0)
+        if kd:
+            # The teachers' probabilities on every output past the warm-up, the frames whose
+            # hard label is "ignore" included; negatives weighted as in the hard loss.
+            wk = torch.where(y == 0, neg_w, 1.0) * past_warm
+            ys = soft_t[st[:, None] + out_frames[None, :]]
+            soft_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, ys, weight=wk, reduction="sum"
+            ) / wk.sum().clamp(min=1.0)
+            loss = (1.0 - kd) * loss + kd * soft_loss
         if hard:
             loss = loss + _hard_negative_loss(logits, y, valid, hard)
         opt.zero_grad()
@@ -217,6 +233,49 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1):
             progress("train", (step + 1) / steps, f"loss {running:.4f}")
     net.eval()
     return net
+
+
+def teacher_targets(models, tracks) -> np.ndarray:
+    """The mean probability of ``models`` at every feature frame of the concatenated tracks.
+
+    Each model streams each track from its start (full history, as on the chip), once per
+    phase of its stride, so that every frame gets the output completed at it; a chunk in
+    `fit` may start at any frame. Frames before a model's first output get 0.
+    """
+    out = []
+    for t in tracks:
+        n = len(t.feats)
+        p = np.zeros(n, np.float64)
+        for m in models:
+            s = m.stride
+            for o in range(s):
+                q = m.stream(t.feats[o:]).astype(np.float64) / 255.0
+                f = o + np.arange(len(q)) * s + s - 1
+                keep = f < n
+                p[f[keep]] += q[keep]
+        out.append(p / len(models))
+    return np.concatenate(out).astype(np.float32)
+
+
+def teachers(rec: dict, progress=None, workers: int = 2, threads: int = 1) -> list:
+    """The teacher models of ``rec["train"]["distill"]``: the same recipe without distillation
+    at each of its ``teacher_seeds``, each built as `train-wakeword --seed S` builds it (its
+    own data) and kept in the cache (``teachers/<recipe hash>/``) for the next build."""
+    from voicenode_tools.reference import nn as ref
+
+    out = []
+    for s in rec["train"]["distill"]["teacher_seeds"]:
+        t_rec = copy.deepcopy(rec)
+        t_rec["seed"] = int(s)
+        del t_rec["train"]["distill"]
+        folder = recipes.cache_dir().parent / "teachers" / recipes.recipe_hash(t_rec)
+        path = folder / f"{t_rec['name']}.vnm"
+        if not path.exists():
+            if progress:
+                progress.log(f"teacher: seed {s} ({folder})")
+            build(t_rec, folder, progress, workers, threads)
+        out.append(ref.QuantModel.load(path))
+    return out
 
 
 def _hard_negative_loss(logits, y, valid, hard: dict):
@@ -343,7 +402,12 @@ def build(
     t_data = time.time() - t0
     progress.log(f"data ready in {t_data:.0f}s: {len(sets['train'])} training tracks "
                  f"({evaluate.hours(sets['train']):.2f} h), {evaluate.hours(sets['val_neg']):.2f} h validation negatives")  # fmt: skip
-    net = fit(rec, sets["train"], progress, threads)
+    soft = None
+    if rec["train"].get("distill"):
+        # Distillation: the network also learns the mean output of the same recipe's models
+        # at other seeds (trained first, or taken from the cache), on the training tracks.
+        soft = teacher_targets(teachers(rec, progress, workers, threads), sets["train"])
+    net = fit(rec, sets["train"], progress, threads, soft=soft)
     t_train = time.time() - t0 - t_data
     qmodel, layers = quantize(net, sets["train"])
     det = rec["detect"]
