@@ -157,6 +157,21 @@ def test_tiny_training_run_makes_a_loadable_model(tmp_path, monkeypatch):
     assert model.stream(feats).shape == (100,)
 
 
+def test_teacher_recipes_go_back_one_generation_at_a_time():
+    plain = recipe.make("hey jarvis", seed=2)
+    gen = {"teacher_seeds": [1, 2], "weight": 0.9}
+    one = recipe._merge(plain, {"train": {"distill": gen}})
+    two = recipe._merge(plain, {"train": {"distill": {**gen, "generations": 2}}})
+    three = recipe._merge(plain, {"train": {"distill": {**gen, "generations": 3}}})
+    # A first generation learns from the plain recipe at the teacher's seed...
+    assert trainer.teacher_recipe(one, 1) == recipe.make("hey jarvis", seed=1)
+    # ... a second from first-generation students, and so on, each with the same hash as the
+    # recipe written out by hand (so the cached teachers are shared).
+    assert trainer.teacher_recipe(two, 1) == {**one, "seed": 1}
+    assert trainer.teacher_recipe(three, 2) == {**two, "seed": 2}
+    assert one["seed"] == 2 and "distill" in one["train"]  # the student's recipe is untouched
+
+
 def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
     kd = recipe._merge(TINY, {"train": {"distill": {"teacher_seeds": [1, 2], "weight": 0.5}}})

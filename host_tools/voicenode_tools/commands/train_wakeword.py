@@ -33,7 +33,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a tiny run for trying the pipeline (minutes of data, seconds of training)",
+        help="a tiny run for trying the pipeline (minutes of data, seconds of training, no teachers)",
     )
     parser.add_argument("--name", help="model name (default: from the phrase)")
     parser.add_argument(
@@ -73,6 +73,7 @@ def run(args):
         raise CommandError(str(e)) from None
     if args.quick:
         rec = recipes._merge(rec, QUICK)
+        rec["train"].pop("distill", None)  # a smoke run trains no teachers
     if args.steps:
         rec["train"]["steps"] = args.steps
     if args.no_piper:

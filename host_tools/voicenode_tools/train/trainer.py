@@ -257,6 +257,20 @@ def teacher_targets(models, tracks) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def teacher_recipe(rec: dict, seed: int) -> dict:
+    """The recipe of ``rec``'s teacher at ``seed``: the same recipe without distillation, or,
+    with ``"generations": n`` (n > 1), distilled itself over n - 1 generations."""
+    t_rec = copy.deepcopy(rec)
+    t_rec["seed"] = int(seed)
+    d = t_rec["train"]["distill"]
+    n = int(d.pop("generations", 1))
+    if n > 2:
+        d["generations"] = n - 1
+    elif n < 2:
+        del t_rec["train"]["distill"]
+    return t_rec
+
+
 def teachers(rec: dict, progress=None, workers: int = 2, threads: int = 1) -> list:
     """The teacher models of ``rec["train"]["distill"]``: the same recipe without distillation
     at each of its ``teacher_seeds``, each built as `train-wakeword --seed S` builds it (its
@@ -265,9 +279,7 @@ def teachers(rec: dict, progress=None, workers: int = 2, threads: int = 1) -> li
 
     out = []
     for s in rec["train"]["distill"]["teacher_seeds"]:
-        t_rec = copy.deepcopy(rec)
-        t_rec["seed"] = int(s)
-        del t_rec["train"]["distill"]
+        t_rec = teacher_recipe(rec, s)
         folder = recipes.cache_dir().parent / "teachers" / recipes.recipe_hash(t_rec)
         path = folder / f"{t_rec['name']}.vnm"
         if not path.exists():
