@@ -250,7 +250,7 @@ def teacher_targets(models, tracks) -> np.ndarray:
             s = m.stride
             for o in range(s):
                 q = m.stream(t.feats[o:]).astype(np.float64) / 255.0
-                f = o + np.arange(len(q)) * s + s - 1
+                f = o + evaluate.frame_of_step(np.arange(len(q)), s)
                 keep = f < n
                 p[f[keep]] += q[keep]
         out.append(p / len(models))
@@ -272,9 +272,9 @@ def teacher_recipe(rec: dict, seed: int) -> dict:
 
 
 def teachers(rec: dict, progress=None, workers: int = 2, threads: int = 1) -> list:
-    """The teacher models of ``rec["train"]["distill"]``: the same recipe without distillation
-    at each of its ``teacher_seeds``, each built as `train-wakeword --seed S` builds it (its
-    own data) and kept in the cache (``teachers/<recipe hash>/``) for the next build."""
+    """The teacher models of ``rec["train"]["distill"]``: `teacher_recipe` at each of its
+    ``teacher_seeds``, each built as `train-wakeword --seed S` builds it (its own data) and
+    kept in the cache (``teachers/<recipe hash>/``) for the next build."""
     from voicenode_tools.reference import nn as ref
 
     out = []
