@@ -153,3 +153,71 @@ def test_cli_check_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{bad}:3:" in err and "unknown slot {garage}" in err
     assert cli.main(["train-commands", str(tmp_path / "missing.toml")]) == 1
+    capsys.readouterr()
+    for text in (
+        "{not json",
+        "[1, 2]",
+        '{"train": {"distill": {"teacher_seeds": [1]}}}',
+    ):  # a bad recipe file is named before any work
+        (tmp_path / "r.json").write_text(text)
+        args = ["train-commands", str(C.default_path()), "--recipe", str(tmp_path / "r.json")]
+        assert cli.main(args) == 1
+        assert str(tmp_path / "r.json") in capsys.readouterr().err
+
+
+def test_quant_stream_gives_the_twins_integers():
+    """`model.quant_stream` (a batch at once, for the teachers) gives exactly the integers of
+    the twin's `QuantModel.stream` on real features, for the command network and a wake word."""
+    from voicenode_tools import REPO_ROOT
+    from voicenode_tools.audio import load_16k
+    from voicenode_tools.demo import DEMO_WAV
+    from voicenode_tools.reference import frontend, mic
+    from voicenode_tools.reference import nn as ref
+    from voicenode_tools.train.model import quant_stream
+
+    feats = frontend.features(mic.highpass(load_16k(DEMO_WAV))[0])
+    windows = np.stack([feats[i : i + 300] for i in range(0, len(feats) - 300, 250)])
+    windows = np.concatenate([windows, np.full((1, 300, 40), 255, np.uint8)])  # the extremes
+    for name, head in (("commands_home_net", "logits"), ("hey_jarvis", "sigmoid")):
+        q = ref.QuantModel.load(REPO_ROOT / "models" / f"{name}.vnm", head=head)
+        got = quant_stream(q, windows).numpy()
+        want = np.stack([q.stream(w) for w in windows])
+        assert got.shape[:2] == (len(windows), 100)
+        assert np.array_equal(got if head == "logits" else got[:, :, 0], want)
+
+
+def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
+    """`train.distill`: each teacher is the recipe without distillation at its seed, built
+    once (as `train-commands --seed S` builds it) and then taken from the cache; the student
+    keeps its own data; the same build again makes the same student."""
+    from voicenode_tools.reference import nn as ref
+
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "mini.toml"
+    f.write_text(SMALL)
+    tiny = tc._merge(tc.QUICK, {
+        "data": {"train_commands": 40, "train_unknown": 12, "val_commands": 8, "val_unknown": 4},
+        "train": {"epochs": 2}, "word_bonus": [0]})  # fmt: skip
+    kd = tc._merge(tiny, {"train": {"distill": {"teacher_seeds": [4, 5], "weight": 0.5}}})
+    side = tc.build(f, tmp_path / "out", seed=3, overrides=kd)
+    assert side["recipe"]["train"]["distill"] == {"teacher_seeds": [4, 5], "weight": 0.5}
+    assert side["train_seconds"]["teachers"] > 0
+    folders = sorted((tmp_path / "cache" / "voicenode" / "commands" / "teachers").iterdir())
+    assert len(folders) == 2
+    got = sorted(json.loads((d / "teacher.json").read_text())["seed"] for d in folders)
+    assert got == [4, 5]
+    for d in folders:  # a teacher is the plain recipe: its sidecar is a plain build's
+        t = json.loads((d / "teacher.json").read_text())
+        assert "distill" not in t["recipe"]["train"]
+        assert t["recipe"] == tc.make_recipe(t["seed"], overrides=tiny)
+        assert ref.QuantModel.load(d / "teacher_net.vnm", head="logits").stride == 3
+    plain = tc.make_recipe(3, overrides=tiny)
+    assert side["data_hash"] == tc.data_hash(C.load(f), plain, 16000)
+    stamps = [(d / "teacher_net.vnm").stat().st_mtime_ns for d in folders]
+    tc.build(f, tmp_path / "again", seed=3, overrides=kd)
+    assert [(d / "teacher_net.vnm").stat().st_mtime_ns for d in folders] == stamps
+    for ext in ("_net.vnm", ".vcg"):
+        a = (tmp_path / "again" / f"commands_mini{ext}").read_bytes()
+        assert a == (tmp_path / "out" / f"commands_mini{ext}").read_bytes()
+    # a smoke run trains no teachers
+    assert "distill" not in tc.make_recipe(3, quick=True, overrides=kd)["train"]

@@ -13,7 +13,8 @@
    the window opened a little before the speech as the wake event would;
 4. a streaming network (the wake word's int8 layers with a logits head, `train.model`) for
    the set's words (or phone classes), trained with CTC on the rows the chip decodes
-   (PyTorch, CPU), quantised by `reference.nn`;
+   (PyTorch, CPU), quantised by `reference.nn`; with ``train.distill`` in the recipe also
+   fitted to the mean probabilities of teacher networks (`teachers`, `teacher_probs`);
 5. the command set compiled into a grammar (`grammar`); the chip's decisions on the
    validation windows (end-pointer twin, int8 logits, grammar decoder) fit the `reject` rule
    (`fit_reject`: integer weights of each decision's features and a bias) so that at most
@@ -138,6 +139,17 @@ def make_recipe(seed: int = 1, quick: bool = False, overrides: dict | None = Non
     if overrides:
         rec = _merge(rec, overrides)
     rec["seed"] = seed
+    if quick:  # a smoke run trains no teachers
+        rec["train"].pop("distill", None)
+    kd = rec["train"].get("distill")
+    if kd is not None:
+        seeds, w = kd.get("teacher_seeds"), kd.get("weight")
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds)
+                or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0):  # fmt: skip
+            raise ValueError(
+                f'train.distill must be {{"teacher_seeds": [seeds], "weight": 0..1}}, got {kd!r}'
+            )
     if rec.get("vad") is None:
         rec["vad"] = dict(ref_vad.DEFAULTS)
     return rec
@@ -461,12 +473,19 @@ def _batches(n: int, batch: int, g, rows: np.ndarray | None = None, group: int =
     return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
 
 
-def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, seed: int):
+def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, seed: int,
+        soft: np.ndarray | None = None):  # fmt: skip
     """Train the network with CTC on listening windows; returns the StreamNet.
 
     With the recipe's ``train.rows`` "decoded" the loss sees only the rows the chip decodes
     (`decoded_rows`): the words must be heard where the decoder looks for them, not guessed
     from the window's start.
+
+    Args:
+        soft: optional ``(windows, rows, classes)`` teacher probabilities (`teacher_probs`):
+            the loss is then (1 - w) x CTC + w x the KL divergence from them on the same
+            rows, summed over the rows and divided by the sentence's words as CTC is
+            (w: the recipe's ``train.distill.weight``).
     """
     import torch
     from torch import nn
@@ -490,6 +509,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
     aug = t.get("augment")
     rows = decoded_rows(x, rec, net.stride) if t.get("rows") == "decoded" else None
     crop = rows is not None and bool(t.get("crop"))
+    kd_w = float(t["distill"]["weight"]) if soft is not None else 0.0
     for ep in range(epochs):
         net.train()
         tot = 0.0
@@ -501,6 +521,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             if aug:
                 xb = specaug.augment(xb, g, aug)
             out = net(xb).permute(2, 0, 1).log_softmax(2)  # (T, B, C)
+            n_out, at = out.shape[0], None
             ys = [y[i] for i in idx.tolist()]
             tgt = torch.tensor([p for q in ys for p in q], dtype=torch.long)
             tl = torch.tensor([len(q) for q in ys], dtype=torch.long)
@@ -513,6 +534,15 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
                 out = out.gather(0, at[:, :, None].expand(-1, -1, out.shape[2]))
                 il = (r[:, 1].clamp(max=n_t) - r[:, 0]).long()
             loss = ctc(out, tgt, il, tl)
+            if soft is not None:
+                pt = torch.from_numpy(soft[idx.numpy(), :n_out].astype(np.float32))
+                pt = pt.permute(1, 0, 2)  # (T, B, C) as out
+                if at is not None:
+                    pt = pt.gather(0, at[:, :, None].expand(-1, -1, pt.shape[2]))
+                kl = (pt * (torch.log(pt.clamp_min(1e-8)) - out)).sum(2)  # (T, B)
+                live = torch.arange(out.shape[0])[:, None] < il[None, :]
+                kd = ((kl * live).sum(0) / tl.clamp(min=1)).mean()
+                loss = (1.0 - kd_w) * loss + kd_w * kd
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -521,6 +551,66 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             tot += loss.item() * len(idx)
         progress("train", (ep + 1) / epochs, f"CTC loss {tot / len(X):.3f}")
     return net.eval()
+
+
+def teacher_recipe(rec: dict, seed: int) -> dict:
+    """The recipe of ``rec``'s teacher at ``seed``: the same recipe without distillation."""
+    t_rec = copy.deepcopy(rec)
+    del t_rec["train"]["distill"]
+    t_rec["seed"] = int(seed)
+    return t_rec
+
+
+def teachers(cs_path, rec: dict, progress, workers: int = 2) -> list:
+    """The teacher networks of ``rec["train"]["distill"]``: `teacher_recipe` at each of its
+    ``teacher_seeds``, each built as ``train-commands FILE --seed S`` builds it (its own
+    sentences, voices and scenes) and kept in the cache (``teachers/<hash>/``, the hash of
+    the teacher's recipe and of the command-set file) for the next build.
+
+    Returns:
+        ``[(QuantModel, logit_scale)]``: the int8 network and the size of its logit step.
+    """
+    from voicenode_tools.reference import nn as ref
+
+    src = hashlib.sha256(Path(cs_path).read_bytes()).hexdigest()
+    out = []
+    for s in rec["train"]["distill"]["teacher_seeds"]:
+        t_rec = teacher_recipe(rec, s)
+        key = json.dumps({"recipe": t_rec, "commandset": src}, sort_keys=True)
+        folder = cache_dir() / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:16]
+        side = folder / "teacher.json"
+        if not side.exists():
+            progress.log(f"teacher: seed {s} ({folder})")
+            build(cs_path, folder, seed=int(s), progress=progress, workers=workers,
+                  name="teacher", overrides=t_rec)  # fmt: skip
+        scale = float(json.loads(side.read_text())["logit_scale"])
+        out.append((ref.QuantModel.load(folder / "teacher_net.vnm", head="logits"), scale))
+    return out
+
+
+def teacher_probs(models: list, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The teachers' mean class probabilities on every row of every window.
+
+    Each teacher runs as the chip runs it (`model.quant_stream`: its int8 logits, the same
+    integers as the chip's), and its logits times its logit step give its probabilities.
+
+    Returns:
+        float16 ``(windows, rows, classes)``.
+    """
+    import torch
+
+    from .model import quant_stream
+
+    out = None
+    for q, scale in models:
+        zp = int(q.layers[-1].out_zp)
+        for j in range(0, len(x), batch):
+            lg = (quant_stream(q, x[j : j + batch]).double() - zp) * scale
+            p = torch.softmax(lg, 2).numpy() / len(models)
+            if out is None:
+                out = np.zeros((len(x),) + p.shape[1:], np.float32)
+            out[j : j + batch] += p
+    return out.astype(np.float16)
 
 
 def quantize(net, x: np.ndarray, n_calib: int = 60):
@@ -787,8 +877,16 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
         val[snr] = (vw, vi)
     t_data = time.time() - t0 - t_synth
     progress.log(f"data ready in {t_synth + t_data:.0f}s: {len(x)} training windows")
-    net = fit(x, ys, len(classes), rec, progress, seed)
-    t_train = time.time() - t0 - t_synth - t_data
+    soft, t_teach = None, 0.0
+    if rec["train"].get("distill"):
+        models = teachers(cs_path, rec, progress, workers)
+        t_soft = time.time()
+        soft = teacher_probs(models, x)
+        progress.log(f"teachers' probabilities in {time.time() - t_soft:.0f}s")
+        t_teach = time.time() - t0 - t_synth - t_data
+    net = fit(x, ys, len(classes), rec, progress, seed, soft)
+    del soft
+    t_train = time.time() - t0 - t_synth - t_data - t_teach
     qmodel = quantize(net, x)
     stride = int(qmodel.stride)
     unk = rc.unk_class(layout)
@@ -861,6 +959,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
                        "costgram": rc.ring_rows(rec["vad"], stride) * len(classes)},
         "macs_per_step": int(qmodel.macs_per_step),
         "train_seconds": {"synth": round(t_synth, 1), "scenes": round(t_data, 1), "train": round(t_train, 1),
+                          **({"teachers": round(t_teach, 1)} if t_teach else {}),
                           "total": round(time.time() - t0, 1)},
         "data_hash": data_hash(cs, rec, 16000),
     }  # fmt: skip
