@@ -204,18 +204,23 @@ def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
     assert side["train_seconds"]["teachers"] > 0
     folders = sorted((tmp_path / "cache" / "voicenode" / "commands" / "teachers").iterdir())
     assert len(folders) == 2
-    got = sorted(json.loads((d / "teacher.json").read_text())["seed"] for d in folders)
+    got = sorted(json.loads((d / "commands_mini.json").read_text())["seed"] for d in folders)
     assert got == [4, 5]
     for d in folders:  # a teacher is the plain recipe: its sidecar is a plain build's
-        t = json.loads((d / "teacher.json").read_text())
+        t = json.loads((d / "commands_mini.json").read_text())
         assert "distill" not in t["recipe"]["train"]
         assert t["recipe"] == tc.make_recipe(t["seed"], overrides=tiny)
-        assert ref.QuantModel.load(d / "teacher_net.vnm", head="logits").stride == 3
+        assert ref.QuantModel.load(d / "commands_mini_net.vnm", head="logits").stride == 3
+    # ... byte for byte what `train-commands FILE --seed 4` makes
+    tc.build(f, tmp_path / "plain4", seed=4, overrides=tiny)
+    four = [d for d in folders if json.loads((d / "commands_mini.json").read_text())["seed"] == 4]
+    want = (tmp_path / "plain4" / "commands_mini_net.vnm").read_bytes()
+    assert (four[0] / "commands_mini_net.vnm").read_bytes() == want
     plain = tc.make_recipe(3, overrides=tiny)
     assert side["data_hash"] == tc.data_hash(C.load(f), plain, 16000)
-    stamps = [(d / "teacher_net.vnm").stat().st_mtime_ns for d in folders]
+    stamps = [(d / "commands_mini_net.vnm").stat().st_mtime_ns for d in folders]
     tc.build(f, tmp_path / "again", seed=3, overrides=kd)
-    assert [(d / "teacher_net.vnm").stat().st_mtime_ns for d in folders] == stamps
+    assert [(d / "commands_mini_net.vnm").stat().st_mtime_ns for d in folders] == stamps
     for ext in ("_net.vnm", ".vcg"):
         a = (tmp_path / "again" / f"commands_mini{ext}").read_bytes()
         assert a == (tmp_path / "out" / f"commands_mini{ext}").read_bytes()

@@ -573,18 +573,19 @@ def teachers(cs_path, rec: dict, progress, workers: int = 2) -> list:
     from voicenode_tools.reference import nn as ref
 
     src = hashlib.sha256(Path(cs_path).read_bytes()).hexdigest()
+    name = f"commands_{csmod.load(cs_path).name}"  # the files `train-commands` writes
     out = []
     for s in rec["train"]["distill"]["teacher_seeds"]:
         t_rec = teacher_recipe(rec, s)
         key = json.dumps({"recipe": t_rec, "commandset": src}, sort_keys=True)
         folder = cache_dir() / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:16]
-        side = folder / "teacher.json"
+        side = folder / f"{name}.json"
         if not side.exists():
             progress.log(f"teacher: seed {s} ({folder})")
             build(cs_path, folder, seed=int(s), progress=progress, workers=workers,
-                  name="teacher", overrides=t_rec)  # fmt: skip
+                  overrides=t_rec)  # fmt: skip
         scale = float(json.loads(side.read_text())["logit_scale"])
-        out.append((ref.QuantModel.load(folder / "teacher_net.vnm", head="logits"), scale))
+        out.append((ref.QuantModel.load(folder / f"{name}_net.vnm", head="logits"), scale))
     return out
 
 
