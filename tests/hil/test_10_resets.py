@@ -75,3 +75,18 @@ def test_killed_board_mid_injection(spare_board):
     assert msg.startswith(f"the node on {spare_board.port} stopped answering while streaming")
     assert "its process died" in msg
     assert took < 5, f"noticed the death after {took:.1f} s"
+
+
+def test_hung_node_is_named_with_what_it_printed_last(spare_board):
+    """A node that stops answering (a loop that never ends) fails after the call's timeout,
+    and the message quotes the last bytes it printed: where it hung."""
+    link = NodeLink(spare_board.port, spare_board)
+    t0 = time.monotonic()
+    with pytest.raises(NodeGone) as err:
+        link.exec("print('before the loop')\nwhile True:\n    pass", timeout=1.5)
+    took = time.monotonic() - t0
+    link.drop()
+    msg = str(err.value)
+    assert "no reply (hung" in msg and "the last it printed: b'" in msg
+    assert "before the loop" in msg
+    assert 1.5 <= took < 10

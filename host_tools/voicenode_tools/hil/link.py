@@ -141,6 +141,7 @@ class NodeLink:
             raise HilError(str(e)) from e
         self._t.serial.timeout = POLL
         self._buf = b""
+        self._seen = b""  # the last bytes the node printed, for the message of a hang
         self._enter_raw(soft_reset)
 
     # -- the wire ---------------------------------------------------------------------------
@@ -151,7 +152,8 @@ class NodeLink:
             return death
         if os.name != "nt" and not os.path.exists(self.path):
             return "the port disappeared (unplugged?)"
-        return "no reply (hung, reset, or another program took the port?)"
+        last = f"; the last it printed: {self._seen!r}" if self._seen else ""
+        return f"no reply (hung, reset, or another program took the port?){last}"
 
     def _gone(self, doing: str, cause: Exception | None = None) -> NodeGone:
         why = self._why_gone()
@@ -173,6 +175,8 @@ class NodeLink:
             data = self._t.serial.read(max(1, n))
         except Exception as e:
             raise self._gone(doing, e) from e
+        if data:
+            self._seen = (self._seen + data)[-60:]
         return data
 
     def _read_until(self, ending: bytes, timeout: float, doing: str) -> bytes:
