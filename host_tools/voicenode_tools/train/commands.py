@@ -549,7 +549,8 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             opt.step()
             sched.step()
             tot += loss.item() * len(idx)
-        progress("train", (ep + 1) / epochs, f"CTC loss {tot / len(X):.3f}")
+        what = "CTC loss" if soft is None else f"loss ({1 - kd_w:g} CTC + {kd_w:g} KL)"
+        progress("train", (ep + 1) / epochs, f"{what} {tot / len(X):.3f}")
     return net.eval()
 
 
