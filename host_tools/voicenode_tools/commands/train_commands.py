@@ -29,8 +29,8 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--recipe",
-        help="a JSON file of settings over the defaults (the shipped model: "
-        "models/recipes/commands_home.json)",
+        help="a JSON file of settings over the defaults, e.g. "
+        '{"train": {"distill": {"teacher_seeds": [1, 2, 3], "weight": 0.5}}}',
     )
     parser.add_argument("--epochs", type=int, help="training epochs (overrides the recipe)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
@@ -90,7 +90,7 @@ def run(args):
         raise CommandError(f"{args.recipe}: {e}") from None
     try:
         side = tc.build(path, Path(args.output), seed=args.seed, progress=Progress(enabled=not args.quiet),
-                        workers=args.workers, quick=args.quick, name=args.name, overrides=over or None)  # fmt: skip
+                        workers=args.workers, quick=args.quick, name=args.name, overrides=over)  # fmt: skip
     except RuntimeError as e:
         raise CommandError(str(e)) from None
     print(json.dumps({"model": str(Path(args.output) / (side["name"] + ".json")),

@@ -554,16 +554,9 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
     return net.eval()
 
 
-def teacher_recipe(rec: dict, seed: int) -> dict:
-    """The recipe of ``rec``'s teacher at ``seed``: the same recipe without distillation."""
-    t_rec = copy.deepcopy(rec)
-    del t_rec["train"]["distill"]
-    t_rec["seed"] = int(seed)
-    return t_rec
-
-
 def teachers(cs_path, rec: dict, progress, workers: int = 2) -> list:
-    """The teacher networks of ``rec["train"]["distill"]``: `teacher_recipe` at each of its
+    """The teacher networks of ``rec["train"]["distill"]``: `trainer.teacher_recipe` (the
+    wake words' rule: the recipe without distillation) at each of its
     ``teacher_seeds``, each built as ``train-commands FILE --seed S`` builds it (its own
     sentences, voices and scenes) and kept in the cache (``teachers/<hash>/``, the hash of
     the teacher's recipe and of the command-set file) for the next build.
@@ -572,6 +565,8 @@ def teachers(cs_path, rec: dict, progress, workers: int = 2) -> list:
         ``[(QuantModel, logit_scale)]``: the int8 network and the size of its logit step.
     """
     from voicenode_tools.reference import nn as ref
+
+    from .trainer import teacher_recipe
 
     src = hashlib.sha256(Path(cs_path).read_bytes()).hexdigest()
     name = f"commands_{csmod.load(cs_path).name}"  # the files `train-commands` writes

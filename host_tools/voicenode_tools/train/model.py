@@ -133,6 +133,8 @@ def quant_stream(qmodel, x) -> torch.Tensor:
     Returns:
         int64 tensor ``(batch, frames // stride, out_ch)`` of uint8 values.
     """
+    from voicenode_tools.reference import nn as ref
+
     h = torch.as_tensor(np.asarray(x)).to(torch.int64).transpose(1, 2)  # (B, ch, T)
     for L in qmodel.layers:
         k, d, s = int(L.k), int(L.dilation), int(L.stride)
@@ -141,7 +143,7 @@ def quant_stream(qmodel, x) -> torch.Tensor:
         exact32 = 255 * int(np.abs(wi).reshape(wi.shape[0], -1).sum(1).max()) < 1 << 24
         ftype = torch.float32 if exact32 else torch.float64
         w = torch.from_numpy(wi).to(ftype)
-        if L.kind == 2:  # dwconv (ch, k)
+        if L.kind == ref.KIND_DWCONV:  # (ch, k)
             w, groups = w[:, None, :], int(L.out_ch)
         else:  # conv and dense (out, k, in)
             w, groups = w.permute(0, 2, 1), 1
@@ -156,7 +158,7 @@ def quant_stream(qmodel, x) -> torch.Tensor:
         div = torch.from_numpy(np.ldexp(1.0, sh)).reshape(-1, 1)
         t = torch.floor(acc * m / 65536.0)
         v = int(L.out_zp) + torch.floor((t + half) / div)
-        h = v.clamp(int(L.out_zp) if L.act == 1 else 0, 255).to(torch.int64)
+        h = v.clamp(int(L.out_zp) if L.act == ref.ACT_RELU else 0, 255).to(torch.int64)
         if L.table is not None:
             h = torch.from_numpy(np.asarray(L.table, np.int64))[h]
     return h.transpose(1, 2)
