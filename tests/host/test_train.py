@@ -202,3 +202,53 @@ def test_cli_prints_the_recipe(capsys):
     assert main(["train-wakeword", "alexa", "--seed", "7", "--print-recipe"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["phrase"] == "alexa" and rec["seed"] == 7 and rec["name"] == "alexa"
+
+
+def test_a_tracks_clean_twin_is_the_same_track_without_its_noise():
+    rng = np.random.default_rng(4)
+    utts = [((rng.standard_normal(8000) * 2000).astype(np.int16), "pos") for _ in range(2)]
+    noise_only = [rng.standard_normal(16000 * 3).astype(np.float32)]  # as babble talkers
+    audio, events = tracks.build_track(
+        utts, 16000, np.random.default_rng(9), [], noise_only, (10, 10)
+    )
+    same, clean, ev = tracks.mix_track(
+        utts, 16000, np.random.default_rng(9), [], noise_only, (10, 10), clean_db=40
+    )
+    # The twin changes none of the track's random draws: the same audio and events.
+    assert np.array_equal(same, audio) and ev == events
+    assert clean.shape == audio.shape and clean.dtype == np.int16
+    # Before the first utterance only the bed plays: 30 dB quieter in the twin (40 - 10 dB).
+    lead = events[0][0]
+    ratio = np.sqrt(
+        np.mean(clean[:lead].astype(float) ** 2) / np.mean(audio[:lead].astype(float) ** 2)
+    )
+    assert 0.025 < ratio < 0.04
+    # Inside the utterances the speech dominates both: the twin keeps it at the same level.
+    s, e, _ = events[0]
+    assert np.corrcoef(clean[s:e].astype(float), audio[s:e].astype(float))[0, 1] > 0.9
+
+
+def test_teachers_can_hear_the_clean_twins_of_the_training_tracks(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    kd = {"teacher_seeds": [1], "weight": 0.9, "teacher_input": "clean"}
+    rec = recipe.make("hey computer", seed=3, **recipe._merge(TINY, {"train": {"distill": kd}}))
+    noisy = trainer.prepare(rec, workers=1)["train"]
+    clean = trainer.clean_train_tracks(rec, 40, workers=1)
+    # The same tracks (frames and labels) with the background 40 dB below the speech.
+    assert [len(t.feats) for t in clean] == [len(t.feats) for t in noisy]
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(clean, noisy, strict=True))
+    assert any(not np.array_equal(a.feats, b.feats) for a, b in zip(clean, noisy, strict=True))
+    # `prepare`'s plans, made again for the twins, still make the cached noisy tracks.
+    clips, _ = trainer.datamod.load_or_generate(rec, 16000)
+    plans, babble, _, _ = trainer._train_plans(rec, clips)
+    again = tracks.make_tracks(
+        plans[:2], 16000, rec["seed"] * 1000 + 1, clips.groups["music"], babble,
+        snr_db=rec["data"]["snr_db"], workers=1,
+    )  # fmt: skip
+    assert all(np.array_equal(a.feats, b.feats) for a, b in zip(again, noisy[:2], strict=True))
+    # The student is built with its teacher's outputs on the twins.
+    side = trainer.build(rec, tmp_path / "out", workers=1)
+    assert side["recipe"]["train"]["distill"]["teacher_input"] == "clean"
+    bad = recipe._merge(rec, {"train": {"distill": {"teacher_input": "quiet"}}})
+    with pytest.raises(ValueError, match="teacher_input 'quiet'"):
+        trainer.build(bad, tmp_path / "bad", workers=1)

@@ -72,6 +72,27 @@ def build_track(
     bed: str | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     """Lay utterances over a background; returns int16 audio and (start, end, kind) in samples.
+    (`mix_track` with no clean twin.)
+    """
+    audio, _, events = mix_track(utterances, rate, rng, music, babble_speech, snr_db, p_reverb, bed)
+    return audio, events
+
+
+def mix_track(
+    utterances: list[tuple[np.ndarray, str]],
+    rate: int,
+    rng: np.random.Generator,
+    music: list[np.ndarray],
+    babble_speech: list[np.ndarray],
+    snr_db: tuple[float, float],
+    p_reverb: float = 0.5,
+    bed: str | None = None,
+    clean_db: float | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, int, str]]]:
+    """`build_track`, and with ``clean_db`` its clean twin: the same utterances in the same
+    rooms, band limit and gain, with the same background bed ``clean_db`` dB below the speech
+    (a quiet room). Returns (int16 audio, int16 clean twin or None, events); the random draws
+    are those of `build_track`, so the audio is the same with or without the twin.
 
     Args:
         utterances: (int16 clip, kind) with kind "pos" or anything else (negative).
@@ -101,12 +122,19 @@ def build_track(
         pos += len(c) + gap
     b = _bed(total, rate, rng, music, babble_speech) if bed is None else augment.noise(total, rng)
     snr = float(np.mean(levels)) if levels else 20.0
+    clean = None if clean_db is None else x + b * 3000.0 * 10 ** (-float(clean_db) / 20)
     x += b * 3000.0 * 10 ** (-snr / 20)
     if rng.random() < 0.5:
-        x = augment.band_limit(x, rate, float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800)))
+        lo, hi = float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800))
+        x = augment.band_limit(x, rate, lo, hi)
+        if clean is not None:
+            clean = augment.band_limit(clean, rate, lo, hi)
     peak = float(np.max(np.abs(x))) or 1.0
-    x *= (32767.0 / peak) * 10 ** (float(rng.uniform(-30, 0)) / 20)
-    return augment.to_int16(x), events
+    gain = (32767.0 / peak) * 10 ** (float(rng.uniform(-30, 0)) / 20)
+    x *= gain
+    if clean is not None:  # the noisy track's gain: the speech at the same level in both
+        clean = augment.to_int16(clean * gain)
+    return augment.to_int16(x), clean, events
 
 
 def label_frames(n_frames: int, events, rate: int) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
@@ -138,12 +166,14 @@ def _init(music, babble_speech):
 
 
 def _make_track(args) -> Track:
-    utts, rate, seed, snr_db, p_reverb, bed = args
+    utts, rate, seed, snr_db, p_reverb, bed, clean_db = args
     rng = np.random.default_rng(seed)
     music, babble = _SHARED["music"], _SHARED["babble"]
-    audio, events = build_track(utts, rate, rng, music, babble, snr_db, p_reverb, bed)
+    audio, clean, events = mix_track(
+        utts, rate, rng, music, babble, snr_db, p_reverb, bed, clean_db
+    )
     frontend, _ = _frontend()
-    feats = frontend.features(audio)
+    feats = frontend.features(audio if clean is None else clean)
     labels, ev = label_frames(len(feats), events, rate)
     return Track(feats, labels, ev)
 
@@ -159,9 +189,17 @@ def make_tracks(
     bed: str | None = None,
     workers: int = 2,
     progress=None,
+    clean_db: float | None = None,
 ) -> list[Track]:
-    """Build many tracks in parallel processes (each seeded from ``seed`` and its index)."""
-    jobs = [(utts, rate, [seed, i], tuple(snr_db), p_reverb, bed) for i, utts in enumerate(plans)]
+    """Build many tracks in parallel processes (each seeded from ``seed`` and its index).
+
+    With ``clean_db`` the tracks' clean twins instead (`mix_track`): the same frames and
+    labels, the background that far below the speech.
+    """
+    jobs = [
+        (utts, rate, [seed, i], tuple(snr_db), p_reverb, bed, clean_db)
+        for i, utts in enumerate(plans)
+    ]
     out = []
     if workers <= 1 or len(jobs) < 4:
         _init(music, babble_speech)

@@ -93,24 +93,8 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     g = clips.groups
     seed = rec["seed"]
     d = rec["data"]
-    rng = np.random.default_rng([seed, 11])
-    babble = trk.babble_pool(g["train_speech"], rng)
-    val_babble = trk.babble_pool(g["val_speech"], rng)
+    plans, babble, val_babble, rng = _train_plans(rec, clips)
     sets = {}
-
-    def keep(group):
-        info = clips.info[group]
-        return [
-            c
-            for c, i in zip(g[group], info, strict=True)
-            if not (no_piper and i.startswith("piper:"))
-        ]
-
-    items = [(c, "pos") for c in keep("train_pos") for _ in range(d["augment_copies"])]
-    items += [(c, "conf") for c in keep("train_conf")] + [
-        (c, "speech") for c in keep("train_speech")
-    ]
-    plans = trk.plan_tracks(items, rng, per_track=10)
     sets["train"] = trk.make_tracks(
         plans, rate, seed * 1000 + 1, g["music"], babble, snr_db=d["snr_db"], workers=workers,
         progress=lambda f: report("features train", f),
@@ -141,6 +125,55 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     trk.save(path, [t for v in sets.values() for t in v])
     names_path.write_text(json.dumps(names))
     return sets
+
+
+def _train_plans(rec: dict, clips):
+    """The training tracks' utterances (`tracks.plan_tracks`), the training and validation
+    babble talkers, and the random generator `prepare` goes on with."""
+    g = clips.groups
+    no_piper = bool(rec.get("train_without_piper"))
+    rng = np.random.default_rng([rec["seed"], 11])
+    babble = trk.babble_pool(g["train_speech"], rng)
+    val_babble = trk.babble_pool(g["val_speech"], rng)
+
+    def keep(group):
+        info = clips.info[group]
+        return [
+            c
+            for c, i in zip(g[group], info, strict=True)
+            if not (no_piper and i.startswith("piper:"))
+        ]
+
+    items = [(c, "pos") for c in keep("train_pos") for _ in range(rec["data"]["augment_copies"])]
+    items += [(c, "conf") for c in keep("train_conf")] + [
+        (c, "speech") for c in keep("train_speech")
+    ]
+    return trk.plan_tracks(items, rng, per_track=10), babble, val_babble, rng
+
+
+def clean_train_tracks(rec: dict, clean_db: float, progress=None, workers: int = 2) -> list:
+    """The training tracks' clean twins (`tracks.mix_track`): the same utterances, rooms,
+    frames and labels, with the background ``clean_db`` dB below the speech; cached beside
+    the tracks. What teachers hear with ``train.distill.teacher_input`` "clean"."""
+    from voicenode_tools.reference import params
+
+    rate = int(params.SAMPLE_RATE)
+    report = progress or (lambda *a, **k: None)
+    clips, folder = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
+    suffix = "_nopiper" if rec.get("train_without_piper") else ""
+    path = folder / f"tracks_{frontend_hash()}_v{TRACKS_VERSION}{suffix}_clean{clean_db:g}.npz"
+    if path.exists():
+        return trk.load(path)
+    plans, babble, _, _ = _train_plans(rec, clips)
+    out = trk.make_tracks(
+        plans, rate, rec["seed"] * 1000 + 1, clips.groups["music"], babble,
+        snr_db=rec["data"]["snr_db"], workers=workers, clean_db=clean_db,
+        progress=lambda f: report("features train (clean)", f),
+    )  # fmt: skip
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    trk.save(tmp, out)
+    tmp.replace(path)
+    return out
 
 
 def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
@@ -418,7 +451,18 @@ def build(
     if rec["train"].get("distill"):
         # Distillation: the network also learns the mean output of the same recipe's models
         # at other seeds (trained first, or taken from the cache), on the training tracks.
-        soft = teacher_targets(teachers(rec, progress, workers, threads), sets["train"])
+        # With "teacher_input": "clean" they hear the tracks' clean twins (the background
+        # 40 dB down): the student learns from noisy audio what they make of clean audio.
+        dist = rec["train"]["distill"]
+        heard = sets["train"]
+        if dist.get("teacher_input", "noisy") == "clean":
+            heard = clean_train_tracks(rec, float(dist.get("clean_db", 40)), progress, workers)
+            if [len(t.feats) for t in heard] != [len(t.feats) for t in sets["train"]]:
+                raise RuntimeError("the clean training tracks do not match the tracks")
+        elif dist.get("teacher_input", "noisy") != "noisy":
+            raise ValueError(f"train.distill.teacher_input {dist['teacher_input']!r}: "
+                             "'noisy' or 'clean'")  # fmt: skip
+        soft = teacher_targets(teachers(rec, progress, workers, threads), heard)
     net = fit(rec, sets["train"], progress, threads, soft=soft)
     t_train = time.time() - t0 - t_data
     qmodel, layers = quantize(net, sets["train"])
