@@ -158,6 +158,7 @@ def test_cli_check_and_errors(tmp_path, capsys):
         "{not json",
         "[1, 2]",
         '{"train": {"distill": {"teacher_seeds": [1]}}}',
+        '{"train": {"distill": {"teacher_seeds": [1], "weight": 1, "teacher_input": "quiet"}}}',
     ):  # a bad recipe file is named before any work
         (tmp_path / "r.json").write_text(text)
         args = ["train-commands", str(C.default_path()), "--recipe", str(tmp_path / "r.json")]
@@ -226,3 +227,45 @@ def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
         assert a == (tmp_path / "out" / f"commands_mini{ext}").read_bytes()
     # a smoke run trains no teachers
     assert "distill" not in tc.make_recipe(3, quick=True, overrides=kd)["train"]
+
+
+def test_a_scenes_clean_twin_is_the_same_window_without_its_noise():
+    from voicenode_tools.train import augment
+
+    rng = np.random.default_rng(2)
+    pcm = (rng.standard_normal(16000) * 3000).astype(np.int16)
+    tc._init([(rng.standard_normal(16000 * 20) * 3000).astype(np.int16)], None)
+    for seed in range(6):  # music, noise, a room or not, a band limit or not
+        w, onset = tc.scene(pcm, seed, (5, 5), 300, clean=0.0)
+        wc, onset_c = tc.scene(pcm, seed, (5, 5), 300, clean=0.0, clean_db=40)
+        assert onset_c == onset and wc.shape == w.shape and not np.array_equal(wc, w)
+        # the front end measures from the noise floor: the speech stands higher above it
+        speech = slice(onset, onset + 100)
+        assert wc[speech].mean() > w[speech].mean() + 5
+        # `augment` is the first of `augment_pair`: the twin changes none of its draws
+        x = (rng.standard_normal(8000) * 1000).astype(np.int16)
+        a = augment.augment(x, 16000, np.random.default_rng(seed), snr_db=(5, 5))
+        b, t = augment.augment_pair(
+            x, 16000, np.random.default_rng(seed), snr_db=(5, 5), clean_db=40
+        )
+        assert np.array_equal(a, b) and t.shape == a.shape
+
+
+def test_teachers_can_hear_the_clean_twins_of_the_training_windows(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "mini.toml"
+    f.write_text(SMALL)
+    tiny = tc._merge(tc.QUICK, {
+        "data": {"train_commands": 30, "train_unknown": 8, "val_commands": 6, "val_unknown": 4},
+        "train": {"epochs": 1}, "word_bonus": [0]})  # fmt: skip
+    kd = {"teacher_seeds": [4], "weight": 0.5, "teacher_input": "clean"}
+    side = tc.build(
+        f, tmp_path / "out", seed=3, overrides=tc._merge(tiny, {"train": {"distill": kd}})
+    )
+    assert side["recipe"]["train"]["distill"]["teacher_input"] == "clean"
+    scenes = next(
+        (tmp_path / "cache" / "voicenode" / "commands" / side["data_hash"]).glob("scenes_*")
+    )
+    noisy, clean = np.load(scenes / "train_cmd.npz"), np.load(scenes / "train_cmd_clean40.npz")
+    assert np.array_equal(noisy["onset"], clean["onset"]) and noisy["w"].shape == clean["w"].shape
+    assert not np.array_equal(noisy["w"], clean["w"])

@@ -249,6 +249,26 @@ def augment(
     p_clean: float = 0.1,
 ) -> np.ndarray:
     """One random augmentation of ``clip``: reverb, background at a random SNR, band, gain.
+    (`augment_pair` without the clean twin.)
+    """
+    return augment_pair(clip, rate, rng, backgrounds, speech, snr_db, p_reverb, p_band, p_clean)[0]
+
+
+def augment_pair(
+    clip: np.ndarray,
+    rate: int,
+    rng: np.random.Generator,
+    backgrounds: list[np.ndarray] | None = None,
+    speech: list[np.ndarray] | None = None,
+    snr_db: tuple[float, float] = (0.0, 25.0),
+    p_reverb: float = 0.5,
+    p_band: float = 0.5,
+    p_clean: float = 0.1,
+    clean_db: float | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`augment`, and with ``clean_db`` its clean twin: the same room, band limit and gain,
+    with the same background ``clean_db`` dB below the clip (a quiet room). The random draws
+    are `augment`'s, so the first array is the same with or without the twin.
 
     Args:
         clip: int16 samples.
@@ -262,12 +282,13 @@ def augment(
         p_clean: probability of no background at all.
 
     Returns:
-        int16 array of the same length.
+        (int16 array of the same length, its int16 twin or None).
     """
     n = len(clip)
     x = clip.astype(np.float32)
     if rng.random() < p_reverb:
         x = reverb(x, rate, rng)
+    twin = None if clean_db is None else x
     if rng.random() >= p_clean:
         choice = rng.random()
         if backgrounds and choice < 0.4:
@@ -278,11 +299,19 @@ def augment(
             b = babble(n, rng, speech, talkers=int(rng.integers(3, 7)))
         else:
             b = noise(n, rng)
+        if twin is not None:
+            twin = mix(x, b, float(clean_db))
         x = mix(x, b, float(rng.uniform(*snr_db)))
     if rng.random() < p_band:
-        x = band_limit(x, rate, float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800)))
+        lo, hi = float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800))
+        x = band_limit(x, rate, lo, hi)
+        if twin is not None:
+            twin = band_limit(twin, rate, lo, hi)
     # Level: a peak between -30 dBFS and 0 dBFS (clipping now and then, like a close talker).
     peak = float(np.max(np.abs(x))) if n else 0.0
     if peak > 0:
-        x = x * (32767.0 / peak) * 10 ** (float(rng.uniform(-30, 1)) / 20)
-    return to_int16(x)
+        gain = (32767.0 / peak) * 10 ** (float(rng.uniform(-30, 1)) / 20)
+        x = x * gain
+        if twin is not None:  # the noisy clip's gain: the speech at the same level in both
+            twin = twin * gain
+    return to_int16(x), None if twin is None else to_int16(twin)

@@ -150,6 +150,10 @@ def make_recipe(seed: int = 1, quick: bool = False, overrides: dict | None = Non
             raise ValueError(
                 f'train.distill must be {{"teacher_seeds": [seeds], "weight": 0..1}}, got {kd!r}'
             )
+        if kd.get("teacher_input", "noisy") not in ("noisy", "clean"):
+            raise ValueError(
+                f"train.distill.teacher_input {kd['teacher_input']!r}: 'noisy' or 'clean'"
+            )
     if rec.get("vad") is None:
         rec["vad"] = dict(ref_vad.DEFAULTS)
     return rec
@@ -328,12 +332,20 @@ def _init(music, babble):
     _W["music"], _W["babble"] = music, babble
 
 
-def scene_audio(pcm: np.ndarray, seed: int, snr: tuple[float, float], clean: float = 0.1):
+def scene_audio(
+    pcm: np.ndarray,
+    seed: int,
+    snr: tuple[float, float],
+    clean: float = 0.1,
+    clean_db: float | None = None,
+):
     """A clip in its scene: (audio int16, first sample of the listening window, speech start).
 
     The clip sits after 0.6-1.1 s of background (the front end's noise floor settles) and
     before 1 s more, in a random room with noise, babble or music at an SNR drawn from
-    ``snr``; the window opens 0.05-0.4 s before the speech, as after a wake word.
+    ``snr``; the window opens 0.05-0.4 s before the speech, as after a wake word. With
+    ``clean_db`` the audio is the scene's clean twin instead (`augment.augment_pair`: the
+    same room, band limit and gain, the background that far below the speech).
     """
     from voicenode_tools.reference import params
 
@@ -343,7 +355,7 @@ def scene_audio(pcm: np.ndarray, seed: int, snr: tuple[float, float], clean: flo
     x = np.concatenate(
         [np.zeros(lead, np.int16), np.asarray(pcm, np.int16), np.zeros(rate, np.int16)]
     )
-    y = augment.augment(
+    y, twin = augment.augment_pair(
         x,
         rate,
         rng,
@@ -351,9 +363,10 @@ def scene_audio(pcm: np.ndarray, seed: int, snr: tuple[float, float], clean: flo
         speech=_W.get("babble"),
         snr_db=snr,
         p_clean=clean,
+        clean_db=clean_db,
     )
     w0 = max(0, (lead - int(rng.uniform(0.05, 0.4) * rate)) // step)
-    return y, w0 * step, lead
+    return (y if twin is None else twin), w0 * step, lead
 
 
 def window_frames(feats: np.ndarray, w0: int, max_frames: int) -> np.ndarray:
@@ -369,20 +382,25 @@ def window_frames(feats: np.ndarray, w0: int, max_frames: int) -> np.ndarray:
 
 
 def scene(
-    pcm: np.ndarray, seed: int, snr: tuple[float, float], max_frames: int, clean: float = 0.1
+    pcm: np.ndarray,
+    seed: int,
+    snr: tuple[float, float],
+    max_frames: int,
+    clean: float = 0.1,
+    clean_db: float | None = None,
 ):
-    """One listening window around a clip: (frames uint8 (max_frames, n_mels), speech onset frame)."""
+    """One listening window around a clip: (frames uint8 (max_frames, n_mels), speech onset
+    frame); with ``clean_db`` the window of the scene's clean twin (`scene_audio`)."""
     from voicenode_tools.reference import frontend, params
 
     step = int(params.STEP)
-    y, s0, lead = scene_audio(pcm, seed, snr, clean)
+    y, s0, lead = scene_audio(pcm, seed, snr, clean, clean_db)
     f = frontend.features(y)
     return window_frames(f, s0 // step, max_frames), (lead - s0) // step
 
 
 def _scene_job(args):
-    pcm, seed, snr, max_frames, clean = args
-    return scene(pcm, seed, snr, max_frames, clean)
+    return scene(*args)
 
 
 def make_scenes(jobs, music, babble, workers: int, report, stage: str):
@@ -841,25 +859,34 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
         tmp.replace(f)
         return out
 
-    xs, ys = [], []
+    # teachers that hear clean audio learn from the scenes' clean twins (the background 40 dB
+    # down): the network learns from noisy windows what they make of clean ones
+    dist = rec["train"].get("distill") or {}
+    clean_db = float(dist.get("clean_db", 40)) if dist.get("teacher_input") == "clean" else None
+    xs, ys, xcs = [], [], []
     for grp in ("train_cmd", "train_unk"):
         if units == "words":
             labs = [G.word_labels(t, classes) for t, *_ in plan[grp]]
         else:
             labs = phone_labels(plan[grp], workers)
         for c in range(d["copies"]):
-            sc = scenes(
-                jobs(grp, d["snr_db"], 1, c),
-                babble,
-                f"scenes {grp}",
-                grp if c == 0 else f"{grp}_{c}",
-            )
-            for (w, onset), clip, lab in zip(sc, clips[grp], labs, strict=True):
+            job_list = jobs(grp, d["snr_db"], 1, c)
+            key = grp if c == 0 else f"{grp}_{c}"
+            sc = scenes(job_list, babble, f"scenes {grp}", key)
+            # the teachers' clean twins of the same scenes (the same draws: the same windows)
+            twins = (
+                scenes([(*j, clean_db) for j in job_list], babble, f"clean scenes {grp}",
+                       f"{key}_clean{clean_db:g}")
+                if clean_db is not None else [(None, o) for _, o in sc]
+            )  # fmt: skip
+            for (w, onset), (wc, _), clip, lab in zip(sc, twins, clips[grp], labs, strict=True):
                 if lab and speech_fits(onset, len(clip), max_frames):
                     xs.append(w)
                     ys.append(lab)
+                    xcs.append(wc)
     x = np.array(xs, np.uint8)
-    del xs
+    x_teach = x if clean_db is None else np.array(xcs, np.uint8)
+    del xs, xcs
     val = {}
     for snr in d["val_snrs"]:
         vw, vi = [], []
@@ -878,11 +905,11 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     if rec["train"].get("distill"):
         models = teachers(cs_path, rec, progress, workers)
         t_soft = time.time()
-        soft = teacher_probs(models, x)
+        soft = teacher_probs(models, x_teach)
         progress.log(f"teachers' probabilities in {time.time() - t_soft:.0f}s")
         t_teach = time.time() - t0 - t_synth - t_data
     net = fit(x, ys, len(classes), rec, progress, seed, soft)
-    del soft
+    del soft, x_teach
     t_train = time.time() - t0 - t_synth - t_data - t_teach
     qmodel = quantize(net, x)
     stride = int(qmodel.stride)
