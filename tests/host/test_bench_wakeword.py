@@ -262,3 +262,17 @@ def test_missed_table_puts_the_overall_row_last():
     assert lines[0] == "| voice | ours @ 0.97 | microwakeword @ 0.75 |"
     assert [ln.split(" | ")[0] for ln in lines[2:]] == ["| a", "| b", "| all"]
     assert lines[-1] == "| all | 50.0 % | 25.0 % |"
+
+
+def test_ours_hears_the_model_it_is_given(tmp_path):
+    from voicenode_tools import REPO_ROOT
+
+    shipped = wb.engine("ours", "hey jarvis")
+    assert shipped.info["model"] == str(REPO_ROOT / "models" / "hey_jarvis.vnm")
+    other = REPO_ROOT / "models" / "alexa.vnm"
+    ours = wb.engine("ours", "hey jarvis", other)  # a model chosen by --model
+    assert ours.info["model"] == str(other) and ours.info["crc32"] != shipped.info["crc32"]
+    # the choice stays with that engine: the next one made without it is the shipped model
+    assert wb.engine("ours", "hey jarvis").info["model"] == shipped.info["model"]
+    with pytest.raises(KeyError):
+        wb.engine("no such engine", "hey jarvis")

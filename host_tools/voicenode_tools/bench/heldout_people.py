@@ -45,9 +45,7 @@ def missed(phrase: str, cutoffs: dict[str, float], model: str | None = None) -> 
     synth.check_mbrola()
     text = recipe.spoken(recipe.make(phrase))
     items = [(synth.say(text, v), v.name) for v in voices()]
-    if model:
-        wakeword.Ours.model_path = model
-    engines = {name: wakeword.ENGINES[name](phrase) for name in cutoffs}
+    engines = {name: wakeword.engine(name, phrase, model) for name in cutoffs}
     out = evalvoices.missed_alone(items, engines, cutoffs, np.random.default_rng(11))
     for per in out.values():
         per["all"] = round(float(np.mean(list(per.values()))), 3)  # voices have equal counts

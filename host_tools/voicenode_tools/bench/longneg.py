@@ -225,12 +225,12 @@ def main(argv=None):
 
     results = dict(r.split("=", 1) for r in args.result)
     phrases = list(results)
-    if args.model:
-        if len(phrases) != 1:
-            raise SystemExit("--model goes with one --result")
-        wb.Ours.model_path = args.model
+    if args.model and len(phrases) != 1:
+        raise SystemExit("--model goes with one --result")
     engines = {
-        f"{name}:{p}": wb.ENGINES[name](p) for p in phrases for name in args.engines.split(",")
+        f"{name}:{p}": wb.engine(name, p, args.model)
+        for p in phrases
+        for name in args.engines.split(",")
     }
     cache = recipe.cache_dir().parent / "eval"
     t0 = time.time()

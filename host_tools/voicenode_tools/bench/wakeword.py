@@ -164,14 +164,13 @@ def make_audio(
 class Ours:
     name = "ours"
 
-    model_path = None  # default: models/<name>.vnm
-
-    def __init__(self, phrase):
+    def __init__(self, phrase, model=None):
+        """``model``: a .vnm file (default: the shipped ``models/<name>.vnm``)."""
         from voicenode_tools.reference import frontend, nn
         from voicenode_tools.train.recipe import REPO_ROOT, slug
 
         self.fe = frontend
-        path = self.model_path or REPO_ROOT / "models" / f"{slug(phrase)}.vnm"
+        path = model or REPO_ROOT / "models" / f"{slug(phrase)}.vnm"
         self.model = nn.QuantModel.load(path)
         self.window = int(self.model.sidecar["window"])
         sc = self.model.sidecar
@@ -326,6 +325,12 @@ ENGINES = {
     e.name: e
     for e in (Ours, MicroWakeWordEngine, OpenWakeWordEngine, PorcupineEngine, PocketSphinxEngine)
 }
+
+
+def engine(name: str, phrase: str, model=None):
+    """The engine called ``name`` listening for ``phrase``; ``model`` is our .vnm file
+    (None: the shipped one) and is ignored by the peers."""
+    return Ours(phrase, model) if name == Ours.name else ENGINES[name](phrase)
 
 
 # ---- scoring ----------------------------------------------------------------------------------
@@ -725,7 +730,6 @@ def main(argv=None):
     )
     ap.add_argument("--out", help="write the JSON here, the DET curve to .png, the table to .md")
     args = ap.parse_args(argv)
-    Ours.model_path = args.model
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -755,13 +759,13 @@ def main(argv=None):
     results = []
     for name in args.engines.split(","):
         try:
-            engine = ENGINES[name](args.phrase)
+            eng = engine(name, args.phrase, args.model)
         except Exception as e:  # a missing optional package or keyword: report, go on
             log(f"{name}: not run ({type(e).__name__}: {e})")
             results.append({"engine": name, "error": f"{type(e).__name__}: {e}"})
             continue
         log(f"{name} ...")
-        r = evaluate_engine(engine, sets, log)
+        r = evaluate_engine(eng, sets, log)
         log(json.dumps({k: v for k, v in r.items() if k != "curve"}))
         results.append(r)
     out = {
