@@ -187,6 +187,12 @@ def test_quant_stream_gives_the_twins_integers():
         assert np.array_equal(got if head == "logits" else got[:, :, 0], want)
 
 
+#: a few seconds of training for the tests that build teachers
+TINY = tc._merge(tc.QUICK, {
+    "data": {"train_commands": 40, "train_unknown": 12, "val_commands": 8, "val_unknown": 4},
+    "train": {"epochs": 2}, "word_bonus": [0]})  # fmt: skip
+
+
 def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
     """`train.distill`: each teacher is the recipe without distillation at its seed, built
     once (as `train-commands --seed S` builds it) and then taken from the cache; the student
@@ -196,9 +202,7 @@ def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
     f = tmp_path / "mini.toml"
     f.write_text(SMALL)
-    tiny = tc._merge(tc.QUICK, {
-        "data": {"train_commands": 40, "train_unknown": 12, "val_commands": 8, "val_unknown": 4},
-        "train": {"epochs": 2}, "word_bonus": [0]})  # fmt: skip
+    tiny = TINY
     kd = tc._merge(tiny, {"train": {"distill": {"teacher_seeds": [4, 5], "weight": 0.5}}})
     side = tc.build(f, tmp_path / "out", seed=3, overrides=kd)
     assert side["recipe"]["train"]["distill"] == {"teacher_seeds": [4, 5], "weight": 0.5}
@@ -255,12 +259,12 @@ def test_teachers_can_hear_the_clean_twins_of_the_training_windows(tmp_path, mon
     monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
     f = tmp_path / "mini.toml"
     f.write_text(SMALL)
-    tiny = tc._merge(tc.QUICK, {
-        "data": {"train_commands": 30, "train_unknown": 8, "val_commands": 6, "val_unknown": 4},
-        "train": {"epochs": 1}, "word_bonus": [0]})  # fmt: skip
     kd = {"teacher_seeds": [4], "weight": 0.5, "teacher_input": "clean"}
+    heard = []  # what the teachers are given
+    probs = tc.teacher_probs
+    monkeypatch.setattr(tc, "teacher_probs", lambda m, x: heard.append(x) or probs(m, x))
     side = tc.build(
-        f, tmp_path / "out", seed=3, overrides=tc._merge(tiny, {"train": {"distill": kd}})
+        f, tmp_path / "out", seed=3, overrides=tc._merge(TINY, {"train": {"distill": kd}})
     )
     assert side["recipe"]["train"]["distill"]["teacher_input"] == "clean"
     scenes = next(
@@ -269,3 +273,7 @@ def test_teachers_can_hear_the_clean_twins_of_the_training_windows(tmp_path, mon
     noisy, clean = np.load(scenes / "train_cmd.npz"), np.load(scenes / "train_cmd_clean40.npz")
     assert np.array_equal(noisy["onset"], clean["onset"]) and noisy["w"].shape == clean["w"].shape
     assert not np.array_equal(noisy["w"], clean["w"])
+    # the teachers heard the clean twins, the student (`fit`) the noisy windows
+    (x,) = heard
+    assert any(np.array_equal(x[0], w) for w in clean["w"])
+    assert not any(np.array_equal(x[0], w) for w in noisy["w"])

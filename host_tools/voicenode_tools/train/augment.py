@@ -237,21 +237,10 @@ def render_music(rng: np.random.Generator, rate: int, seconds: float = 20.0) -> 
 # --- the whole chain -------------------------------------------------------------------------
 
 
-def augment(
-    clip: np.ndarray,
-    rate: int,
-    rng: np.random.Generator,
-    backgrounds: list[np.ndarray] | None = None,
-    speech: list[np.ndarray] | None = None,
-    snr_db: tuple[float, float] = (0.0, 25.0),
-    p_reverb: float = 0.5,
-    p_band: float = 0.5,
-    p_clean: float = 0.1,
-) -> np.ndarray:
-    """One random augmentation of ``clip``: reverb, background at a random SNR, band, gain.
-    (`augment_pair` without the clean twin.)
-    """
-    return augment_pair(clip, rate, rng, backgrounds, speech, snr_db, p_reverb, p_band, p_clean)[0]
+def augment(clip: np.ndarray, rate: int, rng: np.random.Generator, *args, **kwargs) -> np.ndarray:
+    """One random augmentation of ``clip``: reverb, background at a random SNR, band, gain
+    (`augment_pair`'s arguments, without its clean twin); int16, the same length."""
+    return augment_pair(clip, rate, rng, *args, **kwargs)[0]
 
 
 def augment_pair(
@@ -266,9 +255,10 @@ def augment_pair(
     p_clean: float = 0.1,
     clean_db: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """`augment`, and with ``clean_db`` its clean twin: the same room, band limit and gain,
-    with the same background ``clean_db`` dB below the clip (a quiet room). The random draws
-    are `augment`'s, so the first array is the same with or without the twin.
+    """One random augmentation of ``clip`` (reverb, background at a random SNR, band, gain)
+    and, with ``clean_db``, its clean twin: the same room, band limit and gain, with the same
+    background ``clean_db`` dB below the clip (a quiet room). The twin takes no random draw
+    of its own, so the first array is the same with or without it.
 
     Args:
         clip: int16 samples.
@@ -280,6 +270,7 @@ def augment_pair(
         p_reverb: probability of a room.
         p_band: probability of a microphone band limit.
         p_clean: probability of no background at all.
+        clean_db: the twin's signal-to-background ratio (None: no twin).
 
     Returns:
         (int16 array of the same length, its int16 twin or None).

@@ -61,20 +61,10 @@ def _bed(n: int, rate: int, rng, music, speech) -> np.ndarray:
     return augment.noise(n, rng)
 
 
-def build_track(
-    utterances: list[tuple[np.ndarray, str]],
-    rate: int,
-    rng: np.random.Generator,
-    music: list[np.ndarray],
-    babble_speech: list[np.ndarray],
-    snr_db: tuple[float, float],
-    p_reverb: float = 0.5,
-    bed: str | None = None,
-) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
-    """Lay utterances over a background; returns int16 audio and (start, end, kind) in samples.
-    (`mix_track` with no clean twin.)
-    """
-    audio, _, events = mix_track(utterances, rate, rng, music, babble_speech, snr_db, p_reverb, bed)
+def build_track(*args, **kwargs) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+    """Lay utterances over a background (`mix_track`'s arguments, without its clean twin);
+    returns int16 audio and (start, end, kind) in samples."""
+    audio, _, events = mix_track(*args, **kwargs)
     return audio, events
 
 
@@ -89,10 +79,11 @@ def mix_track(
     bed: str | None = None,
     clean_db: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, int, str]]]:
-    """`build_track`, and with ``clean_db`` its clean twin: the same utterances in the same
-    rooms, band limit and gain, with the same background bed ``clean_db`` dB below the speech
-    (a quiet room). Returns (int16 audio, int16 clean twin or None, events); the random draws
-    are those of `build_track`, so the audio is the same with or without the twin.
+    """Lay utterances over a background, and with ``clean_db`` make its clean twin: the same
+    utterances in the same rooms, band limit and gain, with the same background bed
+    ``clean_db`` dB below the speech (a quiet room). Returns (int16 audio, int16 clean twin or
+    None, events in samples); the twin takes no random draw of its own, so the audio is the
+    same with or without it.
 
     Args:
         utterances: (int16 clip, kind) with kind "pos" or anything else (negative).
@@ -103,6 +94,7 @@ def mix_track(
         snr_db: range of utterance-to-background ratios (by RMS of the utterance).
         p_reverb: probability of a room per utterance.
         bed: "noise" to force generated noise (else random: music, babble, noise).
+        clean_db: the twin's utterance-to-background ratio (None: no twin).
     """
     lead = int(rng.uniform(1.0, 2.5) * rate)
     gaps = [int(rng.uniform(0.2, 1.2) * rate) for _ in utterances]
