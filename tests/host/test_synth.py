@@ -167,9 +167,22 @@ def test_mbrola_keys_the_data_cache_only_when_used(monkeypatch):
     rec["data"]["mbrola_fraction"] = 0.3
     with_mbrola = recipe.data_hash(rec, RATE)
     assert with_mbrola != plain
+    # the command data too (the same rule, `synth.mbrola_hash_key`)
+    from voicenode_tools import commandset
+    from voicenode_tools.train import commands as tc
+
+    cs = commandset.load(commandset.default_path())
+    cmd = tc.make_recipe(1)
+    cmd_plain = tc.data_hash(cs, cmd, RATE)
+    cmd["data"]["mbrola_fraction"] = 0.3
+    cmd_mbrola = tc.data_hash(cs, cmd, RATE)
+    assert cmd_mbrola != cmd_plain
     # another choice of training voices is other data
     monkeypatch.setattr(synth, "MBROLA_HELD_OUT", synth.MBROLA_HELD_OUT[1:])
     assert recipe.data_hash(rec, RATE) != with_mbrola
+    assert tc.data_hash(cs, cmd, RATE) != cmd_mbrola
+    del cmd["data"]["mbrola_fraction"]  # off: the voice tables do not matter
+    assert tc.data_hash(cs, cmd, RATE) == cmd_plain
 
 
 def test_missing_mbrola_packages_are_named(monkeypatch, tmp_path):

@@ -265,8 +265,7 @@ def data_hash(cs: csmod.CommandSet, rec: dict, rate: int) -> str:
         "seed": rec["seed"],
         "rate": rate,
     }
-    if rec["data"].get("mbrola_fraction"):  # which MBROLA voices train (only when used)
-        key["mbrola"] = synth.mbrola_training_voices()
+    key.update(synth.mbrola_hash_key(rec["data"]))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

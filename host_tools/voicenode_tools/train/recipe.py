@@ -137,10 +137,9 @@ def data_hash(recipe: dict, rate: int) -> str:
     }
     if recipe.get("say"):  # only when set: the hashes of recipes without it stay the same
         key["say"] = recipe["say"]
-    if recipe["data"].get("mbrola_fraction"):  # which MBROLA voices train (same rule)
-        from . import synth
+    from . import synth
 
-        key["mbrola"] = synth.mbrola_training_voices()
+    key.update(synth.mbrola_hash_key(recipe["data"]))
     return hashlib.sha256(canonical(key).encode()).hexdigest()[:16]
 
 

@@ -345,6 +345,12 @@ def mbrola_training_voices() -> list[str]:
     return [n for n, _ in MBROLA_VOICES if n not in MBROLA_HELD_OUT]
 
 
+def mbrola_hash_key(data: dict) -> dict:
+    """What a data hash adds for a recipe's ``data``: which MBROLA voices train, when it
+    draws from them ({} otherwise, so the hashes of recipes without them stay the same)."""
+    return {"mbrola": mbrola_training_voices()} if data.get("mbrola_fraction") else {}
+
+
 def missing_mbrola() -> list[str]:
     """The MBROLA packages `MBROLA_VOICES` needs that are not installed."""
     import os
