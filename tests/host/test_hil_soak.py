@@ -36,10 +36,17 @@ def test_checks_and_matching():
         (300.2, {"t": 2.0, "event": "wake"}),
         (1000.0, {"t": 3.0, "event": "wake"}),
     ]
+    r.counters_before, r.counters = {"wakes": 4}, {"wakes": 7}
     lat, misses, false = r.match()
     assert np.allclose(lat, [0.3, 0.2]) and misses == 1 and false == [1000.0]
     checks = r.checks()
     assert all(ok for ok, _ in checks.values()), checks
+    r.counters = {"wakes": 6}  # a wake the node counted whose event never came back
+    ok, msg = r.checks()["wakes_counted"]
+    assert not ok and "counted 2 wakes, 3 wake events" in msg
+    r.counters = {}  # no final status: not a pass
+    assert not r.checks()["wakes_counted"][0]
+    r.counters = {"wakes": 7}
     r.heap.append((3600, 43000, 190000))  # a 3 KB step after warm-up: not flat
     r.events.append((3500, {"event": "error", "msg": "boom"}))
     checks = r.checks()
@@ -52,10 +59,11 @@ def test_reports_written(tmp_path):
     r.heap = [(t, 40000, 200000) for t in range(0, 600, 5)]
     r.expected = [50.0]
     r.events = [(50.4, {"t": 9.1, "event": "wake"})]
+    r.counters = {"wakes": 1}
     files = soak.save(r, tmp_path)
     root = ET.parse(files["junit"]).getroot()
     assert root.tag == "testsuite" and root.get("name") == "voicenode-hil-soak"
-    assert root.get("tests") == "3" and root.get("failures") == "0"
+    assert root.get("tests") == "4" and root.get("failures") == "0"
     assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "detected 1, missed 0" in files["summary"].read_text()
     assert '"audio_s": 50.4' in files["events"].read_text()
@@ -79,7 +87,10 @@ def test_the_wake_phrase_is_said_as_the_recipe_spells_it(tmp_path):
 
     from voicenode_tools.hil.clips import wake_phrase
 
-    side = {"wake_phrase": "hey mycroft", "recipe": {"phrase": "hey mycroft", "say": "hey my croft"}}
+    side = {
+        "wake_phrase": "hey mycroft",
+        "recipe": {"phrase": "hey mycroft", "say": "hey my croft"},
+    }
     (tmp_path / "hey_mycroft.json").write_text(json.dumps(side))
     assert wake_phrase(tmp_path / "hey_mycroft.vnm") == "hey my croft"  # not "mick-roft"
     (tmp_path / "a.json").write_text(json.dumps({"wake_phrase": "alexa", "recipe": {}}))

@@ -11,7 +11,9 @@ Pass criteria (the JUnit cases):
     no_crash         the node answered to the end (no NodeGone, no Python error, no "error"
                      event);
     heap_flat        after warm-up, heap_alloc (after gc.collect()) stays within HEAP_TOLERANCE;
-    detections_timed every detection has a position in the audio and the node's own "t".
+    detections_timed every detection has a position in the audio and the node's own "t";
+    wakes_counted    the node's own "wakes" counter rose by exactly the wake events that came
+                     back (none lost on the way, none counted twice).
 Reported, not judged (the suite's wake tests judge accuracy): detections matched to spoken
 wake phrases, misses, false wakes per hour, latency.
 """
@@ -46,7 +48,9 @@ class SoakResult:
         audio_seconds: audio streamed.
         wall_seconds: how long it took.
         heap: (audio second, heap_alloc, heap_free) per status sample.
-        counters: the node's last counters.
+        counters: the node's counters after the soak (the last status sample's if it
+            stopped early).
+        counters_before: the node's counters before it.
         events: (audio second, event) for every event.
         expected: audio seconds where a spoken wake phrase ends.
         crash: what stopped the soak early, or "".
@@ -57,6 +61,7 @@ class SoakResult:
     wall_seconds: float = 0.0
     heap: list = field(default_factory=list)
     counters: dict = field(default_factory=dict)
+    counters_before: dict = field(default_factory=dict)
     events: list = field(default_factory=list)
     expected: list = field(default_factory=list)
     crash: str = ""
@@ -118,8 +123,18 @@ class SoakResult:
                 not untimed,
                 f"{len(self.detections)} detections, {len(untimed)} without a time",
             ),
+            "wakes_counted": self._wakes_counted(),
         }
         return out
+
+    def _wakes_counted(self) -> tuple[bool, str]:
+        if self.crash or "wakes" not in self.counters:
+            return False, "no final counters (the soak stopped early or the node has none)"
+        counted = self.counters["wakes"] - self.counters_before.get("wakes", 0)
+        return (
+            counted == len(self.detections),
+            f"the node counted {counted} wakes, {len(self.detections)} wake events came back",
+        )
 
     @property
     def passed(self) -> bool:
@@ -255,6 +270,7 @@ def run(
 
     t0 = time.monotonic()
     try:
+        res.counters_before = link.status().get("counters", {})
         out = link.stream(
             mix.chunks(seconds, chunk, res.expected),
             window=window,
@@ -267,6 +283,8 @@ def run(
         res.audio_seconds = out.samples / rate
         if out.reason != "quit":
             res.crash = f"the test input ended early: {out.reason} {out.detail}".strip()
+        else:  # the counters after the last event (the last sample may be seconds before it)
+            res.counters = link.status().get("counters", {})
     except HilError as e:
         res.crash = str(e)
     res.wall_seconds = time.monotonic() - t0
