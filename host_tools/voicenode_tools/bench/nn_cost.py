@@ -33,6 +33,7 @@ import numpy as np
 
 from voicenode_tools import FIRMWARE_DIR
 from voicenode_tools.bench import measure
+from voicenode_tools.device.build import mpy_cross_binary
 
 TARGET_INSTR_PER_S = 25e6
 TARGET_HEAP = 48 * 1024
@@ -89,7 +90,9 @@ def _compile_firmware(dest: Path):
         out = dest / src.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["mpy-cross", "-march=x64", "-o", str(out), str(src)], check=True, capture_output=True
+            [mpy_cross_binary(), "-march=x64", "-o", str(out), str(src)],
+            check=True,
+            capture_output=True,
         )
 
 
