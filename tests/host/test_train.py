@@ -250,5 +250,6 @@ def test_teachers_can_hear_the_clean_twins_of_the_training_tracks(tmp_path, monk
     side = trainer.build(rec, tmp_path / "out", workers=1)
     assert side["recipe"]["train"]["distill"]["teacher_input"] == "clean"
     bad = recipe._merge(rec, {"train": {"distill": {"teacher_input": "quiet"}}})
-    with pytest.raises(ValueError, match="teacher_input 'quiet'"):
+    monkeypatch.setattr(trainer, "prepare", lambda *a, **k: pytest.fail("work on a bad recipe"))
+    with pytest.raises(ValueError, match="teacher_input 'quiet'"):  # refused before any work
         trainer.build(bad, tmp_path / "bad", workers=1)

@@ -442,6 +442,9 @@ def build(
     from voicenode_tools.reference import nn as ref
 
     progress = progress or Progress(enabled=False)
+    teacher_input = (rec["train"].get("distill") or {}).get("teacher_input", "noisy")
+    if teacher_input not in ("noisy", "clean"):  # before any work
+        raise ValueError(f"train.distill.teacher_input {teacher_input!r}: 'noisy' or 'clean'")
     t0 = time.time()
     sets = prepare(rec, progress, workers)
     t_data = time.time() - t0
@@ -459,9 +462,6 @@ def build(
             heard = clean_train_tracks(rec, float(dist.get("clean_db", 40)), progress, workers)
             if [len(t.feats) for t in heard] != [len(t.feats) for t in sets["train"]]:
                 raise RuntimeError("the clean training tracks do not match the tracks")
-        elif dist.get("teacher_input", "noisy") != "noisy":
-            raise ValueError(f"train.distill.teacher_input {dist['teacher_input']!r}: "
-                             "'noisy' or 'clean'")  # fmt: skip
         soft = teacher_targets(teachers(rec, progress, workers, threads), heard)
     net = fit(rec, sets["train"], progress, threads, soft=soft)
     t_train = time.time() - t0 - t_data
