@@ -150,10 +150,9 @@ def make_recipe(seed: int = 1, quick: bool = False, overrides: dict | None = Non
             raise ValueError(
                 f'train.distill must be {{"teacher_seeds": [seeds], "weight": 0..1}}, got {kd!r}'
             )
-        if kd.get("teacher_input", "noisy") not in ("noisy", "clean"):
-            raise ValueError(
-                f"train.distill.teacher_input {kd['teacher_input']!r}: 'noisy' or 'clean'"
-            )
+        from .trainer import distill_clean_db
+
+        distill_clean_db(rec)  # the teachers' input: "noisy" or "clean"
     if rec.get("vad") is None:
         rec["vad"] = dict(ref_vad.DEFAULTS)
     return rec
@@ -815,7 +814,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     from voicenode_tools.reference import commands as rc
     from voicenode_tools.reference import nn as ref_nn
 
-    from .trainer import Progress
+    from .trainer import Progress, distill_clean_db
 
     progress = progress or Progress(enabled=False)
     t0 = time.time()
@@ -860,8 +859,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
 
     # teachers that hear clean audio learn from the scenes' clean twins (the background 40 dB
     # down): the network learns from noisy windows what they make of clean ones
-    dist = rec["train"].get("distill") or {}
-    clean_db = float(dist.get("clean_db", 40)) if dist.get("teacher_input") == "clean" else None
+    clean_db = distill_clean_db(rec)
     xs, ys, xcs = [], [], []
     for grp in ("train_cmd", "train_unk"):
         if units == "words":
@@ -873,10 +871,9 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
             key = grp if c == 0 else f"{grp}_{c}"
             sc = scenes(job_list, babble, f"scenes {grp}", key)
             # the teachers' clean twins of the same scenes (the same draws: the same windows)
-            twins = (
-                scenes([(*j, clean_db) for j in job_list], babble, f"clean scenes {grp}",
-                       f"{key}_clean{clean_db:g}")
-                if clean_db is not None else [(None, o) for _, o in sc]
+            twins = sc if clean_db is None else scenes(
+                [(*j, clean_db) for j in job_list], babble, f"clean scenes {grp}",
+                f"{key}_clean{clean_db:g}",
             )  # fmt: skip
             for (w, onset), (wc, _), clip, lab in zip(sc, twins, clips[grp], labs, strict=True):
                 if lab and speech_fits(onset, len(clip), max_frames):

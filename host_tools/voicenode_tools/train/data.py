@@ -137,14 +137,19 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     return clips
 
 
+def folder_of(rec: dict, rate: int) -> Path:
+    """The recipe's data cache folder (its clips, and the tracks made from them)."""
+    return recipes.cache_dir() / recipes.data_hash(rec, rate)
+
+
 def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> tuple[Clips, Path]:
     """The recipe's clips from the cache, generating them the first time.
 
     Returns:
         (clips, cache folder).
     """
-    h = recipes.data_hash(rec, rate)
-    folder = recipes.cache_dir() / h
+    folder = folder_of(rec, rate)
+    h = folder.name
     path = folder / "clips.npz"
     if path.exists():
         return Clips.load(path), folder

@@ -75,14 +75,9 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
 
     rate = int(params.SAMPLE_RATE)
     report = progress or (lambda *a, **k: None)
-    clips, folder = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
-    # "train_without_piper": the same clips, but piper's never reach the training tracks
-    # (a check of generalisation across synthesizers: validated on piper all the same).
-    no_piper = bool(rec.get("train_without_piper"))
-    suffix = "_nopiper" if no_piper else ""
-    path = folder / f"tracks_{frontend_hash()}_v{TRACKS_VERSION}{suffix}.npz"
+    path = _tracks_path(rec, rate)
     names_path = path.with_suffix(".json")
-    if path.exists() and names_path.exists():
+    if path.exists() and names_path.exists():  # the clips are not needed then
         names = json.loads(names_path.read_text())
         all_tracks = trk.load(path)
         out, i = {}, 0
@@ -90,6 +85,7 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
             out[name] = all_tracks[i : i + n]
             i += n
         return out
+    clips, _ = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
     g = clips.groups
     seed = rec["seed"]
     d = rec["data"]
@@ -127,6 +123,32 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     return sets
 
 
+def _tracks_path(rec: dict, rate: int, clean_db: float | None = None) -> Path:
+    """Where `prepare` keeps the recipe's tracks (and `clean_train_tracks` their twins):
+    beside its clips. "train_without_piper": the same clips, but piper's never reach the
+    training tracks (a check of generalisation across synthesizers: validated on piper all
+    the same)."""
+    suffix = "_nopiper" if rec.get("train_without_piper") else ""
+    if clean_db is not None:
+        suffix += f"_clean{clean_db:g}"
+    return datamod.folder_of(rec, rate) / f"tracks_{frontend_hash()}_v{TRACKS_VERSION}{suffix}.npz"
+
+
+def distill_clean_db(rec: dict) -> float | None:
+    """How far below the speech the teachers hear the background: ``train.distill.clean_db``
+    (40 dB) with ``"teacher_input": "clean"``, None when they hear the training audio itself
+    (the default, "noisy") or nothing is distilled. The wake words' and the commands' rule.
+
+    Raises:
+        ValueError: for a ``teacher_input`` other than "noisy" or "clean".
+    """
+    dist = rec["train"].get("distill") or {}
+    teacher_input = dist.get("teacher_input", "noisy")
+    if teacher_input not in ("noisy", "clean"):
+        raise ValueError(f"train.distill.teacher_input {teacher_input!r}: 'noisy' or 'clean'")
+    return float(dist.get("clean_db", 40)) if teacher_input == "clean" else None
+
+
 def _train_plans(rec: dict, clips):
     """The training tracks' utterances (`tracks.plan_tracks`), the training and validation
     babble talkers, and the random generator `prepare` goes on with."""
@@ -159,11 +181,10 @@ def clean_train_tracks(rec: dict, clean_db: float, progress=None, workers: int =
 
     rate = int(params.SAMPLE_RATE)
     report = progress or (lambda *a, **k: None)
-    clips, folder = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
-    suffix = "_nopiper" if rec.get("train_without_piper") else ""
-    path = folder / f"tracks_{frontend_hash()}_v{TRACKS_VERSION}{suffix}_clean{clean_db:g}.npz"
+    path = _tracks_path(rec, rate, clean_db)
     if path.exists():
         return trk.load(path)
+    clips, _ = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
     plans, babble, _, _ = _train_plans(rec, clips)
     out = trk.make_tracks(
         plans, rate, rec["seed"] * 1000 + 1, clips.groups["music"], babble,
@@ -442,9 +463,7 @@ def build(
     from voicenode_tools.reference import nn as ref
 
     progress = progress or Progress(enabled=False)
-    teacher_input = (rec["train"].get("distill") or {}).get("teacher_input", "noisy")
-    if teacher_input not in ("noisy", "clean"):  # before any work
-        raise ValueError(f"train.distill.teacher_input {teacher_input!r}: 'noisy' or 'clean'")
+    clean_db = distill_clean_db(rec)  # a bad setting is refused before any work
     t0 = time.time()
     sets = prepare(rec, progress, workers)
     t_data = time.time() - t0
@@ -456,10 +475,9 @@ def build(
         # at other seeds (trained first, or taken from the cache), on the training tracks.
         # With "teacher_input": "clean" they hear the tracks' clean twins (the background
         # 40 dB down): the student learns from noisy audio what they make of clean audio.
-        dist = rec["train"]["distill"]
         heard = sets["train"]
-        if dist.get("teacher_input", "noisy") == "clean":
-            heard = clean_train_tracks(rec, float(dist.get("clean_db", 40)), progress, workers)
+        if clean_db is not None:
+            heard = clean_train_tracks(rec, clean_db, progress, workers)
             if [len(t.feats) for t in heard] != [len(t.feats) for t in sets["train"]]:
                 raise RuntimeError("the clean training tracks do not match the tracks")
         soft = teacher_targets(teachers(rec, progress, workers, threads), heard)
