@@ -198,6 +198,33 @@ def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
     assert same == (tmp_path / "out" / "hey_computer.vnm").read_bytes()
 
 
+def test_a_student_trains_for_its_own_steps():
+    """`train.distill.steps`: the student's training steps; the teachers (the recipe without
+    `distill`) and a build without teachers keep `train.steps`."""
+    rng = np.random.default_rng(5)
+    trk = [
+        tracks.Track(
+            rng.integers(0, 255, (400, 40), dtype=np.uint8),
+            (rng.random(400) < 0.2).astype(np.int8),
+            [],
+        )
+        for _ in range(2)
+    ]
+    kd = {"teacher_seeds": [1], "weight": 0.5, "steps": 7}
+    rec = recipe.make("hey computer", seed=3, **recipe._merge(TINY, {"train": {"distill": kd}}))
+    soft = np.full(800, 0.3, np.float32)
+
+    def steps_of(soft_targets):
+        seen = []
+        trainer.fit(rec, trk, progress=lambda stage, f, msg="": seen.append(f), soft=soft_targets)
+        return round(1 / seen[0]), len(seen)
+
+    assert steps_of(soft) == (7, 2)  # steps 0 and 6 reported
+    assert steps_of(None) == (4, 2)  # train.steps
+    teacher = trainer.teacher_recipe(rec, 1)
+    assert "distill" not in teacher["train"] and teacher["train"]["steps"] == 4
+
+
 def test_cli_prints_the_recipe(capsys):
     assert main(["train-wakeword", "alexa", "--seed", "7", "--print-recipe"]) == 0
     rec = json.loads(capsys.readouterr().out)

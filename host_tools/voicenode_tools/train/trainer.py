@@ -203,7 +203,8 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     Args:
         soft: optional per-frame target probabilities over the concatenated training tracks
             (`teacher_targets`): each output is then also fitted to them, with the weight of
-            the recipe's ``train.distill.weight`` (see `build`).
+            the recipe's ``train.distill.weight`` (see `build`), for ``train.distill.steps``
+            steps if the recipe sets them (``train.steps`` otherwise).
 
     Returns:
         the trained `model.StreamNet` (eval mode).
@@ -231,7 +232,10 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
         raise ValueError("not enough training audio for one chunk")
     xf = torch.from_numpy(feats)
     lab = torch.from_numpy(labels.astype(np.int64))
-    steps, batch = int(t["steps"]), int(t["batch"])
+    # a student may train longer than its teachers did (``train.distill.steps``): soft targets
+    # do not overfit as hard labels do ("patient" distillation)
+    steps = int(t["distill"].get("steps", t["steps"]) if soft is not None else t["steps"])
+    batch = int(t["batch"])
     opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=float(t["lr"]), total_steps=steps, pct_start=0.1
