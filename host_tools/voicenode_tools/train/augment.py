@@ -293,16 +293,32 @@ def augment_pair(
         if twin is not None:
             twin = mix(x, b, float(clean_db))
         x = mix(x, b, float(rng.uniform(*snr_db)))
+    # a peak between -30 dBFS and +1 dBFS: clipping now and then, like a close talker
+    x, twin = band_and_level(x, twin, rate, rng, p_band, top_db=1.0)
+    return to_int16(x), None if twin is None else to_int16(twin)
+
+
+def band_and_level(
+    x: np.ndarray,
+    twin: np.ndarray | None,
+    rate: int,
+    rng: np.random.Generator,
+    p_band: float,
+    top_db: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The last steps of every mix (`augment_pair`, `tracks.mix_track`): a microphone band
+    limit (with probability `p_band`), then a level (the peak at -30..`top_db` dBFS; nothing
+    drawn for silence). The clean twin, if any, gets the same band and the same gain, so that
+    its speech sits at the noisy mix's level. Returns the float arrays."""
     if rng.random() < p_band:
         lo, hi = float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800))
         x = band_limit(x, rate, lo, hi)
         if twin is not None:
             twin = band_limit(twin, rate, lo, hi)
-    # Level: a peak between -30 dBFS and 0 dBFS (clipping now and then, like a close talker).
-    peak = float(np.max(np.abs(x))) if n else 0.0
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
     if peak > 0:
-        gain = (32767.0 / peak) * 10 ** (float(rng.uniform(-30, 1)) / 20)
+        gain = (32767.0 / peak) * 10 ** (float(rng.uniform(-30, top_db)) / 20)
         x = x * gain
-        if twin is not None:  # the noisy clip's gain: the speech at the same level in both
+        if twin is not None:
             twin = twin * gain
-    return to_int16(x), None if twin is None else to_int16(twin)
+    return x, twin

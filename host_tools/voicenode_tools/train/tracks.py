@@ -116,17 +116,8 @@ def mix_track(
     snr = float(np.mean(levels)) if levels else 20.0
     clean = None if clean_db is None else x + b * 3000.0 * 10 ** (-float(clean_db) / 20)
     x += b * 3000.0 * 10 ** (-snr / 20)
-    if rng.random() < 0.5:
-        lo, hi = float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800))
-        x = augment.band_limit(x, rate, lo, hi)
-        if clean is not None:
-            clean = augment.band_limit(clean, rate, lo, hi)
-    peak = float(np.max(np.abs(x))) or 1.0
-    gain = (32767.0 / peak) * 10 ** (float(rng.uniform(-30, 0)) / 20)
-    x *= gain
-    if clean is not None:  # the noisy track's gain: the speech at the same level in both
-        clean = augment.to_int16(clean * gain)
-    return augment.to_int16(x), clean, events
+    x, clean = augment.band_and_level(x, clean, rate, rng, p_band=0.5, top_db=0.0)
+    return augment.to_int16(x), None if clean is None else augment.to_int16(clean), events
 
 
 def label_frames(n_frames: int, events, rate: int) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
