@@ -31,7 +31,12 @@ FLASH_PINS = frozenset(range(26, 33))
 #: Also taken on modules with octal (8-line) flash or PSRAM.
 OCTAL_PINS = frozenset(range(33, 38))
 #: Sampled at reset to choose the boot mode, flash voltage and JTAG source.
-STRAPPING_PINS = {0: "boot mode", 3: "JTAG source", 45: "flash voltage (VDD_SPI)", 46: "boot mode / ROM log"}
+STRAPPING_PINS = {
+    0: "boot mode",
+    3: "JTAG source",
+    45: "flash voltage (VDD_SPI)",
+    46: "boot mode / ROM log",
+}
 #: Usable, but taken by the console on most boards.
 CONSOLE_PINS = {19: "USB D-", 20: "USB D+", 43: "UART0 TX", 44: "UART0 RX"}
 
@@ -89,7 +94,9 @@ class Board:
     def require_supported(self) -> None:
         """Raise `UnsupportedBoardError` with the reason when the firmware cannot serve it."""
         if not self.supported:
-            raise UnsupportedBoardError(f"board {self.name} is not supported: {self.unsupported_reason}")
+            raise UnsupportedBoardError(
+                f"board {self.name} is not supported: {self.unsupported_reason}"
+            )
 
     # -- pins -----------------------------------------------------------------------------
     def pins(self) -> list[tuple[str, int]]:
@@ -135,7 +142,9 @@ class Board:
         if errors:
             return errors, warnings
         src = d["source"]
-        if not isinstance(src, list) or not all(isinstance(s, str) and s.startswith("http") for s in src):
+        if not isinstance(src, list) or not all(
+            isinstance(s, str) and s.startswith("http") for s in src
+        ):
             errors.append("source must be a list of URLs (each may be followed by a note)")
         if not self.supported and not d.get("unsupported_reason"):
             errors.append("an unsupported board must say why (unsupported_reason)")
@@ -157,9 +166,13 @@ class Board:
             if num in FLASH_PINS:
                 errors.append(f"{role}: GPIO{num} is wired to the module's SPI flash/PSRAM")
             elif octal and num in OCTAL_PINS:
-                errors.append(f"{role}: GPIO{num} is taken by the octal flash/PSRAM of {d['module']['name']}")
+                errors.append(
+                    f"{role}: GPIO{num} is taken by the octal flash/PSRAM of {d['module']['name']}"
+                )
             if num in STRAPPING_PINS:
-                warnings.append(f"{role}: GPIO{num} is a strapping pin ({STRAPPING_PINS[num]}): keep it free at reset")
+                warnings.append(
+                    f"{role}: GPIO{num} is a strapping pin ({STRAPPING_PINS[num]}): keep it free at reset"
+                )
             if num in CONSOLE_PINS and not role.startswith("board."):
                 warnings.append(f"{role}: GPIO{num} is also {CONSOLE_PINS[num]}")
 
@@ -191,7 +204,9 @@ class Board:
         elif not isinstance(sig, int) or not 8 <= sig <= slot:
             errs.append("microphone.significant_bits must be 8..slot_bits")
         if self.supported and slot != 32:
-            errs.append("microphone.slot_bits must be 32: MicroPython's ESP32 I2S receives 32-bit slots")
+            errs.append(
+                "microphone.slot_bits must be 32: MicroPython's ESP32 I2S receives 32-bit slots"
+            )
         delay, shift = m.get("bit_delay"), m.get("shift")
         if not isinstance(delay, int) or not 0 <= delay <= 2:
             errs.append("microphone.bit_delay must be 0..2")
@@ -280,7 +295,9 @@ class Board:
         const_("SUPPORTED", self.supported)
         const_("UNSUPPORTED_REASON", self.unsupported_reason)
         lines.append("")
-        lines.append("# Microphone: machine.I2S receive, and how to turn a slot into an int16 sample.")
+        lines.append(
+            "# Microphone: machine.I2S receive, and how to turn a slot into an int16 sample."
+        )
         const_("MIC_TYPE", m["type"])
         const_("MIC_INTERFACE", m["interface"])
         const_("MIC_I2S_ID", m["i2s_id"])
@@ -324,7 +341,8 @@ class Board:
         lines.append("")
         lines.append("# Buttons: (name, pin, active_low, pull).")
         buttons = tuple(
-            (b["name"], b["pin"], bool(b["active_low"]), b.get("pull")) for b in d.get("buttons", [])
+            (b["name"], b["pin"], bool(b["active_low"]), b.get("pull"))
+            for b in d.get("buttons", [])
         )
         lines.append(f"BUTTONS = {buttons!r}")
         return "\n".join(lines) + "\n"
@@ -410,7 +428,13 @@ def all_boards() -> list[Board]:
 
 
 # -- wiring picture ----------------------------------------------------------------------------
-_WIRE_COLORS = {"3V3": "#d62728", "GND": "#222222", "sck": "#1f77b4", "ws": "#2ca02c", "sd": "#ff7f0e"}
+_WIRE_COLORS = {
+    "3V3": "#d62728",
+    "GND": "#222222",
+    "sck": "#1f77b4",
+    "ws": "#2ca02c",
+    "sd": "#ff7f0e",
+}
 _ROLE_NAMES = {"sck": "bit clock", "ws": "word select", "sd": "data"}
 
 
@@ -432,10 +456,14 @@ def wiring_svg(board: Board) -> str:
     rows = []  # (esp label, mic label, color, note)
     for mic_pin, target in breakout.items():
         if target in ("3V3", "GND"):
-            rows.append((target, mic_pin, _WIRE_COLORS[target], "power" if target == "3V3" else "ground"))
+            rows.append(
+                (target, mic_pin, _WIRE_COLORS[target], "power" if target == "3V3" else "ground")
+            )
         else:
             gpio = m["pins"][target]
-            rows.append((f"GPIO{gpio}", mic_pin, _WIRE_COLORS[target], _ROLE_NAMES.get(target, target)))
+            rows.append(
+                (f"GPIO{gpio}", mic_pin, _WIRE_COLORS[target], _ROLE_NAMES.get(target, target))
+            )
     extras = []
     mute = board.data.get("mute")
     if mute:

@@ -13,6 +13,7 @@ import sys
 from . import __version__
 
 # name: (module, one-line help)
+# fmt: off
 _COMMANDS = {
     "demo": ("voicenode_tools.commands.demo", "the virtual board running the firmware on the demo recording"),
     "flash": ("voicenode_tools.commands.flash", "write a stock MicroPython firmware to an ESP32-S3 (esptool)"),
@@ -30,6 +31,7 @@ _COMMANDS = {
     "hil": ("voicenode_tools.commands.hil", "hardware-in-the-loop suite and soak (a real board or --port sim)"),
     "secrets": ("voicenode_tools.commands.secrets", "write the Wi-Fi and MQTT broker secrets to /secrets.json on the node"),
 }
+# fmt: on
 
 
 class CommandError(Exception):
@@ -37,7 +39,9 @@ class CommandError(Exception):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="voicenode", description="The private voice node's host tools.")
+    parser = argparse.ArgumentParser(
+        prog="voicenode", description="The private voice node's host tools."
+    )
     parser.add_argument("--version", action="version", version=f"voicenode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in _COMMANDS.items():

@@ -43,7 +43,9 @@ def _speak(text: str, speed: int) -> np.ndarray:
 
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "say.wav"
-        subprocess.run(["espeak-ng", "-v", VOICE, "-s", str(speed), "-w", str(wav), text], check=True)
+        subprocess.run(
+            ["espeak-ng", "-v", VOICE, "-s", str(speed), "-w", str(wav), text], check=True
+        )
         x, rate = read_wav(wav)
     return resample(x, rate, 16000)
 
@@ -65,8 +67,13 @@ def make_recording(path: Path, seed: int = 1) -> Path:
     return path
 
 
-def run_demo(wav: Path = DEMO_WAV, board: str | None = None, realtime: bool = True,
-             flash_image: Path | None = None, out=sys.stdout) -> list[dict]:
+def run_demo(
+    wav: Path = DEMO_WAV,
+    board: str | None = None,
+    realtime: bool = True,
+    flash_image: Path | None = None,
+    out=sys.stdout,
+) -> list[dict]:
     """Deploy to a virtual board listening to `wav` and print the node's events.
 
     Returns:
@@ -84,8 +91,9 @@ def run_demo(wav: Path = DEMO_WAV, board: str | None = None, realtime: bool = Tr
     say(f"voicenode demo: a virtual board ({board}) hears {wav.name} ({duration:.1f} s)")
     events = []
     first = True
-    for ev in hear(wav, dict(DEMO_CONFIG), board=board, flash_image=image,
-                   realtime=realtime, say=say):
+    for ev in hear(
+        wav, dict(DEMO_CONFIG), board=board, flash_image=image, realtime=realtime, say=say
+    ):
         if first:
             say("listening (events as the node prints them):")
             first = False
@@ -93,8 +101,10 @@ def run_demo(wav: Path = DEMO_WAV, board: str | None = None, realtime: bool = Tr
         say("  " + json.dumps(ev))
     wakes = [e for e in events if e.get("event") == "wake"]
     intents = [e for e in events if e.get("event") == "intent"]
-    say(f"done: {len(wakes)} wake event(s), {len(intents)} intent(s); the node's last status: "
-        f"{json.dumps(events[-1])}")
+    say(
+        f"done: {len(wakes)} wake event(s), {len(intents)} intent(s); the node's last status: "
+        f"{json.dumps(events[-1])}"
+    )
     return events
 
 

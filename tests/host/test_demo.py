@@ -16,7 +16,9 @@ def test_demo_wakes_on_both_wake_phrases_and_hears_the_commands(tmp_path):
     out = io.StringIO()
     events = run_demo(realtime=False, flash_image=tmp_path / "flash.img", out=out)
     wakes = [e for e in events if e["event"] == "wake"]
-    assert [e["word"] for e in wakes] == ["hey_jarvis"] * sum(t == "Hey Jarvis." for t, _, _ in SCRIPT)
+    assert [e["word"] for e in wakes] == ["hey_jarvis"] * sum(
+        t == "Hey Jarvis." for t, _, _ in SCRIPT
+    )
     assert all(e["score"] >= 0.5 for e in wakes)
     assert events[-1]["event"] == "status" and events[-1]["at"] >= len(load_16k(DEMO_WAV)) / 16000
     assert not any(e["event"] == "error" for e in events)

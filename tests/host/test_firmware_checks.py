@@ -24,11 +24,26 @@ def test_compiles_for_esp32s3(path, tmp_path):
 
 def test_firmware_type_checks_against_esp32s3_stubs():
     stubs = Path(sys.prefix) / "mpy-stubs"
-    assert (stubs / "machine.pyi").is_file(), "run scripts/setup.sh: the MicroPython stubs are missing"
+    assert (stubs / "machine.pyi").is_file(), (
+        "run scripts/setup.sh: the MicroPython stubs are missing"
+    )
     env = dict(os.environ, MYPYPATH=str(stubs))
     res = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(REPO_ROOT / "mypy-firmware.ini"),
-         "--custom-typeshed-dir", str(stubs), "--cache-dir", os.devnull, "firmware"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(REPO_ROOT / "mypy-firmware.ini"),
+            "--custom-typeshed-dir",
+            str(stubs),
+            "--cache-dir",
+            os.devnull,
+            "firmware",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stdout + res.stderr

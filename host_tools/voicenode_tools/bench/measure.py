@@ -57,7 +57,9 @@ def callgrind(cmd, toggle: str | None = None, timeout: float = 7200) -> int:
         if r.returncode != 0:
             raise RuntimeError(f"callgrind failed:\n{r.stderr[-2000:]}")
         text = out.read_text(errors="replace")
-        m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+        m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(
+            r"^totals:\s+(\d+)", text, re.M
+        )
         return int(m.group(1))
 
 
@@ -66,8 +68,9 @@ def heap_bisect(args, lo: int = 1024, hi: int = 1 << 20, step: int = 256) -> int
     None if even `hi` is not enough."""
 
     def ok(size):
-        r = subprocess.run(micropython_cmd(str(size)) + list(args), capture_output=True,
-                           text=True, timeout=600)
+        r = subprocess.run(
+            micropython_cmd(str(size)) + list(args), capture_output=True, text=True, timeout=600
+        )
         return r.returncode == 0
 
     if not ok(hi):

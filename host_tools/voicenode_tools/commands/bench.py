@@ -7,6 +7,7 @@ extra: `pip install -e '.[bench]'` (`make bench` does it).
 
 import argparse
 
+# fmt: off
 BENCHES = {
     "frontend": ("voicenode_tools.bench.frontend", "on-chip front end vs microWakeWord's C front end"),
     "nn": ("voicenode_tools.bench.nn_cost", "int8 network + detector: instructions and heap"),
@@ -18,10 +19,13 @@ BENCHES = {
     "deploy": ("voicenode_tools.bench.deploy", "deploy times on the virtual board"),
     "sim": ("voicenode_tools.sim.bench", "virtual board: mpremote copy, exec and reset times"),
 }
+# fmt: on
 
 
 def add_arguments(parser):
-    parser.add_argument("name", choices=sorted(BENCHES), help="; ".join(f"{k}: {v[1]}" for k, v in BENCHES.items()))
+    parser.add_argument(
+        "name", choices=sorted(BENCHES), help="; ".join(f"{k}: {v[1]}" for k, v in BENCHES.items())
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
 
 

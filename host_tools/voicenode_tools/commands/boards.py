@@ -1,9 +1,9 @@
 """`voicenode boards`: list, check and generate the board definitions in boards/.
 
-    voicenode boards                         the table: name, microphone, codec, supported
-    voicenode boards --check                 validate every definition (exit 1 on an error)
-    voicenode boards --generate [NAME ...]   write boards/<NAME>/board.py from board.json
-    voicenode boards --wiring NAME -o F.svg  draw the wiring of a board and its microphone
+voicenode boards                         the table: name, microphone, codec, supported
+voicenode boards --check                 validate every definition (exit 1 on an error)
+voicenode boards --generate [NAME ...]   write boards/<NAME>/board.py from board.json
+voicenode boards --wiring NAME -o F.svg  draw the wiring of a board and its microphone
 """
 
 from pathlib import Path
@@ -13,11 +13,15 @@ def add_arguments(parser):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--check", action="store_true", help="validate every board definition")
     group.add_argument(
-        "--generate", nargs="*", metavar="NAME",
+        "--generate",
+        nargs="*",
+        metavar="NAME",
         help="write board.py from board.json (all boards when no NAME is given)",
     )
     group.add_argument("--wiring", metavar="NAME", help="draw the wiring of board NAME as SVG")
-    parser.add_argument("-o", "--output", type=Path, help="with --wiring: the SVG file (default stdout)")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="with --wiring: the SVG file (default stdout)"
+    )
 
 
 def run(args) -> int:
@@ -44,7 +48,9 @@ def run(args) -> int:
         for b in chosen:
             errors, _ = b.problems()
             if errors:
-                raise CommandError(f"board {b.name} is invalid, not generated: " + "; ".join(errors))
+                raise CommandError(
+                    f"board {b.name} is invalid, not generated: " + "; ".join(errors)
+                )
             changed = not b.board_py_is_current()
             b.write_board_py()
             print(f"{'wrote    ' if changed else 'unchanged'} boards/{b.name}/board.py")

@@ -4,7 +4,9 @@
 def add_arguments(parser):
     parser.add_argument("--wav", help="another recording for the virtual board's microphone")
     parser.add_argument("--board", help="board definition to deploy (default: the reference board)")
-    parser.add_argument("--fast", action="store_true", help="play the recording as fast as the node takes it")
+    parser.add_argument(
+        "--fast", action="store_true", help="play the recording as fast as the node takes it"
+    )
 
 
 def run(args):

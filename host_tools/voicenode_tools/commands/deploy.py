@@ -15,7 +15,8 @@ def add_arguments(parser):
         "--source", type=Path, default=None, help="firmware tree (default firmware/)"
     )
     parser.add_argument(
-        "--models", default=None,
+        "--models",
+        default=None,
         help="folder of models installed in the app's models/ (default models/; 'none': none)",
     )
     parser.add_argument(

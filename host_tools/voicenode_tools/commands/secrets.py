@@ -32,8 +32,13 @@ def validate(secrets):
 
     from voicenode_tools import FIRMWARE_DIR
 
-    res = subprocess.run(["micropython", "-c", _VALIDATE % str(FIRMWARE_DIR)],
-                         input=json.dumps(secrets), capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["micropython", "-c", _VALIDATE % str(FIRMWARE_DIR)],
+        input=json.dumps(secrets),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if res.returncode != 0:
         raise RuntimeError("the firmware's secrets check did not run: " + res.stderr[-500:])
     return json.loads(res.stdout.splitlines()[-1])

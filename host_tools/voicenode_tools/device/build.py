@@ -111,7 +111,11 @@ def source_files(source: Path) -> tuple[list[str], list[str]]:
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
             rel = os.path.relpath(os.path.join(dirpath, name), source).replace(os.sep, "/")
-            if name.startswith(".") or name.endswith(_SKIP_SUFFIXES) or name.startswith(_SKIP_PREFIXES):
+            if (
+                name.startswith(".")
+                or name.endswith(_SKIP_SUFFIXES)
+                or name.startswith(_SKIP_PREFIXES)
+            ):
                 continue
             if rel in ROOT_FILES:
                 continue
@@ -168,8 +172,12 @@ def model_files(models: Path | None) -> tuple[dict[str, Path], list[str]]:
     return out, [f"models from {models}: {len(out)} file(s)"]
 
 
-def build(arch: str | None, source: Path = FIRMWARE_DIR, board: str | None = None,
-          models: Path | None = MODELS_DIR) -> Build:
+def build(
+    arch: str | None,
+    source: Path = FIRMWARE_DIR,
+    board: str | None = None,
+    models: Path | None = MODELS_DIR,
+) -> Build:
     """Compile the firmware tree for `arch` (an mpy-cross -march name, or None).
 
     Args:

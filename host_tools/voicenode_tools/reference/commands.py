@@ -493,7 +493,5 @@ def decode(decoder: Decoder, rows: np.ndarray, unk: int) -> dict:
     """The grammar's decode of a command's cost rows (`Decoder.decode`) plus the `reject`
     rule's "features" (None without rows; `unk`: the <unk> class or -1)."""
     d = decoder.decode(rows)
-    d["features"] = (
-        features(rows, d["avg"], d["second"], unk, d["token"]) if d["frames"] else None
-    )
+    d["features"] = features(rows, d["avg"], d["second"], unk, d["token"]) if d["frames"] else None
     return d

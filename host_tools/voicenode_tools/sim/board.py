@@ -53,7 +53,11 @@ class VirtualBoard:
         if self._sup is not None and self._sup.state == "running":
             return self._sup.port
         self._sup = Supervisor(
-            self.flash_image, self.mic, self.realtime, self.heapsize, log=self.log,
+            self.flash_image,
+            self.mic,
+            self.realtime,
+            self.heapsize,
+            log=self.log,
             mic_shift=self.mic_shift,
         )
         return self._sup.start()

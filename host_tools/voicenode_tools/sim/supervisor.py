@@ -187,7 +187,9 @@ def ensure_flash_image(path: Path, size: int = FLASH_SIZE) -> Path:
 class Supervisor:
     """Runs one virtual board: child process, pty relay and hardware server (threads)."""
 
-    def __init__(self, flash_image, mic=None, realtime=True, heapsize="256k", log=None, mic_shift=16):
+    def __init__(
+        self, flash_image, mic=None, realtime=True, heapsize="256k", log=None, mic_shift=16
+    ):
         if not _HEAP_RE.match(str(heapsize)):
             raise ValueError(f"bad heap size {heapsize!r} (examples: 256k, 2m, 131072)")
         self.flash_image = ensure_flash_image(Path(flash_image))

@@ -67,8 +67,7 @@ DEFAULTS = {
         # On-the-fly feature augmentation (`specaug`): other vocal tracts (mel bands shifted
         # by up to 2) and SpecAugment masks. With 6000 steps it took the shipped alexa model
         # from 41 % / 24 % to 15 % / 9 % false rejects (held-out espeak / piper, 0.5 FA/h).
-        "augment": {"shift": 2, "freq_masks": 2, "freq_width": 5, "time_masks": 2,
-                    "time_width": 8},
+        "augment": {"shift": 2, "freq_masks": 2, "freq_width": 5, "time_masks": 2, "time_width": 8},
     },
     # window: the cutoff applies to the mean of this many model steps (30 ms each); 5 beat 2,
     # 3, 4, 6 and 8 on both shipped phrases at 0.5 FA/h (docs/WAKEWORD_BENCH.md)
