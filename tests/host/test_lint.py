@@ -6,42 +6,22 @@ import sys
 
 from voicenode_tools import REPO_ROOT
 
+RUFF = [sys.executable, "-m", "ruff"]
+
+
+def _passes(cmd: list[str]) -> None:
+    res = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
 
 def test_ruff_is_clean():
-    res = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    _passes(RUFF + ["check", "--no-cache", "."])
 
 
 def test_host_code_is_formatted():
-    res = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "host_tools", "tests"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    _passes(RUFF + ["format", "--check", "--no-cache", "host_tools", "tests"])
 
 
 def test_codespell_is_clean():
-    res = subprocess.run(
-        [
-            "codespell",
-            "--toml",
-            "pyproject.toml",
-            "firmware",
-            "host_tools",
-            "tests",
-            "docs",
-            "boards",
-            "README.md",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    folders = ["firmware", "host_tools", "tests", "docs", "boards", "README.md"]
+    _passes(["codespell", "--toml", "pyproject.toml", *folders])

@@ -232,8 +232,8 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
         raise ValueError("not enough training audio for one chunk")
     xf = torch.from_numpy(feats)
     lab = torch.from_numpy(labels.astype(np.int64))
-    # a student may train longer than its teachers did (``train.distill.steps``): soft targets
-    # do not overfit as hard labels do ("patient" distillation)
+    # a student may train longer than its teachers did (``train.distill.steps``); twice as
+    # long made the hey jarvis students worse (docs/WAKEWORD_BENCH.md, "Distillation")
     steps = int(t["distill"].get("steps", t["steps"]) if soft is not None else t["steps"])
     batch = int(t["batch"])
     opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
