@@ -266,7 +266,7 @@ def test_teachers_can_hear_the_clean_twins_of_the_training_tracks(tmp_path, monk
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(clean, noisy, strict=True))
     assert any(not np.array_equal(a.feats, b.feats) for a, b in zip(clean, noisy, strict=True))
     # `prepare`'s plans, made again for the twins, still make the cached noisy tracks.
-    clips, _ = trainer.datamod.load_or_generate(rec, 16000)
+    clips = trainer.datamod.load_or_generate(rec, 16000)
     plans, babble, _, _ = trainer._train_plans(rec, clips)
     again = tracks.make_tracks(
         plans[:2], 16000, rec["seed"] * 1000 + 1, clips.groups["music"], babble,

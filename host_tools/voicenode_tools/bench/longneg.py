@@ -73,7 +73,7 @@ def pieces(phrases: list[str], seed: int, hours: float, log=lambda *_: None):
     from voicenode_tools.train import data, recipe, synth, tracks
 
     rec = recipe.make(phrases[0], seed=seed)
-    clips, _ = data.load_or_generate(rec, wb.RATE)
+    clips = data.load_or_generate(rec, wb.RATE)
     g = clips.groups
     babble = tracks.babble_pool(g["val_speech"], np.random.default_rng([seed, 99]))  # make_audio's
     sents = sentences(phrases)

@@ -102,7 +102,7 @@ def make_audio(
     from voicenode_tools.train import data, recipe, tracks
 
     rec = recipe.make(phrase, seed=seed)
-    clips, _ = data.load_or_generate(rec, RATE)
+    clips = data.load_or_generate(rec, RATE)
     g = clips.groups
     rng = np.random.default_rng([seed, 99])
     babble = tracks.babble_pool(g["val_speech"], rng)

@@ -142,23 +142,18 @@ def folder_of(rec: dict, rate: int) -> Path:
     return recipes.cache_dir() / recipes.data_hash(rec, rate)
 
 
-def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> tuple[Clips, Path]:
-    """The recipe's clips from the cache, generating them the first time.
-
-    Returns:
-        (clips, cache folder).
-    """
+def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
+    """The recipe's clips from the cache (`folder_of`), generating them the first time."""
     folder = folder_of(rec, rate)
-    h = folder.name
     path = folder / "clips.npz"
     if path.exists():
-        return Clips.load(path), folder
+        return Clips.load(path)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     clips = generate(rec, rate, progress, workers)
     clips.save(path)
     manifest = {
-        "data_hash": h,
+        "data_hash": folder.name,
         "phrase": rec["phrase"],
         "data": rec["data"],
         "seed": rec["seed"],
@@ -168,4 +163,4 @@ def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> t
         "generate_s": round(time.time() - t0, 1),
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return clips, folder
+    return clips

@@ -85,7 +85,7 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
             out[name] = all_tracks[i : i + n]
             i += n
         return out
-    clips, _ = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
+    clips = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
     g = clips.groups
     seed = rec["seed"]
     d = rec["data"]
@@ -184,7 +184,7 @@ def clean_train_tracks(rec: dict, clean_db: float, progress=None, workers: int =
     path = _tracks_path(rec, rate, clean_db)
     if path.exists():
         return trk.load(path)
-    clips, _ = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
+    clips = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
     plans, babble, _, _ = _train_plans(rec, clips)
     out = trk.make_tracks(
         plans, rate, rec["seed"] * 1000 + 1, clips.groups["music"], babble,
