@@ -150,6 +150,8 @@ def make_recipe(seed: int = 1, quick: bool = False, overrides: dict | None = Non
             raise ValueError(
                 f'train.distill must be {{"teacher_seeds": [seeds], "weight": 0..1}}, got {kd!r}'
             )
+        if "steps" in kd:  # the wake words' option; here it would be silently ignored
+            raise ValueError("train.distill.steps: the command network trains for train.epochs")
         from .trainer import distill_clean_db
 
         distill_clean_db(rec)  # the teachers' input: "noisy" or "clean"
