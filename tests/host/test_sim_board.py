@@ -84,6 +84,13 @@ def test_exec_print(board):
     assert out.stdout == b"2\n"
 
 
+def test_the_repl_starts_with_no_bootstrap_names(board):
+    # Code typed at the REPL runs in the bootstrap's module: every name it leaves behind is
+    # one more global, and it once made the next new global grow the dict under heap_lock().
+    out = mpremote(board.port, "exec", "print(sorted(globals()))")
+    assert out.stdout == b"['__file__', '__name__']\n"
+
+
 def test_fs_cp_round_trip_lands_in_the_image(board, tmp_path):
     src = tmp_path / "blob.bin"
     src.write_bytes(BLOB)
@@ -474,6 +481,35 @@ def test_a_ctrl_c_that_leaves_a_lock_taken_is_not_a_hang(board):
         t.serial.write(b"\x03")
 
     _interrupt_at_the_raw_repl(board, provoke)
+
+
+def test_a_ctrl_c_that_poisons_main_py_reaches_the_repl_with_the_next_command(tmp_path):
+    # The CI failure this guards: a client's first Ctrl-C landed while main.py was importing
+    # and left a lock taken; the REPL then took the client's command, hung on the lock, and
+    # the restart lost the command. Model the lock with one the Ctrl-C handler waits on: the
+    # hang comes before the REPL reads anything, so the client's queued keys survive the
+    # restart, and main.py does not run again (the Ctrl-C was meant to stop it, as on a chip).
+    img = tmp_path / "flash.img"
+    with VirtualBoard(img, realtime=False) as b:
+        mpremote(
+            b.port, "exec",
+            "with open('main.py', 'w') as f:\n"
+            "    f.write('import _thread\\nlock = _thread.allocate_lock()\\nlock.acquire()\\n"
+            "try:\\n    while True:\\n        pass\\n"
+            "except KeyboardInterrupt:\\n    lock.acquire()\\n')",
+        )  # fmt: skip
+    with VirtualBoard(img, realtime=False) as b:
+        pid = b.pid
+        assert wait_for(lambda: b._sup._sigint_caught())  # main.py's loop runs
+        with serial.Serial(b.port, timeout=0.1) as s:
+            s.write(b"\r\x03")  # the hang, then the keys it must not eat
+            s.write(b"\r\x01")
+            seen = read_until(s, b"raw REPL; CTRL-B to exit\r\n>", timeout=10)
+            assert seen.endswith(b"raw REPL; CTRL-B to exit\r\n>"), seen
+            assert b.pid != pid  # restarted, as a soft reboot (not a hard reset)
+            assert b"MPY: soft reboot" in seen and b.reset_cause == 1
+            s.write(b"print(6 * 7)\x04")
+            assert read_until(s, b"\x04>", timeout=10) == b"OK42\n\x04\x04>"
 
 
 def test_a_lone_thread_waiting_on_a_lock_without_a_ctrl_c_is_left_alone(board):

@@ -19,12 +19,15 @@ What the supervisor adds to make it behave like an ESP32 running MicroPython:
   passed on as data once the child is blocked reading stdin (/proc/<pid>/syscall). Never
   during the bootstrap's setup, where an interrupt could leave the host FS mounted.
   A SIGINT that meets the code just ending (handler already gone) kills the interpreter; that
-  is restarted like a soft reboot, keeping the REPL mode and the pending input.
+  is restarted like a soft reboot, keeping the REPL mode and the pending input, but without
+  main.py (that Ctrl-C was meant to stop it).
   The Unix port raises that KeyboardInterrupt from the signal handler itself (it is built with
   MICROPY_ASYNC_KBD_INTR), so it can land inside C code holding a lock (a new qstr, the GC)
   and leave the lock taken: the interpreter then hangs at its next import or allocation. A
   chip raises it between bytecodes and never does this. So a child that had a Ctrl-C and
-  then sits with its only thread waiting on a lock (a futex) is restarted the same way.
+  then sits with its only thread waiting on a lock (a futex) is restarted the same way. The
+  bootstrap takes both locks when a script ends, before the REPL reads any input, so such a
+  child hangs there and no command the client sent afterwards is lost in the restart.
 * Watchdog and deep sleep: `machine.WDT` deadlines and `machine.deepsleep(ms)` are kept
   here; they restart the child with WDT_RESET / DEEPSLEEP_RESET.
 * Pulling the plug: `kill()` SIGKILLs the child, writes a last line to the port and closes
@@ -355,7 +358,8 @@ class Supervisor:
             with open(path, "a") as f:
                 f.write(f"{time.monotonic():.4f} {self.port} {msg}\n")
 
-    def _spawn(self, cause):
+    def _spawn(self, cause, run_main=True):
+        """Start a fresh interpreter; `run_main=False` comes up at the REPL without main.py."""
         self.reset_cause = cause
         with self._pins_lock:  # a new interpreter has no IRQ handlers
             for p in self._pins.values():
@@ -376,7 +380,7 @@ class Supervisor:
             str(self.flash_image.resolve()),  # the child runs in MPY_DIR
             str(self._server_port),
             str(cause),
-            self._mode,
+            self._mode if run_main or self._mode == "raw" else "repl",
             self._uid,
         ]
         self._proc = subprocess.Popen(
@@ -737,11 +741,12 @@ class Supervisor:
             # Our SIGINT met the code just ending (handler already back to SIG_DFL), or it
             # left a lock taken. On a chip that Ctrl-C would just reach the REPL; here the
             # interpreter is gone or hung, so restart it like a soft reboot, keeping the REPL
-            # mode and the client's pending input.
+            # mode and the client's pending input. That Ctrl-C was meant to stop the code, so
+            # main.py does not run again: the client's next keys reach the REPL.
             if late:
                 self._debug("late Ctrl-C killed the interpreter: restarted")
             self._emit(SOFT_REBOOT)
-            self._spawn(self.reset_cause)
+            self._spawn(self.reset_cause, run_main=False)
             return
         if self._resetting or rc < 0:
             self._wdt_deadline = self._wdt_timeout = None  # a chip reset stops the watchdog

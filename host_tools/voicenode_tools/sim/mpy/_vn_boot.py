@@ -3,7 +3,8 @@
 # Run by the supervisor as `micropython -X heapsize=N -i _vn_boot.py FLASH PORT CAUSE MODE UID`.
 # It installs the simulated `machine`, mounts the board's littlefs flash image at `/` in place
 # of the host file system, runs /boot.py (and /main.py when the REPL comes up friendly, as on
-# the ESP32 port), prints a sentinel the supervisor strips, and falls into the Unix port's REPL.
+# the ESP32 port; MODE "repl" skips it after a Ctrl-C restart), prints a sentinel the supervisor
+# strips, and falls into the Unix port's REPL.
 def _vn_boot():
     import os
     import sys
@@ -112,6 +113,23 @@ def _vn_atexit():
         pass
 
 
+def _vn_probe_locks():
+    # The Unix port raises a Ctrl-C's KeyboardInterrupt from its signal handler, which can
+    # leave a C lock taken (the GC's, the qstr table's); the interpreter then hangs at its
+    # next allocation. Take both locks here, before the REPL reads any input: a poisoned
+    # interpreter hangs now and the supervisor restarts it with the client's input still
+    # queued, instead of hanging after the REPL took a command (that command would be lost).
+    import gc
+
+    for _ in range(3):  # another Ctrl-C may land in the probe itself
+        try:
+            gc.collect()  # the GC lock
+            hasattr(gc, "".join(("col", "lect")))  # a name made at run time: the qstr lock
+            return
+        except KeyboardInterrupt:
+            pass
+
+
 def _vn_main():
     # Markers (stripped by the supervisor): booting = setup done, Ctrl-C may interrupt from
     # now on; main = boot.py done; ready = the REPL follows; softreset = SystemExit in boot.py/main.py; failed =
@@ -136,6 +154,7 @@ def _vn_main():
     except SystemExit:
         end = "\x00\x1b[vnsim-softreset]\x00"
     finally:
+        _vn_probe_locks()
         for _ in range(3):  # a late Ctrl-C must not swallow the marker
             try:
                 w(end)
@@ -146,4 +165,4 @@ def _vn_main():
 
 __import__("sys").atexit(_vn_atexit)
 _vn_main()
-del _vn_boot, _vn_run, _vn_main, _vn_atexit
+del _vn_boot, _vn_run, _vn_probe_locks, _vn_main, _vn_atexit
