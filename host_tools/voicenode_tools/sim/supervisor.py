@@ -34,8 +34,10 @@ What the supervisor adds to make it behave like an ESP32 running MicroPython:
   the pty, so a client gets an I/O error instead of waiting forever (mpremote reads a pty with
   no timeout).
 
-Output from the child is passed to the client unchanged. When no client reads the port the
-pty buffer fills and output is dropped (counted in `dropped_bytes`), never blocking the child.
+Output from the child is passed to the client unchanged, through a queue the relay empties
+as the client reads (a pty holds only ~18 KB, and a client on a busy machine may fall that far
+behind for a while). When no client reads the port the queue reaches OUT_BACKLOG and output
+is dropped (counted in `dropped_bytes`), never blocking the child.
 
 Hardware seam: the simulated `machine` (sim/mpy/machine.py) connects to a loopback TCP port
 served here for pin levels, pin IRQs, the microphone, reset, watchdog and deep-sleep requests
@@ -93,6 +95,7 @@ FLASH_SIZE = 2 * 1024 * 1024
 _READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine(), 0)
 _FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98}.get(platform.machine(), 202)
 STUCK_AFTER_S = 0.5  # a lone thread waiting this long on a lock waits forever
+OUT_BACKLOG = 256 * 1024  # console output held for a client that reads slowly, then dropped
 _HEAP_RE = re.compile(r"^\d+[kKmM]?$")
 
 
@@ -220,7 +223,7 @@ class Supervisor:
         self._deadlocked = False
         self._consumed_at_ready = 0
         self._head_since = None
-        self._dropping = False
+        self._out_queue = bytearray()  # console output the client has not taken yet
         self._reset_request = False
         self._resetting = False
         self._soft_request = False
@@ -441,6 +444,8 @@ class Supervisor:
                 rlist.append(self._pidfd)
             alive = self._proc is not None and self._proc.poll() is None
             wlist = [self._p] if alive and self._pending_in and self._head_since is None else []
+            if self._out_queue:
+                wlist.append(self._master)
             timeout = 0.002 if self._head_since is not None else 1.0
             if self._interrupted:
                 timeout = min(timeout, STUCK_AFTER_S / 4)
@@ -462,6 +467,8 @@ class Supervisor:
                         raise
                     data = b""
                 self._pending_in += data
+            if self._master in w:
+                self._flush_output()
             if self._p in r:
                 self._drain_child_output()
             if self._pidfd is not None and self._pidfd in r:
@@ -564,28 +571,34 @@ class Supervisor:
         self._tail = window[-64:]
 
     def _emit(self, data: bytes):
-        """Write to the client side; drop (and count) what nobody reads."""
+        """Queue output for the client; past OUT_BACKLOG unread bytes, drop (and count) it."""
         if not data or self._master is None:
             return
-        view = memoryview(data)
-        while view:
+        room = max(0, OUT_BACKLOG - len(self._out_queue))
+        if len(data) > room:
+            self.dropped_bytes += len(data) - room
+            data = data[:room]
+        self._out_queue += data
+        self._flush_output()
+
+    def _flush_output(self, wait: float = 0.0) -> None:
+        """Write what the pty takes now (or, with `wait`, while the client keeps reading)."""
+        end = time.monotonic() + wait
+        while self._out_queue and self._master is not None:
             try:
-                n = os.write(self._master, view)
-                view = view[n:]
-                self._dropping = False
-                continue
+                n = os.write(self._master, self._out_queue)
             except BlockingIOError:
-                pass
+                left = end - time.monotonic()
+                if left <= 0 or not select.select([], [self._master], [], left)[1]:
+                    return
+                continue
             except OSError as e:
                 if e.errno != errno.EIO:
                     raise
-            if self._dropping:
-                break
-            _, w, _ = select.select([], [self._master], [], 0.1)
-            if not w:
-                self._dropping = True
-                break
-        self.dropped_bytes += len(view)
+                self.dropped_bytes += len(self._out_queue)  # no pty to write to any more
+                self._out_queue.clear()
+                return
+            del self._out_queue[:n]
 
     def _child_syscall(self):
         try:
@@ -791,6 +804,7 @@ class Supervisor:
                 self._emit(
                     b"\r\n[virtual board: power removed, the MicroPython process was killed]\r\n"
                 )
+            self._flush_output(wait=0.5)  # the last words, for a client that is reading
             self.state = "unplugged"
         else:
             self.state = "stopped"
