@@ -1,11 +1,13 @@
-"""NodeLink's entry into the raw REPL, against a scripted stand-in board on a pseudo-terminal."""
+"""NodeLink against a scripted stand-in board on a pseudo-terminal, and a virtual board."""
 
 import os
 import threading
 import time
 import tty
 
-from voicenode_tools.hil.link import NodeLink
+import pytest
+
+from voicenode_tools.hil.link import NodeGone, NodeLink
 
 BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 
@@ -53,3 +55,56 @@ def test_a_board_that_answers_at_once_gets_one_ctrl_a():
     os.close(master)
     os.close(slave)
     assert seen.count(0x01) == 1 and seen.count(0x03) == 1
+
+
+def _rebooting_board(master, after_ok: bytes, stop: threading.Event):
+    """Enter the raw REPL on Ctrl-A; answer a call's Ctrl-D with OK, then `after_ok`."""
+    while not stop.is_set():
+        try:
+            data = os.read(master, 256)
+        except OSError:
+            return
+        if b"\x01" in data:
+            os.write(master, BANNER)
+        if b"\x04" in data:
+            os.write(master, b"OK" + after_ok)
+
+
+@pytest.mark.parametrize(
+    "after_ok, named",
+    [
+        # What CI saw when the virtual board restarted under a call (the command was lost).
+        (b"MPY: soft reboot\r\n" + BANNER, "MPY: soft reboot"),
+        # A chip's watchdog (its boot ROM's line, through a UART bridge).
+        (b"\r\nESP-ROM:esp32s3-20210327\r\nrst:0x7 (TG0WDT_SYS_RST),boot:0x8\r\n", "rst:0x7 (TG0WDT_SYS_RST)"),
+    ],
+)  # fmt: skip
+def test_a_node_that_restarts_under_a_call_is_named_at_once(after_ok, named):
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    stop = threading.Event()
+    threading.Thread(target=_rebooting_board, args=(master, after_ok, stop), daemon=True).start()
+    link = NodeLink(os.ttyname(slave))
+    t0 = time.monotonic()
+    with pytest.raises(NodeGone) as err:
+        link.exec("print(6 * 7)")
+    took = time.monotonic() - t0
+    link.drop()
+    stop.set()
+    os.close(master)
+    os.close(slave)
+    assert f"restarted while running 'print(6 * 7)' (it printed {named!r})" in str(err.value)
+    assert took < 2, took  # not the 30 s of silence a hang gets
+
+
+def test_the_watchdog_firing_under_a_call_on_the_virtual_board_is_named(tmp_path):
+    from voicenode_tools.sim.board import VirtualBoard
+
+    with VirtualBoard(tmp_path / "flash.img", realtime=False) as b:
+        link = NodeLink(b.port, b)
+        t0 = time.monotonic()
+        with pytest.raises(NodeGone, match=r"restarted while .*'rst:0x7 \(TG0WDT_SYS_RST\)'"):
+            link.exec("import machine, time\nwdt = machine.WDT(timeout=300)\ntime.sleep(20)")
+        assert time.monotonic() - t0 < 5
+        link.drop()
+        assert b.reset_cause == 3  # WDT_RESET

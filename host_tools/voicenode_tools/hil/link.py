@@ -26,6 +26,10 @@ import numpy as np
 REPLY_TIMEOUT = 30.0
 #: How often a waiting read checks that the other end is still there (seconds).
 POLL = 0.05
+#: What a node prints when it restarts: MicroPython's soft reboot, the ESP32 boot ROM's reset
+#: reason (a hard reset, the watchdog, a brown-out; seen through a UART bridge, and on the
+#: virtual board).
+REBOOT_SIGNS = (re.compile(rb"MPY: soft reboot"), re.compile(rb"\nrst:0x[0-9a-f]+(?: \(\w+\))?"))
 
 
 class HilError(Exception):
@@ -179,11 +183,19 @@ class NodeLink:
             self._seen = (self._seen + data)[-60:]
         return data
 
-    def _read_until(self, ending: bytes, timeout: float, doing: str) -> bytes:
-        """Bytes up to and including `ending`; NodeGone after `timeout` s of silence."""
+    def _read_until(
+        self, ending: bytes, timeout: float, doing: str, reboots: bool = False
+    ) -> bytes:
+        """Bytes up to and including `ending`; NodeGone after `timeout` s of silence.
+
+        With `reboots`, a node that restarts before `ending` (see REBOOT_SIGNS) is NodeGone
+        at once: what it was doing is lost, and no end mark will come.
+        """
         last = time.monotonic()
         while True:
             i = self._buf.find(ending)
+            if reboots:
+                self._check_reboot(self._buf if i < 0 else self._buf[:i], doing)
             if i >= 0:
                 out = self._buf[: i + len(ending)]
                 self._buf = self._buf[i + len(ending) :]
@@ -260,6 +272,16 @@ class NodeLink:
                 self._enter_raw(False, timeout)
         self._t.in_raw_repl = True
 
+    def _check_reboot(self, text: bytes, doing: str) -> None:
+        for sign in REBOOT_SIGNS:
+            m = sign.search(text)
+            if m:
+                what = m.group().strip().decode(errors="replace")
+                raise NodeGone(
+                    f"the node on {self.path} restarted while {doing} (it printed {what!r});"
+                    " what it was doing is lost"
+                )
+
     def _start(self, code: str, doing: str) -> None:
         """Send `code` to the raw REPL prompt and wait for its "OK"."""
         data = code.encode()
@@ -270,8 +292,8 @@ class NodeLink:
 
     def _finish(self, timeout: float, doing: str) -> tuple[str, str]:
         """Read a call's output and error output and the next prompt."""
-        out = self._read_until(b"\x04", timeout, doing)[:-1]
-        err = self._read_until(b"\x04", timeout, doing)[:-1]
+        out = self._read_until(b"\x04", timeout, doing, reboots=True)[:-1]
+        err = self._read_until(b"\x04", timeout, doing, reboots=True)[:-1]
         self._read_until(b">", timeout, doing)
         return out.decode(errors="replace"), err.decode(errors="replace")
 
