@@ -12,8 +12,9 @@ from voicenode_tools.hil.link import NodeGone, NodeLink
 BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 
 
-def _board(master, answer_from: int, seen: list, stop: threading.Event):
-    """Answer the `answer_from`-th Ctrl-A (and later ones) with the raw REPL banner."""
+def _board(master, answer_from: int, seen: list, stop: threading.Event, after_ok=None):
+    """Answer the `answer_from`-th Ctrl-A (and later ones) with the raw REPL banner, and,
+    given `after_ok`, a call's Ctrl-D with OK and then `after_ok`."""
     while not stop.is_set():
         try:
             data = os.read(master, 256)
@@ -23,6 +24,8 @@ def _board(master, answer_from: int, seen: list, stop: threading.Event):
             seen.append(b)
             if b == 0x01 and seen.count(0x01) >= answer_from:
                 os.write(master, BANNER)
+            if b == 0x04 and after_ok is not None:
+                os.write(master, b"OK" + after_ok)
 
 
 def test_a_board_that_misses_the_first_ctrl_a_gets_a_second():
@@ -57,19 +60,6 @@ def test_a_board_that_answers_at_once_gets_one_ctrl_a():
     assert seen.count(0x01) == 1 and seen.count(0x03) == 1
 
 
-def _rebooting_board(master, after_ok: bytes, stop: threading.Event):
-    """Enter the raw REPL on Ctrl-A; answer a call's Ctrl-D with OK, then `after_ok`."""
-    while not stop.is_set():
-        try:
-            data = os.read(master, 256)
-        except OSError:
-            return
-        if b"\x01" in data:
-            os.write(master, BANNER)
-        if b"\x04" in data:
-            os.write(master, b"OK" + after_ok)
-
-
 @pytest.mark.parametrize(
     "after_ok, named",
     [
@@ -83,7 +73,8 @@ def test_a_node_that_restarts_under_a_call_is_named_at_once(after_ok, named):
     master, slave = os.openpty()
     tty.setraw(slave)
     stop = threading.Event()
-    threading.Thread(target=_rebooting_board, args=(master, after_ok, stop), daemon=True).start()
+    args = (master, 1, [], stop, after_ok)
+    threading.Thread(target=_board, args=args, daemon=True).start()
     link = NodeLink(os.ttyname(slave))
     t0 = time.monotonic()
     with pytest.raises(NodeGone) as err:

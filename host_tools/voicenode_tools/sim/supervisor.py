@@ -383,7 +383,7 @@ class Supervisor:
             str(self.flash_image.resolve()),  # the child runs in MPY_DIR
             str(self._server_port),
             str(cause),
-            self._mode if run_main or self._mode == "raw" else "repl",
+            self._mode if run_main else "repl",  # the bootstrap runs main.py for "friendly"
             self._uid,
         ]
         self._proc = subprocess.Popen(
