@@ -12,9 +12,9 @@ from voicenode_tools.hil.link import NodeGone, NodeLink
 BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 
 
-def _board(master, answer_from: int, seen: list, stop: threading.Event, after_ok=None):
+def _board(master, answer_from: int, seen: list, stop: threading.Event, on_call=None):
     """Answer the `answer_from`-th Ctrl-A (and later ones) with the raw REPL banner, and,
-    given `after_ok`, a call's Ctrl-D with OK and then `after_ok`."""
+    given `on_call`, a call's Ctrl-D with `on_call`."""
     while not stop.is_set():
         try:
             data = os.read(master, 256)
@@ -24,8 +24,8 @@ def _board(master, answer_from: int, seen: list, stop: threading.Event, after_ok
             seen.append(b)
             if b == 0x01 and seen.count(0x01) >= answer_from:
                 os.write(master, BANNER)
-            if b == 0x04 and after_ok is not None:
-                os.write(master, b"OK" + after_ok)
+            if b == 0x04 and on_call is not None:
+                os.write(master, on_call)
 
 
 def test_a_board_that_misses_the_first_ctrl_a_gets_a_second():
@@ -61,19 +61,23 @@ def test_a_board_that_answers_at_once_gets_one_ctrl_a():
 
 
 @pytest.mark.parametrize(
-    "after_ok, named",
+    "on_call, named",
     [
         # What CI saw when the virtual board restarted under a call (the command was lost).
-        (b"MPY: soft reboot\r\n" + BANNER, "MPY: soft reboot"),
+        (b"OK" + b"MPY: soft reboot\r\n" + BANNER, "MPY: soft reboot"),
         # A chip's watchdog (its boot ROM's line, through a UART bridge).
-        (b"\r\nESP-ROM:esp32s3-20210327\r\nrst:0x7 (TG0WDT_SYS_RST),boot:0x8\r\n", "rst:0x7 (TG0WDT_SYS_RST)"),
+        (b"OK" + b"\r\nESP-ROM:esp32s3-20210327\r\nrst:0x7 (TG0WDT_SYS_RST),boot:0x8\r\n", "rst:0x7 (TG0WDT_SYS_RST)"),
+        # A node that restarts before it has taken the call (no OK): named at once too, not
+        # after the 10 s an OK may take.
+        (b"\r\nESP-ROM:esp32s3-20210327\r\nrst:0xc (RTC_SW_CPU_RST),boot:0x8\r\n", "rst:0xc (RTC_SW_CPU_RST)"),
+        (b"MPY: soft reboot\r\n" + BANNER, "MPY: soft reboot"),
     ],
 )  # fmt: skip
-def test_a_node_that_restarts_under_a_call_is_named_at_once(after_ok, named):
+def test_a_node_that_restarts_under_a_call_is_named_at_once(on_call, named):
     master, slave = os.openpty()
     tty.setraw(slave)
     stop = threading.Event()
-    args = (master, 1, [], stop, after_ok)
+    args = (master, 1, [], stop, on_call)
     threading.Thread(target=_board, args=args, daemon=True).start()
     link = NodeLink(os.ttyname(slave))
     t0 = time.monotonic()

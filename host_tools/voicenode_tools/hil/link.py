@@ -283,12 +283,13 @@ class NodeLink:
                 )
 
     def _start(self, code: str, doing: str) -> None:
-        """Send `code` to the raw REPL prompt and wait for its "OK"."""
+        """Send `code` to the raw REPL prompt and wait for its "OK" (a node that restarts
+        first is NodeGone at once: the code is lost with it)."""
         data = code.encode()
         for i in range(0, len(data), 256):
             self._write(data[i : i + 256], doing)
         self._write(b"\x04", doing)
-        self._read_until(b"OK", 10.0, doing)
+        self._read_until(b"OK", 10.0, doing, reboots=True)
 
     def _finish(self, timeout: float, doing: str) -> tuple[str, str]:
         """Read a call's output and error output and the next prompt."""
