@@ -200,16 +200,7 @@ class NodeLink:
                 out = self._buf[: i + len(ending)]
                 self._buf = self._buf[i + len(ending) :]
                 return out
-            data = self._read_some(doing)
-            now = time.monotonic()
-            if data:
-                self._buf += data
-                last = now
-                continue
-            if board_death(self.board):
-                raise self._gone(doing)
-            if now - last > timeout:
-                raise self._gone(doing)
+            last = self._take_more(last, timeout, doing)
 
     def _readline(self, timeout: float, doing: str) -> bytes:
         """One line (without CR LF), or the raw-REPL end mark b"\\x04" if it comes first."""
@@ -228,16 +219,19 @@ class NodeLink:
                 line = self._buf[:nl]
                 self._buf = self._buf[nl + 1 :]
                 return line.rstrip(b"\r")
-            data = self._read_some(doing)
-            now = time.monotonic()
-            if data:
-                self._buf += data
-                last = now
-                continue
-            if board_death(self.board):
-                raise self._gone(doing)
-            if now - last > timeout:
-                raise self._gone(doing)
+            last = self._take_more(last, timeout, doing)
+
+    def _take_more(self, last: float, timeout: float, doing: str) -> float:
+        """Add what has come to the buffer and return when data last came (`last` if none);
+        NodeGone when the board died or has been silent for `timeout` s since `last`."""
+        data = self._read_some(doing)
+        now = time.monotonic()
+        if data:
+            self._buf += data
+            return now
+        if board_death(self.board) or now - last > timeout:
+            raise self._gone(doing)
+        return last
 
     def _enter_raw(self, soft_reset: bool, timeout: float = 10.0) -> None:
         """Interrupt whatever runs and enter the raw REPL (like mpremote, with deadlines)."""
