@@ -99,6 +99,12 @@ def test_listen_refuses_bad_input(tmp_path, capsys, tree):
     shutil.copy(tree / "models" / "hey_jarvis.json", bad / "hey_jarvis.json")
     assert main(["listen", str(wav), "--models", str(bad)]) == 1
     assert "hey_jarvis.vnm" in capsys.readouterr().err
+    # The firmware refuses it too (and its fallback, the same file): --sim says so instead
+    # of printing no events.
+    assert main(["listen", str(wav), "--sim", "--no-commands", "--models", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "refused its wake models" in err and "hey_jarvis.vnm" in err, err
+    assert "the detector runs without it" in err, err
 
 
 def test_intents_after_wakes_agree_with_the_firmware(tmp_path, pcm, tree):

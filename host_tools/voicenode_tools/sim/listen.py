@@ -138,6 +138,7 @@ def listen_on_virtual_board(
     """
     end = len(pcm) / 16000 + TAIL_S
     wakes = []
+    refused = []  # the node's messages for wake models it could not load
     with tempfile.TemporaryDirectory(prefix="voicenode-listen-") as tmp:
         wav = Path(tmp) / "mic.wav"
         write_wav(wav, np.asarray(pcm, np.int16))  # then the microphone hears silence
@@ -147,6 +148,11 @@ def listen_on_virtual_board(
         with contextlib.closing(hear(wav, cfg, board, source, models, flash_image)) as session:
             for ev in session:
                 kind = ev.get("event")
+                if kind in ("model_error", "default_model_error"):
+                    refused.append(ev.get("error", str(ev)))
+                    continue
+                if refused:  # the node has gone on past its models: say what it refused
+                    break
                 if kind == "wake" and ev["at"] <= end:
                     wakes.append(
                         {"event": "wake", "word": ev["word"], "score": ev["score"], "at": ev["at"]}
@@ -164,4 +170,8 @@ def listen_on_virtual_board(
                             " the reference's; --no-commands runs wake words only)"
                         )
                     raise CommandError(f"the node reported an error: {ev}{hint}")
+    if refused:
+        # As the reference refuses the models (`reference.node.events`): events from the
+        # fallback model, or from none, would not be the ones asked for.
+        raise CommandError("the node refused its wake models: " + "; ".join(refused))
     return wakes
