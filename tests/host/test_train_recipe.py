@@ -25,6 +25,27 @@ def test_confusables_exclude_the_phrase():
     assert "ey jarvis" not in c
 
 
+def test_a_phrase_with_nothing_to_vary_is_refused_with_the_reason(tmp_path, capsys):
+    import json
+
+    import pytest
+
+    from voicenode_tools.cli import main
+
+    with pytest.raises(ValueError, match="no confusable negatives"):
+        recipe.make("x")
+    # its own negatives make it trainable
+    assert recipe.make("x", negatives=["ex"])["negatives"] == ["ex"]
+    f = tmp_path / "hmm.json"
+    f.write_text(json.dumps({"phrase": "hmm"}))
+    with pytest.raises(ValueError, match=r"hmm\.json: phrase 'hmm' gives no confusable"):
+        recipe.load(f)
+    # the command line says so before any synthesis (it crashed inside the data step)
+    assert main(["train-wakeword", "x", "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert "no confusable negatives" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_slug():
     assert recipe.slug("Hey, Jarvis!") == "hey_jarvis"
 

@@ -107,7 +107,7 @@ def make(phrase: str, seed: int = 1, **overrides) -> dict:
     if path.exists():
         base = _merge(base, json.loads(path.read_text()))
     base["seed"] = seed
-    return _merge(base, overrides)
+    return check(_merge(base, overrides))
 
 
 def load(path: str | os.PathLike) -> dict:
@@ -116,7 +116,25 @@ def load(path: str | os.PathLike) -> dict:
     if not rec.get("phrase"):
         raise ValueError(f"{path}: recipe has no phrase")
     rec.setdefault("name", slug(rec["phrase"]))
-    return _merge(DEFAULTS, rec)
+    try:
+        return check(_merge(DEFAULTS, rec))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def check(recipe: dict) -> dict:
+    """The recipe, if its phrase can be trained; else a ValueError saying why.
+
+    A phrase with no vowel to change ("x", "hmm") gives no confusable negatives, and a
+    detector trained without them fires on anything like it.
+    """
+    if not confusables(spoken(recipe), recipe.get("negatives")):
+        raise ValueError(
+            f"phrase {spoken(recipe)!r} gives no confusable negatives to train against (no"
+            " vowel to vary): pick a longer phrase (two or more syllables work best) or list"
+            ' "negatives" in a recipe file'
+        )
+    return recipe
 
 
 def canonical(obj) -> str:
