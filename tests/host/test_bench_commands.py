@@ -26,6 +26,26 @@ def test_bench_scores_every_intent_and_tabulates_them():
     assert t[2:] == ["| a | 50 / 50 % |", "| b | 0 / 0 % |"]
 
 
+def test_the_json_gets_its_tables_beside_it(tmp_path, monkeypatch, capsys):
+    """`bench commands --json F.json` also writes F.md: the tables it prints (the figures a
+    closing note or docs/COMMANDS.md quotes, kept with the run that made them)."""
+    import json
+
+    truth = [("a", {}), ("unknown", {})]
+    m = bc.metrics([{"intent": "a", "slots": {}}, {"intent": "a", "slots": {}}], truth)
+    res = {"sets": {"validation": {"snr": {"20": {"ours": m}}}}}
+    monkeypatch.setattr(bc, "firmware_cost", lambda *a, **k: {"heap_bytes": 1})
+    monkeypatch.setattr(bc, "run_bench", lambda *a, **k: json.loads(json.dumps(res)))
+    out = tmp_path / "r.json"
+    assert bc.main(["--no-pocketsphinx", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    md = out.with_suffix(".md").read_text()
+    assert md == printed
+    assert "| validation | 20 dB | ours | 100.0 % |" in md
+    assert "| a | 100 / 0 % |" in md and '"heap_bytes": 1' in md
+    assert json.loads(out.read_text())["sets"]["validation"]["snr"]["20"]["ours"] == m
+
+
 def test_latency_counts_from_the_end_of_the_speech():
     """`bench.commands.latency`: from the frame in which the speaker stops to the frame of
     the decision (not from where the end-pointer thought the speech ended), over the

@@ -458,7 +458,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=77)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-pocketsphinx", action="store_true")
-    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--json", help="write the results here, and the tables beside it (.md)")
     ap.add_argument(
         "--cost-only", action="store_true", help="only the firmware's heap, time and instructions"
     )
@@ -485,12 +485,13 @@ def main(argv=None):
                     a.seed, sphinx, a.workers, log=lambda m: print(m, file=sys.stderr),
                     sets=tuple(a.sets))  # fmt: skip
     res["firmware"] = cost
-    print(table(res))
-    print()
-    print(intent_table(res))
-    print("firmware (Unix port): " + json.dumps(cost))
+    report = "\n\n".join(
+        [table(res), intent_table(res), "firmware (Unix port): " + json.dumps(cost)]
+    )
+    print(report)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
+        Path(a.json).with_suffix(".md").write_text(report + "\n")
     return 0
 
 
