@@ -87,6 +87,40 @@ def test_evaluate_engine_counts_false_accepts_and_rejects():
     assert r["cpu_s_per_audio_hour"] > 0 and r["audio_hours_scored"] > 0
 
 
+def test_piper_negatives_count_towards_the_budget_and_are_broken_out():
+    """With "piper_negatives" the settings are chosen on both sets of negatives (their hours
+    added up), and each row says how many of its false accepts were on piper's speech."""
+    pos = [_track([(6553, "pos"), (13107, "pos")]), _track([(19660, "pos"), (26214, "pos")])]
+    espeak = [_track([(9830, "speech")])]  # one false accept below 0.3
+    piper = [_track([(16384, "speech")])]  # one below 0.5
+    sets = {"val_pos_snr10": pos, "negatives": espeak, "piper_negatives": piper}
+    r = wb.evaluate_engine(_LoudnessEngine(), sets, lambda *_: None)
+    hours = wb.hours_of(espeak + piper)
+    assert r["negative_hours"] == round(hours, 3)
+    t = r["targets"]["0.5"]  # none allowed: above piper's tone, not just above espeak's
+    assert t["fa"] == 0 and t["fa_piper"] == 0 and 0.5 < t["setting"] <= 0.6
+    by_setting = {row["setting"]: row for row in r["curve"]}
+    assert (by_setting[0.4]["fa"], by_setting[0.4]["fa_piper"]) == (1, 1)
+    assert (by_setting[0.2]["fa"], by_setting[0.2]["fa_piper"]) == (2, 1)
+    assert "0.5 FA/h: " in wb.table({"results": [r]}) and "0 on piper" in wb.table({"results": [r]})
+    # Without them the rows stay as they were (no "fa_piper"), and espeak's tone decides.
+    r = wb.evaluate_engine(_LoudnessEngine(), {"val_pos_snr10": pos, "negatives": espeak},
+                           lambda *_: None)  # fmt: skip
+    assert "fa_piper" not in r["curve"][0] and 0.29 < r["targets"]["0.5"]["setting"] <= 0.4
+
+
+def test_piper_speech_is_repeatable_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path))
+    a = wb.piper_speech("hey jarvis", 1, 0.05)
+    assert sum(len(c) for c in a) >= 0.05 * 60 * RATE and all(c.dtype == np.int16 for c in a)
+    (cached,) = (tmp_path / "eval").glob("piper_speech_*.npz")
+    cached.unlink()
+    b = wb.piper_speech("hey jarvis", 1, 0.05)  # made again: the same audio
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    c = wb.piper_speech("hey jarvis", 1, 0.05)  # from the cache
+    assert all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
 # ---- DET plot and table ----------------------------------------------------------------------
 
 

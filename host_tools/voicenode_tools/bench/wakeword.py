@@ -4,8 +4,9 @@ Every engine hears exactly the same audio:
 
 * validation: the recipe's validation clips (held-out espeak-ng voices and piper) laid over
   noise, babble and music at several SNRs, and at least an hour of negatives (held-out voices
-  reading held-out text over the same kinds of background). Each engine's setting (cutoff,
-  sensitivity, threshold) for a false-accept budget is chosen on these negatives only.
+  reading held-out text over the same kinds of background; `--piper-negatives MIN` adds
+  piper reading that text too). Each engine's setting (cutoff, sensitivity, threshold) for a
+  false-accept budget is chosen on these negatives only.
 * independent: the reserved synthesizers training never uses (flite and festival, see
   `bench.evalvoices`) saying the phrase in tracks built the same way, and reserved voices
   reading held-out text plus Debian's real recordings (pocketsphinx-testdata) as negatives.
@@ -54,6 +55,10 @@ CUTOFFS = sorted(
     | {round(float(c), 3) for c in np.arange(0.98, 1.0005, 0.001)},
     reverse=True,
 )
+#: The sets of negative tracks (every other set holds positives).
+NEGATIVE_SETS = ("negatives", "piper_negatives", "ind_negatives")
+#: Bumped whenever the piper negatives `piper_speech` makes change (part of the cache key).
+PIPER_SPEECH_VERSION = 1
 #: Which FRR a positive set counts towards.
 GROUP_LABELS = {
     "val_pos": "validation espeak (held-out voices)",
@@ -79,6 +84,7 @@ def make_audio(
     ind_minutes: float = 10.0,
     log=lambda *_: None,
     negative_tracks: int | None = None,
+    piper_minutes: float = 0.0,
 ):
     """Positive tracks per (group, SNR) and negative tracks, as int16 audio with events.
 
@@ -95,6 +101,8 @@ def make_audio(
         ind_minutes: minutes of reserved voices reading text, for "ind_negatives".
         log: progress messages.
         negative_tracks: keep only this many negative tracks (a smoke run, not a result).
+        piper_minutes: minutes of piper reading the held-out text ("piper_negatives", part
+            of the validation negatives; 0: none).
 
     Returns:
         ({set name: [(int16 audio, [(start, end, kind)])]}, info dict).
@@ -144,6 +152,20 @@ def make_audio(
         )
         for i, p in enumerate(plans)
     ]
+    if piper_minutes > 0:
+        log("synthesizing piper reading held-out text (cached) ...")
+        speech = piper_speech(recipe.spoken(rec), seed, piper_minutes)
+        plans = tracks.plan_tracks(
+            [(c, "speech") for c in speech], np.random.default_rng([seed, 3000]), per_track=10
+        )
+        if negative_tracks is not None:
+            plans = plans[:negative_tracks]
+        sets["piper_negatives"] = [
+            tracks.build_track(
+                p, RATE, np.random.default_rng([seed, 3000, i]), g["music"], babble, (5, 25)
+            )
+            for i, p in enumerate(plans)
+        ]
     if independent:
         items = [(c, "speech") for c in ind["speech"] + ind["human"]]
         plans = tracks.plan_tracks(items, np.random.default_rng([seed, 77]), per_track=10)
@@ -156,6 +178,41 @@ def make_audio(
             for i, p in enumerate(plans)
         ]
     return sets, info
+
+
+def piper_speech(phrase: str, seed: int, minutes: float) -> list[np.ndarray]:
+    """`minutes` of piper (joe, with the validation draws of its sampling knobs and warp)
+    reading the held-out text, without sentences holding ``phrase`` (cached).
+
+    The recipe's validation negatives are held-out espeak-ng voices only, while its
+    validation positives are espeak-ng and piper: these make the negatives hold both.
+    """
+    import hashlib
+
+    from voicenode_tools.train import recipe, synth, text
+
+    key = json.dumps([PIPER_SPEECH_VERSION, phrase, seed, minutes])
+    h = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = recipe.cache_dir().parent / "eval" / f"piper_speech_{h}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        return list(np.split(z["audio"], np.cumsum(z["lens"])[:-1])) if len(z["lens"]) else []
+    if not synth.piper_available():
+        raise RuntimeError("piper-tts is not installed: pip install 'voicenode-tools[train]'")
+    sents = text.corpus("val", exclude=phrase)
+    rng = np.random.default_rng([seed, 4343])
+    synth.reseed_piper(seed * 1000 + 43)  # the same audio on every machine (see reseed_piper)
+    out, total = [], 0.0
+    while total < minutes * 60:
+        jobs = [(sents[rng.integers(len(sents))], synth.random_piper_voice(rng)) for _ in range(16)]
+        for pcm in synth.say_many(jobs, 1):
+            out.append(pcm)
+            total += len(pcm) / RATE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, audio=np.concatenate(out), lens=np.array([len(c) for c in out], np.int64))
+    tmp.replace(path)
+    return out
 
 
 # ---- engines: each maps int16 audio to (sample index, score) per step or to detections -----
@@ -453,24 +510,28 @@ def evaluate_engine(engine, sets, log):
     """The operating curve, FRR at each FA/h budget and CPU time of one engine.
 
     The curve has one row per setting (strict to lenient): false accepts on the validation
-    negatives, FRR per positive set, false accepts on the independent negatives. Settings
-    are chosen on the validation negatives alone.
+    negatives (and, with piper negatives, how many of them were on those: "fa_piper"), FRR per
+    positive set, false accepts on the independent negatives. Settings are chosen on the
+    validation negatives alone.
     """
-    neg = sets["negatives"]
+    piper_neg = sets.get("piper_negatives", [])
+    neg = sets["negatives"] + piper_neg
+    n_espeak = len(sets["negatives"])
     ind_neg = sets.get("ind_negatives", [])
     hours = hours_of(neg)
     ind_hours = hours_of(ind_neg)
-    pos_sets = {k: v for k, v in sets.items() if k not in ("negatives", "ind_negatives")}
+    pos_sets = {k: v for k, v in sets.items() if k not in NEGATIVE_SETS}
     meter = _Meter()
     t0 = time.time()
     curve = []
 
-    def row(setting, fa, dets_pos, ind_fa):
+    def row(setting, dets_neg, dets_pos, ind_fa):
         frr = {}
         for k, v in pos_sets.items():
             hit, total, _ = _count(dets_pos[k], v)
             frr[k] = round(1 - hit / max(total, 1), 4)
-        return {
+        fa = _count(dets_neg, neg)[2]
+        out = {
             "setting": setting,
             "fa": fa,
             "fa_per_hour": round(fa / hours, 3),
@@ -478,6 +539,9 @@ def evaluate_engine(engine, sets, log):
             "frr_mean": frr_means(frr),
             "ind_fa": ind_fa,
         }
+        if piper_neg:
+            out["fa_piper"] = _count(dets_neg[n_espeak:], piper_neg)[2]
+        return out
 
     if hasattr(engine, "scores"):
         neg_s = [meter.run(engine.scores, a) for a, _ in neg]
@@ -485,14 +549,14 @@ def evaluate_engine(engine, sets, log):
         pos_s = {k: [meter.run(engine.scores, a) for a, _ in v] for k, v in pos_sets.items()}
         settings = CUTOFFS
         for c in settings:
-            fa = _count([_detect(p, s, c) for p, s in neg_s], neg)[2]
+            dets_neg = [_detect(p, s, c) for p, s in neg_s]
             ind_fa = _count([_detect(p, s, c) for p, s in ind_s], ind_neg)[2] if ind_neg else None
             # Each positive on its own: no cool-off between the positives of a track.
             dets = {k: [_detect(p, s, c, 0.0) for p, s in v] for k, v in pos_s.items()}
-            curve.append(row(float(c), fa, dets, ind_fa))
+            curve.append(row(float(c), dets_neg, dets, ind_fa))
     else:
         for st in engine.settings:
-            fa = _count([meter.run(engine.detections, a, st) for a, _ in neg], neg)[2]
+            dets_neg = [meter.run(engine.detections, a, st) for a, _ in neg]
             ind_fa = (
                 _count([meter.run(engine.detections, a, st) for a, _ in ind_neg], ind_neg)[2]
                 if ind_neg
@@ -501,7 +565,8 @@ def evaluate_engine(engine, sets, log):
             dets = {
                 k: [meter.run(engine.detections, a, st) for a, _ in v] for k, v in pos_sets.items()
             }
-            curve.append(row(st, fa, dets, ind_fa))
+            curve.append(row(st, dets_neg, dets, ind_fa))
+            fa = curve[-1]["fa"]
             log(
                 f"  {engine.name} setting {st}: {fa} false accepts in {hours:.2f} h, FRR {curve[-1]['frr_mean']}"
             )
@@ -529,6 +594,7 @@ def evaluate_engine(engine, sets, log):
             "frr": r["frr"],
             **{f"frr_{k}": v for k, v in r["frr_mean"].items()},
             "ind_fa": r["ind_fa"],
+            **({"fa_piper": r["fa_piper"]} if "fa_piper" in r else {}),
         }
     result["curve"] = curve
     audio_h = meter.samples / RATE / 3600
@@ -661,8 +727,11 @@ def table(out: dict) -> str:
             cpu = f"{r['cpu_s_per_audio_hour']:g}" if grp == "val_pos" else ""
             lines.append(f"| {r['engine']} | {label} | " + " | ".join(cells) + f" | {cpu} |")
     lines.append("")
-    lines.append("Settings chosen on the validation negatives (setting: false accepts there, false")
-    lines.append("accepts on the independent negatives):")
+    lines.append(
+        "Settings chosen on the validation negatives (setting: false accepts there (of them"
+    )
+    lines.append("on piper's speech, when it is among them), false accepts on the independent")
+    lines.append("negatives):")
     lines.append("")
     for r in out["results"]:
         if "error" in r:
@@ -673,7 +742,9 @@ def table(out: dict) -> str:
             cells.append(
                 f"{t:g} FA/h: none"
                 if p is None
-                else f"{t:g} FA/h: {p['setting']:g} ({p['fa']} FA; indep. {_n(p['ind_fa'])} FA)"
+                else f"{t:g} FA/h: {p['setting']:g} ({p['fa']} FA"
+                + (f", {p['fa_piper']} on piper" if "fa_piper" in p else "")
+                + f"; indep. {_n(p['ind_fa'])} FA)"
             )
         lines.append(f"- {r['engine']}: " + "; ".join(cells))
     return "\n".join(lines) + "\n"
@@ -724,6 +795,14 @@ def main(argv=None):
         help="only this many negative tracks: a quick smoke run (its FA/h figures mean little)",
     )
     ap.add_argument(
+        "--piper-negatives",
+        type=float,
+        default=0.0,
+        metavar="MIN",
+        help="add MIN minutes of piper reading held-out text to the validation negatives "
+        "(the published tables: 0)",
+    )
+    ap.add_argument(
         "--merge",
         help="an earlier result JSON of the same phrase and audio: keep its other engines, "
         "replace the ones run now",
@@ -744,14 +823,15 @@ def main(argv=None):
         args.ind_minutes,
         log,
         args.negative_tracks,
+        args.piper_negatives,
     )
     info["hours"] = {k: round(hours_of(v), 3) for k, v in sets.items()}
     info["positives"] = {
         k: sum(1 for _, ev in v for *_, kind in ev if kind == "pos")
         for k, v in sets.items()
-        if k not in ("negatives", "ind_negatives")
+        if k not in NEGATIVE_SETS
     }
-    hours = hours_of(sets["negatives"])
+    hours = hours_of(sets["negatives"] + sets.get("piper_negatives", []))
     info["budgets"] = {
         str(t): f"<= {max_false_accepts(t, hours)} false accepts in {hours:.2f} h" for t in TARGETS
     }
