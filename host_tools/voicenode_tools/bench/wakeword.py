@@ -143,40 +143,28 @@ def make_audio(
                 )
                 for i, p in enumerate(plans)
             ]
-    plans = tracks.plan_tracks([(c, "speech") for c in g["val_speech"]], rng, per_track=10)
-    if negative_tracks is not None:
-        plans = plans[:negative_tracks]
-    sets["negatives"] = [
-        tracks.build_track(
-            p, RATE, np.random.default_rng([seed, 1000, i]), g["music"], babble, (5, 25)
-        )
-        for i, p in enumerate(plans)
-    ]
+
+    def speech_tracks(speech, plan_rng, salt):
+        # negative tracks: the clips ten to a track over the backgrounds at 5-25 dB
+        plans = tracks.plan_tracks([(c, "speech") for c in speech], plan_rng, per_track=10)
+        if negative_tracks is not None:
+            plans = plans[:negative_tracks]
+        return [
+            tracks.build_track(
+                p, RATE, np.random.default_rng([seed, salt, i]), g["music"], babble, (5, 25)
+            )
+            for i, p in enumerate(plans)
+        ]
+
+    sets["negatives"] = speech_tracks(g["val_speech"], rng, 1000)
     if piper_minutes > 0:
         log("synthesizing piper reading held-out text (cached) ...")
         speech = piper_speech(recipe.spoken(rec), seed, piper_minutes)
-        plans = tracks.plan_tracks(
-            [(c, "speech") for c in speech], np.random.default_rng([seed, 3000]), per_track=10
-        )
-        if negative_tracks is not None:
-            plans = plans[:negative_tracks]
-        sets["piper_negatives"] = [
-            tracks.build_track(
-                p, RATE, np.random.default_rng([seed, 3000, i]), g["music"], babble, (5, 25)
-            )
-            for i, p in enumerate(plans)
-        ]
+        sets["piper_negatives"] = speech_tracks(speech, np.random.default_rng([seed, 3000]), 3000)
     if independent:
-        items = [(c, "speech") for c in ind["speech"] + ind["human"]]
-        plans = tracks.plan_tracks(items, np.random.default_rng([seed, 77]), per_track=10)
-        if negative_tracks is not None:
-            plans = plans[:negative_tracks]
-        sets["ind_negatives"] = [
-            tracks.build_track(
-                p, RATE, np.random.default_rng([seed, 2000, i]), g["music"], babble, (5, 25)
-            )
-            for i, p in enumerate(plans)
-        ]
+        sets["ind_negatives"] = speech_tracks(
+            ind["speech"] + ind["human"], np.random.default_rng([seed, 77]), 2000
+        )
     return sets, info
 
 
