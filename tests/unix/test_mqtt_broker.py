@@ -323,11 +323,12 @@ class Driver:
         )
         self.lines = queue.Queue()
         self.states = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.expect(lambda m: "ready" in m)
 
     def _read(self):
-        for line in self.proc.stdout:
+        for line in self.proc.stdout:  # ends at EOF, once the driver has exited
             try:
                 msg = json.loads(line)
             except ValueError:
@@ -377,6 +378,9 @@ class Driver:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(3)
+        # The reader takes the rest of the output to its EOF before stdout is closed under it
+        # (closing it first raised "I/O operation on closed file" in that thread).
+        self._reader.join(5)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
