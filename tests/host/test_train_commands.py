@@ -42,6 +42,34 @@ def test_drawn_sentences_cover_every_intent_and_value():
     assert any(s.startswith("turn on the") for s in unk + val)
 
 
+def test_threads_reach_the_training(tmp_path, monkeypatch):
+    """`train-commands --threads 1` trains with one PyTorch thread (beside other work two
+    trainings of two threads each on two cores ran about 20 times slower than one)."""
+    import torch
+
+    from voicenode_tools.cli import main
+
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "mini.toml"
+    f.write_text(SMALL)
+    before = torch.get_num_threads()
+    seen = []
+    real = tc.fit
+
+    def fit(*a, **k):
+        out = real(*a, **k)
+        seen.append(torch.get_num_threads())
+        return out
+
+    monkeypatch.setattr(tc, "fit", fit)
+    try:
+        assert main(["train-commands", str(f), "--quick", "--threads", "1", "-q",
+                     "-o", str(tmp_path / "out")]) == 0  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]
+
+
 def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
     f = tmp_path / "mini.toml"

@@ -492,7 +492,7 @@ def _batches(n: int, batch: int, g, rows: np.ndarray | None = None, group: int =
 
 
 def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, seed: int,
-        soft: np.ndarray | None = None):  # fmt: skip
+        soft: np.ndarray | None = None, threads: int = 2):  # fmt: skip
     """Train the network with CTC on listening windows; returns the StreamNet.
 
     With the recipe's ``train.rows`` "decoded" the loss sees only the rows the chip decodes
@@ -504,6 +504,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
             the loss is then (1 - w) x CTC + w x the KL divergence from them on the same
             rows, summed over the rows and divided by the sentence's words as CTC is
             (w: the recipe's ``train.distill.weight``).
+        threads: PyTorch threads (at most what torch would use).
     """
     import torch
     from torch import nn
@@ -511,7 +512,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
     from .model import StreamNet
 
     torch.manual_seed(seed)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(max(1, min(threads, torch.get_num_threads())))
     t = rec["train"]
     spec = [list(s) for s in rec["model"]["spec"]] + [["dense", n_classes, 1, 1, 1]]
     net = StreamNet(x.shape[2], spec, logits=True)
@@ -572,7 +573,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
     return net.eval()
 
 
-def teachers(cs_path, rec: dict, progress, workers: int = 2) -> list:
+def teachers(cs_path, rec: dict, progress, workers: int = 2, threads: int = 2) -> list:
     """The teacher networks of ``rec["train"]["distill"]``: `trainer.teacher_recipe` (the
     wake words' rule: the recipe without distillation) at each of its
     ``teacher_seeds``, each built as ``train-commands FILE --seed S`` builds it (its own
@@ -597,7 +598,7 @@ def teachers(cs_path, rec: dict, progress, workers: int = 2) -> list:
         if not side.exists():
             progress.log(f"teacher: seed {s} ({folder})")
             build(cs_path, folder, seed=int(s), progress=progress, workers=workers,
-                  overrides=t_rec)  # fmt: skip
+                  overrides=t_rec, threads=threads)  # fmt: skip
         scale = float(json.loads(side.read_text())["logit_scale"])
         out.append((ref.QuantModel.load(folder / f"{name}_net.vnm", head="logits"), scale))
     return out
@@ -805,8 +806,11 @@ def choose_operating_point(decs, items, target: float) -> tuple[int, int]:
 
 
 def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quick: bool = False,
-          name: str | None = None, overrides: dict | None = None) -> dict:  # fmt: skip
+          name: str | None = None, overrides: dict | None = None, threads: int = 2) -> dict:  # fmt: skip
     """Make the command model of a command-set file; returns the sidecar written.
+
+    ``threads``: PyTorch threads for training (two trainings with two threads each on a
+    2-core machine ran about 20 times slower than one alone: 1 beside other work).
 
     Writes ``out_dir/<name>.json`` (the command model's sidecar), ``<name>.vcg`` (the grammar)
     and ``<name>_net.vnm`` + ``.json`` (the network); name ``commands_<set name>``.
@@ -901,12 +905,12 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     progress.log(f"data ready in {t_synth + t_data:.0f}s: {len(x)} training windows")
     soft, t_teach = None, 0.0
     if rec["train"].get("distill"):
-        models = teachers(cs_path, rec, progress, workers)
+        models = teachers(cs_path, rec, progress, workers, threads)
         t_soft = time.time()
         soft = teacher_probs(models, x_teach)
         progress.log(f"teachers' probabilities in {time.time() - t_soft:.0f}s")
         t_teach = time.time() - t0 - t_synth - t_data
-    net = fit(x, ys, len(classes), rec, progress, seed, soft)
+    net = fit(x, ys, len(classes), rec, progress, seed, soft, threads)
     del soft, x_teach
     t_train = time.time() - t0 - t_synth - t_data - t_teach
     qmodel = quantize(net, x)
