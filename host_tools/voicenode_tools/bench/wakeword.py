@@ -494,6 +494,11 @@ class _Meter:
         return r
 
 
+def validation_negatives(sets) -> list:
+    """The negative tracks the settings are chosen on: espeak's, then piper's if any."""
+    return sets["negatives"] + sets.get("piper_negatives", [])
+
+
 def evaluate_engine(engine, sets, log):
     """The operating curve, FRR at each FA/h budget and CPU time of one engine.
 
@@ -503,8 +508,8 @@ def evaluate_engine(engine, sets, log):
     validation negatives alone.
     """
     piper_neg = sets.get("piper_negatives", [])
-    neg = sets["negatives"] + piper_neg
-    n_espeak = len(sets["negatives"])
+    neg = validation_negatives(sets)
+    n_espeak = len(neg) - len(piper_neg)
     ind_neg = sets.get("ind_negatives", [])
     hours = hours_of(neg)
     ind_hours = hours_of(ind_neg)
@@ -819,7 +824,7 @@ def main(argv=None):
         for k, v in sets.items()
         if k not in NEGATIVE_SETS
     }
-    hours = hours_of(sets["negatives"] + sets.get("piper_negatives", []))
+    hours = hours_of(validation_negatives(sets))
     info["budgets"] = {
         str(t): f"<= {max_false_accepts(t, hours)} false accepts in {hours:.2f} h" for t in TARGETS
     }
