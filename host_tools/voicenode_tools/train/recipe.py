@@ -128,9 +128,10 @@ def check(recipe: dict) -> dict:
     A phrase with no vowel to change ("x", "hmm") gives no confusable negatives, and a
     detector trained without them fires on anything like it.
     """
-    if not confusables(spoken(recipe), recipe.get("negatives")):
+    phrase = spoken(recipe)
+    if not confusables(phrase, recipe.get("negatives")):
         raise ValueError(
-            f"phrase {spoken(recipe)!r} gives no confusable negatives to train against (no"
+            f"phrase {phrase!r} gives no confusable negatives to train against (no"
             " vowel to vary): pick a longer phrase (two or more syllables work best) or list"
             ' "negatives" in a recipe file'
         )
