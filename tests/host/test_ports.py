@@ -95,6 +95,52 @@ def test_monitor_prints_only_event_lines(pty_pair):
     ]
 
 
+BANNER = (
+    b'MicroPython v1.29.0 on 2026-07-12; ESP32S3 module\r\nType "help()" for more information.\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    "after_reset, said",
+    [
+        # an empty flash: the board restarts to its REPL and nothing tells why
+        (BANNER + b">>> ", [monitor.NO_NODE]),
+        # firmware without its app: main.py's status line is shown, then the same note
+        (b"voicenode: no app installed (no module named 'voicenode'); run `voicenode deploy`"
+         b"\r\n" + BANNER + b">>> ",
+         ["voicenode: no app installed (no module named 'voicenode'); run `voicenode deploy`",
+          monitor.NO_NODE]),
+        # a node that starts: its boot event, no note (and none when it stops with an error:
+        # the error event says why)
+        (b'{"t": 0.1, "event": "boot"}\r\n{"t": 0.2, "event": "error", "error": "x"}\r\n'
+         + BANNER + b">>> ", []),
+    ],
+)  # fmt: skip
+def test_monitor_says_when_the_board_runs_no_node(pty_pair, after_reset, said):
+    """With `--reset` the board first answers Ctrl-B with its banner (that is no sign of an
+    empty board), then reboots; a banner after the reboot with no event before it is."""
+    master, path = pty_pair
+
+    def board():
+        time.sleep(0.3)
+        os.write(master, b"\r\n>>> \r\n>>> \r\n" + BANNER + b">>> \r\nMPY: soft reboot\r\n")
+        os.write(master, after_reset)
+
+    threading.Thread(target=board, daemon=True).start()
+    notes = []
+    list(monitor.events(path, seconds=1.2, notes=notes.append))
+    assert notes == said
+
+
+def test_monitor_on_an_empty_virtual_board_is_not_silent(tmp_path, capsys):
+    """`voicenode monitor --port sim` resets the board it has just started (its boot shows,
+    as a board plugged in would), and an empty flash gets the note instead of silence."""
+    assert main(["monitor", "--port", "sim", "--flash", str(tmp_path / "empty.img"),
+                 "--seconds", "3"]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    assert out == "" and monitor.NO_NODE in err
+
+
 def test_board_dropping_off_mid_session_is_a_clear_error(pty_pair):
     master, path = pty_pair
 

@@ -8,7 +8,10 @@ def add_arguments(parser):
     )
     parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     parser.add_argument(
-        "--reset", action="store_true", help="soft-reset the board first (shows the boot)"
+        "--reset",
+        action="store_true",
+        help="soft-reset the board first (shows the boot; always with --port sim, a board"
+        " that has just started)",
     )
 
 
@@ -17,8 +20,15 @@ def run(args) -> int:
 
     from voicenode_tools.device import monitor, ports
 
+    def note(text):
+        sys.stderr.write(f"voicenode monitor: {text}\n")
+        sys.stderr.flush()
+
+    # A virtual board is started by this command: reset it so that its boot shows, as a
+    # board just plugged in would.
+    reset = args.reset or args.port == "sim"
     with ports.session(args.port, args.flash) as path:
-        for line in monitor.events(path, seconds=args.seconds, reset=args.reset):
+        for line in monitor.events(path, seconds=args.seconds, reset=reset, notes=note):
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
     return 0
