@@ -151,6 +151,12 @@ def test_tiny_training_run_makes_a_loadable_model(tmp_path, monkeypatch):
         f"val_{g}_snr{s}" for g in ("pos", "piper") for s in (20, 10, 5)
     }
     assert on_disk["heap_bytes"] == model.heap_bytes()
+    # what the floating point depended on, to tell a rebuild on another machine apart
+    import torch
+
+    made = on_disk["trained_on"]
+    assert made["threads"] == 1 and made["torch"] == torch.__version__
+    assert made["vector_unit"] == torch.backends.cpu.get_cpu_capability()
     # The data is cached under its hash and reused.
     h = recipe.data_hash(rec, 16000)
     assert (tmp_path / "cache" / "data" / h / "clips.npz").exists()

@@ -68,6 +68,11 @@ def test_threads_reach_the_training(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
+    # the sidecar says so (with the CPU's vector unit and PyTorch's version: a rebuild on
+    # another machine can differ, docs/TRAINING.md)
+    made = json.loads((tmp_path / "out" / "commands_mini.json").read_text())["trained_on"]
+    assert made["threads"] == 1 and made["torch"] == torch.__version__
+    assert made["vector_unit"] == torch.backends.cpu.get_cpu_capability() and made["cpu"]
 
 
 def test_tiny_training_run_makes_a_valid_model(tmp_path, monkeypatch):

@@ -820,6 +820,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     from voicenode_tools.reference import commands as rc
     from voicenode_tools.reference import nn as ref_nn
 
+    from .model import trained_on
     from .trainer import Progress, distill_clean_db
 
     progress = progress or Progress(enabled=False)
@@ -988,6 +989,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
                           **({"teachers": round(t_teach, 1)} if t_teach else {}),
                           "total": round(time.time() - t0, 1)},
         "data_hash": data_hash(cs, rec, 16000),
+        "trained_on": trained_on(),
     }  # fmt: skip
     (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
     m = scores["mean"]

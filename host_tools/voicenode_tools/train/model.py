@@ -13,6 +13,8 @@ into the int8 model the chip runs.
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import torch
 from torch import nn
@@ -162,3 +164,31 @@ def quant_stream(qmodel, x) -> torch.Tensor:
         if L.table is not None:
             h = torch.from_numpy(np.asarray(L.table, np.int64))[h]
     return h.transpose(1, 2)
+
+
+def trained_on() -> dict:
+    """What a training's floating point depended on, for the sidecar's `trained_on`.
+
+    The same recipe and seed make the same data everywhere, but the network's bytes also
+    depend on the CPU's vector unit and on the number of PyTorch threads (their reduction
+    order; docs/TRAINING.md, "Shipped models"). A rebuild that differs from a shipped
+    model can be told apart from a pipeline change by comparing these first.
+    """
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "vector_unit": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

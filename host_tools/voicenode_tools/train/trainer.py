@@ -466,6 +466,8 @@ def build(
     from voicenode_tools import __version__
     from voicenode_tools.reference import nn as ref
 
+    from .model import trained_on
+
     progress = progress or Progress(enabled=False)
     clean_db = distill_clean_db(rec)  # a bad setting is refused before any work
     t0 = time.time()
@@ -517,6 +519,7 @@ def build(
         "scores": scores,
         "train_seconds": {"data": round(t_data, 1), "train": round(t_train, 1),
                           "total": round(time.time() - t0, 1)},
+        "trained_on": trained_on(),
     }  # fmt: skip
     side = qmodel.save(out_dir / f"{name}.vnm", sidecar)
     progress.done(
