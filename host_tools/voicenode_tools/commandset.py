@@ -1,4 +1,5 @@
-"""Command sets: the spoken commands the node understands, in a TOML file the user edits.
+"""Command sets: the spoken commands the node understands, in a TOML file the user edits
+(or a .json file of the same tables).
 
 A command set maps phrases to intents. A phrase is a small pattern language:
 
@@ -340,29 +341,62 @@ def _line_of(lines: list[str], needle: str, start: int = 0) -> int:
 
 
 def _section_line(lines: list[str], table: str, key: str) -> int:
-    """0-based index of the header line of ``[table.key]`` (quoted or bare key), or 0."""
+    """0-based index of the header line of ``[table.key]`` (quoted or bare key), or of a JSON
+    file's ``"key":`` inside ``"table":``, or 0."""
     pat = re.compile(
         r"^\s*\[\s*" + re.escape(table) + r"\s*\.\s*(\"|')?" + re.escape(key) + r"(\"|')?\s*\]"
     )
     for i, ln in enumerate(lines):
         if pat.match(ln):
             return i
+    # JSON: the "key": inside the object that follows "table":
+    top = next(
+        (i for i, ln in enumerate(lines) if re.search(f'"{re.escape(table)}"\\s*:', ln)), None
+    )
+    if top is not None:
+        member = re.compile(f'"{re.escape(key)}"\\s*:')
+        for i in range(top, len(lines)):
+            if member.search(lines[i]):
+                return i
     for i, ln in enumerate(lines):  # inline tables / dotted keys: any line naming the key
         if key in ln:
             return i
     return 0
 
 
-def loads(text: str, path: str = "<commands>") -> CommandSet:
-    """Parse and validate a command set from TOML text (see the module docstring)."""
+def _parse(text: str, path: str, fmt: str) -> dict:
+    """The document of a command-set file: TOML or (``fmt`` "json") JSON."""
+    import json
+
     import tomllib
 
+    if fmt == "json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CommandSetError(
+                f"{path}:{e.lineno}: JSON syntax error: {e.msg} (column {e.colno})"
+            ) from None
+        if not isinstance(doc, dict):
+            raise CommandSetError(
+                f"{path}:1: a command set is a JSON object, not {type(doc).__name__}"
+            )
+        return doc
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"at line (\d+)", str(e))
         line = m.group(1) if m else "?"
-        raise CommandSetError(f"{path}:{line}: TOML syntax error: {e}") from None
+        hint = (
+            " (this looks like JSON: name the file .json)" if text.lstrip().startswith("{") else ""
+        )
+        raise CommandSetError(f"{path}:{line}: TOML syntax error: {e}{hint}") from None
+
+
+def loads(text: str, path: str = "<commands>", fmt: str = "toml") -> CommandSet:
+    """Parse and validate a command set from TOML text, or JSON text of the same tables with
+    ``fmt="json"`` (see the module docstring)."""
+    doc = _parse(text, path, fmt)
     lines = text.splitlines()
 
     def err(line, msg):
@@ -489,21 +523,27 @@ def loads(text: str, path: str = "<commands>") -> CommandSet:
 
 
 def _line_of_key(lines: list[str], key: str) -> int:
-    for i, ln in enumerate(lines):
-        if re.match(r"^\s*\[?\s*" + re.escape(key) + r"\b", ln):
+    for i, ln in enumerate(lines):  # a TOML key or [table], or a JSON "key":
+        if re.match(r"^\s*(\[?\s*" + re.escape(key) + r"\b|\{?\s*\"" + re.escape(key) + '")', ln):
             return i + 1
     return 1
 
 
 def load(path) -> CommandSet:
-    """Parse and validate a command-set file (TOML).
+    """Parse and validate a command-set file: TOML, or JSON when its name ends in .json.
 
     Raises:
-        CommandSetError: ``file:line: problem``.
+        CommandSetError: ``file:line: problem`` (a YAML file is refused with what to do).
         OSError: the file cannot be read.
     """
     p = Path(path)
-    return loads(p.read_text(encoding="utf-8"), str(p))
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        raise CommandSetError(
+            f"{p}:1: YAML is not read here: write the same tables as TOML (like"
+            " commands/home.toml) or as JSON (a .json file)"
+        )
+    return loads(p.read_text(encoding="utf-8"), str(p), "json" if suffix == ".json" else "toml")
 
 
 def default_path() -> Path:

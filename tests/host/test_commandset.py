@@ -106,6 +106,63 @@ def test_bad_slot_definitions():
         C.loads('[slots.r]\nvalues = ["a",\n "b", "a"]\n', "x.toml")
 
 
+def test_the_default_set_as_json_is_the_same_set(tmp_path):
+    """A .json file of the same tables is read like the TOML file (the issue allows either)."""
+    import json
+
+    import tomllib
+
+    doc = tomllib.loads(C.default_path().read_text())
+    f = tmp_path / "home.json"
+    f.write_text(json.dumps(doc, indent=2))
+    a, b = C.load(C.default_path()), C.load(f)
+    assert list(b.expand()) == list(a.expand()) and b.layout() == a.layout()
+    assert b.name == a.name
+
+
+JSON_HEAD = """{
+  "name": "t",
+  "slots": {
+    "room": {"values": ["kitchen", "bedroom"]}
+  },
+  "intents": {
+"""
+
+
+@pytest.mark.parametrize(
+    "body, line, words",
+    [
+        ('    "a": {\n      "phrases": [\n        "ok",\n        "turn on the {garage} light"\n'
+         "      ]\n    }\n  }\n}\n", 10, "unknown slot {garage}"),
+        ('    "a": {"phrases": ["on"]},\n    "unknown": {"phrases": ["off"]}\n  }\n}\n', 8,
+         "bad intent name"),
+        ('    "a": {"phrases": ["on"]}\n  },\n  "colour": 1\n}\n', 9, "unknown top-level key"),
+        ('    "a": {"phrases": ["on",]}\n  }\n}\n', 7, "JSON syntax error"),
+        # the second "on" is the duplicate, though "on" and "b" are on earlier lines too
+        ('    "a": {"phrases": ["on"]},\n    "ab": {"phrases": ["x"]},\n'
+         '    "b": {"phrases": ["on"]}\n  }\n}\n', 9, "duplicate phrase"),
+    ],
+)  # fmt: skip
+def test_a_json_file_names_the_line_too(tmp_path, body, line, words):
+    f = tmp_path / "bad.json"
+    f.write_text(JSON_HEAD + body)
+    with pytest.raises(C.CommandSetError) as e:
+        C.load(f)
+    assert str(e.value).startswith(f"{f}:{line}:"), str(e.value)
+    assert words in str(e.value)
+
+
+def test_other_formats_get_what_to_do(tmp_path):
+    y = tmp_path / "home.yaml"
+    y.write_text("name: home\n")
+    with pytest.raises(C.CommandSetError, match=r"home.yaml:1: YAML is not read here.*TOML.*JSON"):
+        C.load(y)
+    t = tmp_path / "home.toml"  # JSON text in a .toml file
+    t.write_text('{"name": "x"}\n')
+    with pytest.raises(C.CommandSetError, match=r"TOML syntax error.*looks like JSON"):
+        C.load(t)
+
+
 def test_jsgf_lists_every_template():
     cs = C.loads(HEAD + '[intents."a"]\nphrases = ["turn on the {room} light[s]"]\n')
     g = C.jsgf(cs)

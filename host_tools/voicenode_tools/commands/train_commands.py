@@ -14,7 +14,10 @@ from pathlib import Path
 
 def add_arguments(parser):
     parser.add_argument(
-        "file", nargs="?", default=None, help="command-set file (default: commands/home.toml)"
+        "file",
+        nargs="?",
+        default=None,
+        help="command-set file, TOML or .json (default: commands/home.toml)",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (data and training)")
     parser.add_argument(
