@@ -4,7 +4,8 @@
   and returns (int16 samples, rate); several channels are mixed down (with a notice on
   stderr) or refused (`channels="refuse"`).
 - `load_16k(path)` returns 16 kHz mono int16, resampling any other rate with a polyphase
-  windowed-sinc filter (notice on stderr).
+  windowed-sinc filter (notice on stderr); audio too short for one feature frame gets a
+  notice too (the tools then hear nothing, and say why).
 - Anything that is not a readable WAV raises `AudioError` with one clear sentence.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 TARGET_RATE = 16000
+#: Samples of the front end's first frame (its analysis window, 30 ms at 16 kHz).
+FIRST_FRAME = 480
 
 _PCM = 1
 _FLOAT = 3
@@ -172,6 +175,11 @@ def load_16k(path, channels="mix"):
     if rate != TARGET_RATE:
         _notice(f"{path}: {rate} Hz resampled to {TARGET_RATE} Hz")
         x = resample(x, rate, TARGET_RATE)
+    if len(x) < FIRST_FRAME:
+        _notice(
+            f"{path}: {len(x) / TARGET_RATE:.3f} s of audio, less than the front end's first"
+            f" 30 ms frame: nothing to hear"
+        )
     return x
 
 

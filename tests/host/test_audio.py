@@ -94,6 +94,20 @@ def test_other_rates_are_resampled_to_16k(tmp_path, capsys, rate):
     assert np.sqrt(np.mean(err**2)) < 10  # -60 dB re the tone
 
 
+def test_audio_too_short_for_a_frame_is_named(tmp_path, capsys):
+    """An empty (or shorter than 30 ms) recording is read, with a notice: a listener on it
+    hears nothing, and says why instead of printing nothing at all."""
+    from voicenode_tools.reference import params
+
+    assert params.WINDOW == 480  # audio.FIRST_FRAME: the front end's window
+    for n in (0, 479, 480):
+        p = tmp_path / f"n{n}.wav"
+        write_wav(p, np.zeros(n, np.int16))
+        assert len(load_16k(p)) == n
+        err = capsys.readouterr().err
+        assert ("nothing to hear" in err) == (n < 480), (n, err)
+
+
 def test_resampling_removes_what_does_not_fit_below_nyquist():
     rate = 48000
     t = np.arange(rate) / rate
@@ -104,8 +118,9 @@ def test_resampling_removes_what_does_not_fit_below_nyquist():
 
 def test_16k_file_is_not_touched(tmp_path, capsys, ramp):
     p = tmp_path / "a.wav"
-    write_wav(p, ramp)
-    np.testing.assert_array_equal(load_16k(p), ramp)
+    x = np.tile(ramp, 60)  # 480 samples: one frame, so no notice of too little audio either
+    write_wav(p, x)
+    np.testing.assert_array_equal(load_16k(p), x)
     assert capsys.readouterr().err == ""
 
 
