@@ -42,13 +42,44 @@ def add_arguments(parser):
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="PyTorch threads for training (default 1: OpenMP threads stall badly on a busy machine)",
+        default=None,
+        help="PyTorch threads for training (default: 1 for a phrase with a shipped recipe, as its"
+        " model was made; else 2 on an idle machine of 2+ cores, 1 when busy: OpenMP threads"
+        " stall badly beside other work)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--print-recipe", action="store_true", help="print the full recipe and stop"
     )
+
+
+def choose_threads(asked, shipped_recipe: bool, cpus: int, load: float) -> tuple[int, str]:
+    """PyTorch threads for the training, and why (for the progress log).
+
+    Args:
+        asked: ``--threads`` (None: choose).
+        shipped_recipe: the phrase has a recipe file in models/recipes/: its model was made
+            with one thread, and the same seeded command must make the same bytes.
+        cpus: CPUs this process may use.
+        load: the 1-minute load average before training starts.
+
+    Two threads train about 1.7 times faster on an idle 2-core machine (okay nabu: 453 s
+    against 760 s; from nothing 10.5 min against 15.8 min, docs/TRAINING.md), but beside other
+    work OpenMP's threads stall (1-2 s per step instead of 0.12).
+    """
+    if asked is not None:
+        return asked, "as asked"
+    if shipped_recipe:
+        return (
+            1,
+            "the shipped recipe's models were made with one, so the seeded command rebuilds them",
+        )
+    if cpus >= 2 and load < cpus - 1:
+        return (
+            2,
+            f"the machine is idle (load {load:.1f} on {cpus} CPUs; --threads 1 beside other work)",
+        )
+    return 1, f"the machine is busy (load {load:.1f} on {cpus} CPUs)"
 
 
 QUICK = {
@@ -90,10 +121,25 @@ def run(args):
         raise CommandError(
             f"training needs the 'train' extra: pip install -e '.[train]' ({e})"
         ) from None
+    import os
+
+    shipped = (
+        not args.recipe and (recipes.RECIPES_DIR / f"{recipes.slug(args.phrase)}.json").exists()
+    )
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average here: take the safe choice
+        load = float(cpus)
+    threads, why = choose_threads(args.threads, shipped, cpus, load)
     progress = trainer.Progress(enabled=not args.quiet)
+    progress.log(f"training with {threads} PyTorch thread{'s' if threads > 1 else ''}: {why}")
     try:
         side = trainer.build(
-            rec, Path(args.output), progress, workers=args.workers, threads=args.threads
+            rec, Path(args.output), progress, workers=args.workers, threads=threads
         )
     except RuntimeError as e:
         raise CommandError(str(e)) from None
