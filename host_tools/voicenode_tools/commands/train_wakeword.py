@@ -53,7 +53,33 @@ def add_arguments(parser):
     )
 
 
-def choose_threads(asked, shipped_recipe: bool, cpus: int, load: float) -> tuple[int, str]:
+def busy_cpus(cpus: int, seconds: float = 1.0) -> float:
+    """How many CPUs other work keeps busy now: from /proc/stat over `seconds` (the load
+    average lags a minute behind: after a test run it still says busy), else the 1-minute load
+    average, else all of them (the safe guess)."""
+    import os
+    import time
+
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)  # total, idle + iowait
+
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+        if t1 > t0:
+            return cpus * (1.0 - (i1 - i0) / (t1 - t0))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float(cpus)
+
+
+def choose_threads(asked, shipped_recipe: bool, cpus: int, busy: float) -> tuple[int, str]:
     """PyTorch threads for the training, and why (for the progress log).
 
     Args:
@@ -61,25 +87,21 @@ def choose_threads(asked, shipped_recipe: bool, cpus: int, load: float) -> tuple
         shipped_recipe: the phrase has a recipe file in models/recipes/: its model was made
             with one thread, and the same seeded command must make the same bytes.
         cpus: CPUs this process may use.
-        load: the 1-minute load average before training starts.
+        busy: CPUs other work keeps busy before training starts (`busy_cpus`).
 
     Two threads train about 1.7 times faster on an idle 2-core machine (okay nabu: 453 s
     against 760 s; from nothing 10.5 min against 15.8 min, docs/TRAINING.md), but beside other
-    work OpenMP's threads stall (1-2 s per step instead of 0.12).
+    work OpenMP's threads stall (1-2 s per step instead of 0.12): two only when all but half
+    a CPU is free.
     """
     if asked is not None:
         return asked, "as asked"
     if shipped_recipe:
-        return (
-            1,
-            "the shipped recipe's models were made with one, so the seeded command rebuilds them",
-        )
-    if cpus >= 2 and load < cpus - 1:
-        return (
-            2,
-            f"the machine is idle (load {load:.1f} on {cpus} CPUs; --threads 1 beside other work)",
-        )
-    return 1, f"the machine is busy (load {load:.1f} on {cpus} CPUs)"
+        return 1, "the shipped recipe's models were made with one, so its command rebuilds them"
+    where = f"{busy:.1f} of {cpus} CPUs busy"
+    if cpus >= 2 and busy <= cpus - 1.5:
+        return 2, f"the machine is idle ({where}; --threads 1 beside other work)"
+    return 1, f"the machine is busy ({where})"
 
 
 QUICK = {
@@ -130,11 +152,7 @@ def run(args):
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average here: take the safe choice
-        load = float(cpus)
-    threads, why = choose_threads(args.threads, shipped, cpus, load)
+    threads, why = choose_threads(args.threads, shipped, cpus, busy_cpus(cpus))
     progress = trainer.Progress(enabled=not args.quiet)
     progress.log(f"training with {threads} PyTorch thread{'s' if threads > 1 else ''}: {why}")
     try:
