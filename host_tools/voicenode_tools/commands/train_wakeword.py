@@ -90,7 +90,8 @@ def choose_threads(asked, shipped_recipe: bool, cpus: int, busy: float) -> tuple
         busy: CPUs other work keeps busy before training starts (`busy_cpus`).
 
     Two threads train about 1.7 times faster on an idle 2-core machine (okay nabu: 453 s
-    against 760 s; from nothing 10.5 min against 15.8 min, docs/TRAINING.md), but beside other
+    against 760 s; "hey computer" from nothing 12.3 min, okay nabu with one thread 15.8 min:
+    docs/TRAINING.md), but beside other
     work OpenMP's threads stall (1-2 s per step instead of 0.12): two only when all but half
     a CPU is free.
     """
