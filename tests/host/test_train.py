@@ -239,8 +239,9 @@ def test_cli_prints_the_recipe(capsys):
 
 def test_threads_two_for_a_custom_phrase_on_an_idle_machine():
     """`--threads` unset: a custom phrase trains with 2 threads when the machine is idle (the
-    15-minute target: from nothing 15.8 min with 1 thread on an AVX512 Xeon, 12.3 with 2), 1 beside other
-    work; a shipped recipe always with 1, as its models were made (their bytes depend on it)."""
+    15-minute target: from nothing 15.8 min with 1 thread on an AVX512 Xeon, 12.3 with 2), 1
+    beside other work; a shipped recipe always with 1, as its models were made (their bytes
+    depend on it)."""
     from voicenode_tools.commands.train_wakeword import choose_threads
 
     assert choose_threads(None, False, 2, 0.3)[0] == 2
