@@ -91,9 +91,8 @@ def choose_threads(asked, shipped_recipe: bool, cpus: int, busy: float) -> tuple
 
     Two threads train about 1.7 times faster on an idle 2-core machine (okay nabu: 453 s
     against 760 s; "hey computer" from nothing 12.3 min, okay nabu with one thread 15.8 min:
-    docs/TRAINING.md), but beside other
-    work OpenMP's threads stall (1-2 s per step instead of 0.12): two only when all but half
-    a CPU is free.
+    docs/TRAINING.md), but beside other work OpenMP's threads stall (1-2 s per step instead
+    of 0.12): two only when all but half a CPU is free.
     """
     if asked is not None:
         return asked, "as asked"
@@ -153,7 +152,8 @@ def run(args):
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    threads, why = choose_threads(args.threads, shipped, cpus, busy_cpus(cpus))
+    busy = busy_cpus(cpus) if args.threads is None and not shipped else 0.0  # 1 s to measure
+    threads, why = choose_threads(args.threads, shipped, cpus, busy)
     progress = trainer.Progress(enabled=not args.quiet)
     progress.log(f"training with {threads} PyTorch thread{'s' if threads > 1 else ''}: {why}")
     try:
