@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from voicenode_tools.reference import params
+
 TARGET_RATE = 16000
-#: Samples of the front end's first frame (its analysis window, 30 ms at 16 kHz).
-FIRST_FRAME = 480
 
 _PCM = 1
 _FLOAT = 3
@@ -175,10 +175,10 @@ def load_16k(path, channels="mix"):
     if rate != TARGET_RATE:
         _notice(f"{path}: {rate} Hz resampled to {TARGET_RATE} Hz")
         x = resample(x, rate, TARGET_RATE)
-    if len(x) < FIRST_FRAME:
+    if len(x) < params.WINDOW:  # the front end's first frame
         _notice(
             f"{path}: {len(x) / TARGET_RATE:.3f} s of audio, less than the front end's first"
-            f" 30 ms frame: nothing to hear"
+            f" {1000 * params.WINDOW // TARGET_RATE} ms frame: nothing to hear"
         )
     return x
 

@@ -99,7 +99,7 @@ def test_audio_too_short_for_a_frame_is_named(tmp_path, capsys):
     hears nothing, and says why instead of printing nothing at all."""
     from voicenode_tools.reference import params
 
-    assert params.WINDOW == 480  # audio.FIRST_FRAME: the front end's window
+    assert params.WINDOW == 480  # the front end's first frame: 30 ms
     for n in (0, 479, 480):
         p = tmp_path / f"n{n}.wav"
         write_wav(p, np.zeros(n, np.int16))

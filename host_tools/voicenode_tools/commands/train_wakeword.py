@@ -8,6 +8,8 @@ Generated audio is cached in ~/.cache/voicenode/data/<recipe data hash>/ and nev
 """
 
 import json
+import os
+import time
 from pathlib import Path
 
 
@@ -57,8 +59,6 @@ def busy_cpus(cpus: int, seconds: float = 1.0) -> float:
     """How many CPUs other work keeps busy now: from /proc/stat over `seconds` (the load
     average lags a minute behind: after a test run it still says busy), else the 1-minute load
     average, else all of them (the safe guess)."""
-    import os
-    import time
 
     def sample():
         with open("/proc/stat") as f:
@@ -143,11 +143,7 @@ def run(args):
         raise CommandError(
             f"training needs the 'train' extra: pip install -e '.[train]' ({e})"
         ) from None
-    import os
-
-    shipped = (
-        not args.recipe and (recipes.RECIPES_DIR / f"{recipes.slug(args.phrase)}.json").exists()
-    )
+    shipped = not args.recipe and recipes.shipped_file(args.phrase) is not None
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

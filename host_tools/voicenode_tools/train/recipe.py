@@ -93,6 +93,12 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def shipped_file(phrase: str) -> Path | None:
+    """The shipped recipe file of ``phrase`` (``models/recipes/<slug>.json``), or None."""
+    path = RECIPES_DIR / f"{slug(phrase)}.json"
+    return path if path.exists() else None
+
+
 def make(phrase: str, seed: int = 1, **overrides) -> dict:
     """A complete recipe for ``phrase``: the shipped recipe file if there is one, else defaults.
 
@@ -101,10 +107,9 @@ def make(phrase: str, seed: int = 1, **overrides) -> dict:
         seed: random seed for data and training.
         **overrides: nested dicts merged over the recipe (e.g. ``data={"positives": 50}``).
     """
-    name = slug(phrase)
-    path = RECIPES_DIR / f"{name}.json"
-    base = _merge(DEFAULTS, {"name": name, "phrase": phrase.lower().strip()})
-    if path.exists():
+    path = shipped_file(phrase)
+    base = _merge(DEFAULTS, {"name": slug(phrase), "phrase": phrase.lower().strip()})
+    if path is not None:
         base = _merge(base, json.loads(path.read_text()))
     base["seed"] = seed
     return check(_merge(base, overrides))
