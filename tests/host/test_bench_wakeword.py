@@ -275,6 +275,68 @@ def test_missed_alone_counts_each_clip_per_voice():
     assert res == {"e": {"a": 1.0, "b": 1.0}}
 
 
+def test_missed_alone_plays_each_clip_in_its_condition():
+    loud = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+    items = [(loud, "a"), (loud, "b")]
+    seen = []
+
+    def silence_b(audio, rng):  # a condition that takes the second clip away
+        seen.append(len(audio))
+        return audio * (0.0 if len(seen) == 2 else 1.0)
+
+    rng = np.random.default_rng(0)
+    res = evalvoices.missed_alone(items, {"e": _Loud()}, {"e": 0.05}, rng, condition=silence_b)
+    assert res == {"e": {"a": 0.0, "b": 1.0}}
+    assert seen == [8000 + 3 * 16000] * 2  # the clip with its 2 s before and 1 s after
+
+
+def test_conditions_are_laid_as_the_tracks_lay_them():
+    from voicenode_tools.bench import conditions as bc
+
+    rate = 16000
+    music = [np.sin(np.arange(5 * rate) / 7) * 5000]
+    babble = [np.random.default_rng(1).normal(0, 2000, rate).astype(np.int16)]
+    conds = bc.conditions(music, babble)
+    assert list(conds) == [
+        "clean", "room", "mic band", "quiet", "noise 20 dB", "noise 5 dB",
+        "music 20 dB", "music 5 dB", "babble 20 dB", "babble 5 dB",
+    ]  # fmt: skip
+    speech = np.random.default_rng(2).normal(0, bc.SPEECH_RMS, 2 * rate)
+    silence = np.zeros(2 * rate)
+    for name, f in conds.items():
+        out = f(speech.copy(), np.random.default_rng(3))
+        assert out.shape == speech.shape, name
+    assert np.array_equal(conds["clean"](speech, None), speech)
+    room = conds["room"](speech, np.random.default_rng(3))
+    assert abs(np.sqrt(np.mean(room**2)) / bc.SPEECH_RMS - 1) < 0.01  # a room keeps the level
+    assert np.max(np.abs(conds["quiet"](speech, None))) == pytest.approx(32767 * 10**-1.5)
+    for kind in ("noise", "music", "babble"):  # the background alone: N dB below the speech
+        for snr in bc.SNRS:
+            bed = conds[f"{kind} {snr} dB"](silence, np.random.default_rng(4))
+            rms = np.sqrt(np.mean(bed**2))
+            assert rms == pytest.approx(bc.SPEECH_RMS * 10 ** (-snr / 20), rel=0.01), kind
+    # the band limit takes away what a microphone does not hear: a 20 Hz hum
+    hum = np.sin(2 * np.pi * 20 * np.arange(2 * rate) / rate) * 3000
+    assert np.sqrt(np.mean(conds["mic band"](hum, np.random.default_rng(5)) ** 2)) < 300
+
+
+def test_conditions_table_has_a_column_per_engine_and_group():
+    from voicenode_tools.bench import conditions as bc
+
+    res = {
+        "clips": {"validation espeak": 2, "validation piper": 2},
+        "missed": {
+            "clean": {"ours": {"validation espeak": 0.0, "validation piper": 0.5}},
+            "room": {"ours": {"validation espeak": 0.5, "validation piper": 1.0}},
+        },
+    }
+    lines = bc.table(res, {"ours": 0.71}).splitlines()
+    assert (
+        lines[0] == "| condition | ours @ 0.71: validation espeak | ours @ 0.71: validation piper |"
+    )
+    assert lines[2:] == ["| clean | 0.0 % | 50.0 % |", "| room | 50.0 % | 100.0 % |"]
+
+
 def test_heldout_people_are_the_held_out_mbrola_voices_only():
     from voicenode_tools.bench import heldout_people
     from voicenode_tools.train import synth

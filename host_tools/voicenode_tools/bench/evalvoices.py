@@ -281,18 +281,21 @@ def per_voice_frr(phrase: str, cutoffs: dict[str, float], seed: int = 1) -> dict
     return missed_alone(items, engines, cutoffs, np.random.default_rng([seed, 3]))
 
 
-def missed_alone(items, engines: dict, cutoffs: dict[str, float], rng) -> dict:
+def missed_alone(items, engines: dict, cutoffs: dict[str, float], rng, condition=None) -> dict:
     """Share of clips each engine misses when it hears every clip alone.
 
     Each clip is played to the engine's `scores` with 2 s of faint noise before it and 1 s
-    after (no background, room or level change; the clip at the tracks' speech level), and
-    counts as heard when a score after the first 2 s reaches the engine's cutoff.
+    after (no background, room or level change unless ``condition`` makes one; the clip at the
+    tracks' speech level), and counts as heard when a score after the first 2 s reaches the
+    engine's cutoff.
 
     Args:
         items: [(int16 clip, voice label)].
         engines: {name: engine with ``scores(audio) -> (sample positions, scores)``}.
         cutoffs: {name: cutoff}.
-        rng: numpy generator for the faint noise.
+        rng: numpy generator for the faint noise (and the condition's draws).
+        condition: ``f(float audio, rng) -> float audio`` applied to each clip's audio
+            before it is played (`bench.conditions`); None: the audio as it is.
 
     Returns:
         {engine: {voice: share missed}}, voices sorted.
@@ -304,6 +307,8 @@ def missed_alone(items, engines: dict, cutoffs: dict[str, float], rng) -> dict:
         x = pcm.astype(np.float64)
         x *= 3000.0 / (np.sqrt(np.mean(x**2)) + 1e-9)
         audio = np.concatenate([rng.normal(0, 30, 2 * RATE), x, rng.normal(0, 30, RATE)])
+        if condition is not None:
+            audio = condition(audio, rng)
         audio = np.clip(np.round(audio), -32768, 32767).astype(np.int16)
         for name, e in engines.items():
             pos, s = e.scores(audio)

@@ -13,6 +13,7 @@ BENCHES = {
     "nn": ("voicenode_tools.bench.nn_cost", "int8 network + detector: instructions and heap"),
     "wakeword": ("voicenode_tools.bench.wakeword", "false-reject rate at fixed false accepts/hour vs the peers"),
     "longneg": ("voicenode_tools.bench.longneg", "FRR at 0.1 FA/h from 10 h of negatives: ours vs microWakeWord"),
+    "conditions": ("voicenode_tools.bench.conditions", "wake words: validation clips missed per condition (room, band, level, noise, music, babble)"),
     "heldout_people": ("voicenode_tools.bench.heldout_people", "wake words: share of five held-out MBROLA people's clips missed (needs MBROLA)"),
     "commands": ("voicenode_tools.bench.commands", "intent/slot accuracy vs PocketSphinx with a JSGF grammar"),
     "grammar": ("voicenode_tools.bench.grammar_cost", "command grammar decoder: time, instructions, heap"),

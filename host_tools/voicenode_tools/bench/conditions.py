@@ -1,0 +1,154 @@
+"""A diagnostic: which acoustic condition costs each wake-word engine its misses?
+
+`bench wakeword` lays every validation clip into a track with a random room (half the
+clips), microphone band (half the tracks), level and background (noise, music or babble) at
+the track's SNR: its FRR says how much each engine misses, not why. Here the recipe's
+validation clips (held-out espeak-ng voices; piper) are played alone
+(`evalvoices.missed_alone`) under one condition at a time, drawn as the tracks draw it, and
+every engine hears the same audio:
+
+=============  ===================================================================
+clean          the clip in faint noise, nothing else
+room           a synthetic room (`augment.reverb`: RT60 0.15-0.9 s)
+mic band       a microphone band limit (high-pass 60-300 Hz, low-pass 3.5-7.8 kHz)
+quiet          the clip's peak at -30 dBFS (the tracks' lowest level)
+noise N dB     generated noise (white, pink or brown) N dB below the speech
+music N dB     rendered music N dB below the speech
+babble N dB    3-6 held-out talkers N dB below the speech
+=============  ===================================================================
+
+    voicenode bench conditions --phrase "hey jarvis" \\
+        --cutoff ours=0.71 --cutoff microwakeword=0.75 [--model M] [--json F]
+
+The cutoffs are the engines' own (e.g. their settings at 0.5 FA/h in the published tables).
+Only the validation voices are played: the reserved independent voices stay for
+evaluation, and this diagnostic is for choosing what to train on.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+GROUPS = {"val_pos": "validation espeak", "val_piper": "validation piper"}
+SNRS = (20, 5)
+#: the speech level of the played clips (`evalvoices.missed_alone`, `tracks.mix_track`)
+SPEECH_RMS = 3000.0
+
+
+def conditions(music: list[np.ndarray], babble_speech: list[np.ndarray]) -> dict:
+    """{name: f(float audio, rng) -> float audio} for every condition, in table order."""
+    from voicenode_tools.train import augment
+
+    from .wakeword import RATE
+
+    def bed(kind):
+        def draw(n, rng):
+            if kind == "noise":
+                return augment.noise(n, rng)
+            if kind == "babble":
+                return augment.babble(n, rng, babble_speech, talkers=int(rng.integers(3, 7)))
+            m = music[int(rng.integers(len(music)))]
+            start = int(rng.integers(0, max(1, len(m) - n)))
+            b = np.resize(m[start : start + n].astype(np.float64), n)
+            return b / (augment.rms(b) + 1e-9)
+
+        return draw
+
+    def background(kind, snr):
+        draw = bed(kind)
+        return lambda a, rng: a + draw(len(a), rng) * SPEECH_RMS * 10 ** (-snr / 20)
+
+    def band(a, rng):
+        lo, hi = float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800))
+        return augment.band_limit(a, RATE, lo, hi)
+
+    out = {
+        "clean": lambda a, rng: a,
+        "room": lambda a, rng: augment.reverb(a, RATE, rng),
+        "mic band": band,
+        "quiet": lambda a, rng: a * (32767 * 10 ** (-30 / 20) / (np.max(np.abs(a)) + 1e-9)),
+    }
+    for kind in ("noise", "music", "babble"):
+        for snr in SNRS:
+            out[f"{kind} {snr} dB"] = background(kind, snr)
+    return out
+
+
+def missed(
+    phrase: str,
+    cutoffs: dict[str, float],
+    seed: int = 1,
+    model: str | None = None,
+    max_clips: int | None = None,
+    log=lambda *_: None,
+) -> dict:
+    """{"clips": {group: n}, "missed": {condition: {engine: {group: share missed}}}}.
+
+    The clips are the recipe's validation clips at ``seed`` (cached by `train-wakeword` and
+    `bench wakeword`), at most ``max_clips`` of each group; the babble talkers are its
+    held-out voices reading held-out text, the music its rendered music.
+    """
+    from voicenode_tools.train import data, recipe, tracks
+
+    from . import evalvoices, wakeword
+
+    clips = data.load_or_generate(recipe.make(phrase, seed=seed), wakeword.RATE)
+    g = clips.groups
+    items, counts = [], {}
+    for group in GROUPS:
+        cl = g[group] if max_clips is None else g[group][:max_clips]
+        counts[GROUPS[group]] = len(cl)
+        items += [(c, GROUPS[group]) for c in cl]
+    babble = tracks.babble_pool(g["val_speech"], np.random.default_rng([seed, 99]))
+    engines = {name: wakeword.engine(name, phrase, model) for name in cutoffs}
+    out = {}
+    for k, (name, cond) in enumerate(conditions(g["music"], babble).items()):
+        log(f"{name} ...")
+        rng = np.random.default_rng([seed, 500, k])
+        out[name] = evalvoices.missed_alone(items, engines, cutoffs, rng, condition=cond)
+    return {"clips": counts, "missed": out}
+
+
+def table(res: dict, cutoffs: dict[str, float]) -> str:
+    """Markdown: one row per condition, one column per engine and voice group."""
+    cols = [(e, g) for e in cutoffs for g in res["clips"]]
+    rows = ["| condition | " + " | ".join(f"{e} @ {cutoffs[e]:g}: {g}" for e, g in cols) + " |"]
+    rows.append("|---|" + "---|" * len(cols))
+    for cond, per in res["missed"].items():
+        rows.append(f"| {cond} | " + " | ".join(f"{100 * per[e][g]:.1f} %" for e, g in cols) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    import argparse
+    import sys
+
+    from . import evalvoices
+
+    ap = argparse.ArgumentParser(description="share of validation clips missed per condition")
+    ap.add_argument("--phrase", default="hey jarvis")
+    ap.add_argument("--seed", type=int, default=1, help="the recipe's seed (its clips)")
+    ap.add_argument("--model", help="our model (default models/<name>.vnm)")
+    ap.add_argument("--max-clips", type=int, help="at most this many clips per voice group")
+    ap.add_argument("--json", help="also write the result here")
+    evalvoices.add_cutoff_argument(ap)
+    args = ap.parse_args(argv)
+    cutoffs = evalvoices.parse_cutoffs(args.cutoff)
+    res = missed(
+        args.phrase, cutoffs, args.seed, args.model, args.max_clips,
+        log=lambda m: print(m, file=sys.stderr),
+    )  # fmt: skip
+    res = {"phrase": args.phrase, "seed": args.seed, "cutoffs": cutoffs, **res}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    print(table(res, cutoffs))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
