@@ -337,6 +337,29 @@ def test_conditions_table_has_a_column_per_engine_and_group():
     assert lines[2:] == ["| clean | 0.0 % | 50.0 % |", "| room | 50.0 % | 100.0 % |"]
 
 
+def test_conditions_take_each_engines_setting_from_a_bench_result(tmp_path, capsys):
+    from voicenode_tools import REPO_ROOT
+    from voicenode_tools.bench import conditions as bc
+
+    published = REPO_ROOT / "docs" / "wakeword_bench" / "hey_jarvis.json"
+    got = bc.settings_from(published, 0.5, ["ours", "microwakeword"])
+    assert got == {"ours": 0.71, "microwakeword": 0.75}  # the table's 0.5 FA/h settings
+    assert bc.settings_from(published, 2, ["ours"]) == {"ours": 0.57}
+    with pytest.raises(ValueError, match="no result for 'nope'"):
+        bc.settings_from(published, 0.5, ["nope"])
+    with pytest.raises(ValueError, match="no 0.3 FA/h setting"):
+        bc.settings_from(published, 0.3, ["ours"])
+    unmet = tmp_path / "unmet.json"
+    unmet.write_text(json.dumps({"results": [{"engine": "ours", "targets": {"0.5": {}}}]}))
+    with pytest.raises(ValueError, match="ours met no setting at 0.5 FA/h"):
+        bc.settings_from(unmet, 0.5, ["ours"])
+    for argv in ([], ["--settings", str(tmp_path / "missing.json")]):  # nothing is played
+        with pytest.raises(SystemExit) as e:
+            bc.main(argv)
+        assert e.value.code == 2
+    assert "missing.json" in capsys.readouterr().err
+
+
 def test_heldout_people_are_the_held_out_mbrola_voices_only():
     from voicenode_tools.bench import heldout_people
     from voicenode_tools.train import synth

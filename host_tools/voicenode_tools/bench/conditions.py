@@ -18,9 +18,11 @@ babble N dB    3-6 held-out talkers N dB below the speech
 =============  ===================================================================
 
     voicenode bench conditions --phrase "hey jarvis" \\
-        --cutoff ours=0.71 --cutoff microwakeword=0.75 [--model M] [--json F]
+        --settings docs/wakeword_bench/hey_jarvis.json [--budget 0.5] [--engines ours,microwakeword]
+    voicenode bench conditions --phrase "hey jarvis" --cutoff ours=0.71 [--model M] [--json F]
 
-The cutoffs are the engines' own (e.g. their settings at 0.5 FA/h in the published tables).
+Each engine plays at its own cutoff: its setting at ``--budget`` false accepts per hour in a
+`bench wakeword` result (``--settings``), or one given with ``--cutoff``.
 Only the validation voices are played: the reserved independent voices stay for
 evaluation, and this diagnostic is for choosing what to train on.
 """
@@ -111,6 +113,29 @@ def missed(
     return {"clips": counts, "missed": out}
 
 
+def settings_from(path, budget: float, engines) -> dict[str, float]:
+    """{engine: its setting at ``budget`` FA/h} from a `bench wakeword` JSON file.
+
+    Raises:
+        ValueError: an engine the file has no result for, a budget it did not set, or an
+            engine that met no setting there.
+    """
+    with open(path) as f:
+        results = {r["engine"]: r for r in json.load(f).get("results", [])}
+    out = {}
+    for e in engines:
+        if e not in results:
+            raise ValueError(f"{path}: no result for {e!r} (it has {', '.join(results)})")
+        targets = results[e]["targets"]
+        t = targets.get(str(float(budget)))
+        if t is None:
+            raise ValueError(f"{path}: no {budget:g} FA/h setting (budgets: {', '.join(targets)})")
+        if t.get("setting") is None:
+            raise ValueError(f"{path}: {e} met no setting at {budget:g} FA/h")
+        out[e] = float(t["setting"])
+    return out
+
+
 def table(res: dict, cutoffs: dict[str, float]) -> str:
     """Markdown: one row per condition, one column per engine and voice group."""
     cols = [(e, g) for e in cutoffs for g in res["clips"]]
@@ -133,9 +158,21 @@ def main(argv=None):
     ap.add_argument("--model", help="our model (default models/<name>.vnm)")
     ap.add_argument("--max-clips", type=int, help="at most this many clips per voice group")
     ap.add_argument("--json", help="also write the result here")
-    evalvoices.add_cutoff_argument(ap)
+    ap.add_argument("--settings", help="a `bench wakeword` JSON: each engine's setting there")
+    ap.add_argument("--budget", type=float, default=0.5, help="FA/h of --settings (0.5)")
+    ap.add_argument("--engines", default="ours,microwakeword", help="engines taken from --settings")
+    ap.add_argument("--cutoff", action="append", default=[], help="ENGINE=CUTOFF (over --settings)")
     args = ap.parse_args(argv)
-    cutoffs = evalvoices.parse_cutoffs(args.cutoff)
+    if not args.settings and not args.cutoff:
+        ap.error("give --settings FILE.json or --cutoff ENGINE=CUTOFF")
+    try:
+        cutoffs = {}
+        if args.settings:
+            engines = [e for e in args.engines.split(",") if e]
+            cutoffs = settings_from(args.settings, args.budget, engines)
+        cutoffs.update(evalvoices.parse_cutoffs(args.cutoff))
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
     res = missed(
         args.phrase, cutoffs, args.seed, args.model, args.max_clips,
         log=lambda m: print(m, file=sys.stderr),
