@@ -352,3 +352,28 @@ def test_teachers_can_hear_the_clean_twins_of_the_training_tracks(tmp_path, monk
     monkeypatch.setattr(trainer, "prepare", lambda *a, **k: pytest.fail("work on a bad recipe"))
     with pytest.raises(ValueError, match="teacher_input 'quiet'"):  # refused before any work
         trainer.build(bad, tmp_path / "bad", workers=1)
+
+
+def test_room_fraction_sets_the_share_of_training_utterances_in_a_room(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    assert recipe.room_fraction({}) == 0.5  # the shipped recipes: absent, as before it existed
+    rec = recipe.make("hey computer", seed=3, **recipe._merge(TINY, {"data": {"room_fraction": 1}}))
+    assert recipe.room_fraction(rec["data"]) == 1.0
+    # the tracks are cached beside the clips: another share keys another folder
+    plain = recipe.make("hey computer", seed=3, **TINY)
+    assert recipe.data_hash(rec, 16000) != recipe.data_hash(plain, 16000)
+    shares = {}
+    make_tracks = tracks.make_tracks
+
+    def spy(plans, rate, seed, *args, **kwargs):
+        shares[seed] = kwargs.get("p_reverb")  # by the set's seed: training is seed * 1000 + 1
+        return make_tracks(plans, rate, seed, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.trk, "make_tracks", spy)
+    trainer.prepare(rec, workers=1)
+    # the training tracks take it; the validation tracks stay at the benchmark's half
+    assert shares[3001] == 1.0
+    assert {s for k, s in shares.items() if k != 3001} == {None}
+    for bad in (1.5, -0.1, "most", True):
+        with pytest.raises(ValueError, match="data.room_fraction must be a number from 0 to 1"):
+            recipe.make("hey computer", data={"room_fraction": bad})

@@ -41,6 +41,8 @@ DEFAULTS = {
         "val_speech_minutes": 60,  # held-out voices reading held-out text
         "augment_copies": 2,  # augmented copies of each training positive
         "snr_db": [0, 25],
+        # optional "room_fraction": share of training utterances put in a synthetic room
+        # (0.5 when absent, as in every shipped recipe; `room_fraction`)
     },
     # The streaming network: (kind, out_ch, k, stride, dilation) per layer, see train/model.py.
     "model": {
@@ -133,6 +135,7 @@ def check(recipe: dict) -> dict:
     A phrase with no vowel to change ("x", "hmm") gives no confusable negatives, and a
     detector trained without them fires on anything like it.
     """
+    room_fraction(recipe.get("data", {}))
     phrase = spoken(recipe)
     if not confusables(phrase, recipe.get("negatives")):
         raise ValueError(
@@ -141,6 +144,20 @@ def check(recipe: dict) -> dict:
             ' "negatives" in a recipe file'
         )
     return recipe
+
+
+def room_fraction(data: dict) -> float:
+    """Share of the training utterances put in a synthetic room: the recipe's optional
+    ``data.room_fraction`` (absent from the shipped recipes, so their data hashes stay),
+    else 0.5. The validation tracks always use 0.5, as the benchmark does.
+
+    Raises:
+        ValueError: when it is not a number from 0 to 1.
+    """
+    share = data.get("room_fraction", 0.5)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ValueError(f"data.room_fraction must be a number from 0 to 1, not {share!r}")
+    return float(share)
 
 
 def canonical(obj) -> str:

@@ -93,7 +93,7 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     sets = {}
     sets["train"] = trk.make_tracks(
         plans, rate, seed * 1000 + 1, g["music"], babble, snr_db=d["snr_db"], workers=workers,
-        progress=lambda f: report("features train", f),
+        p_reverb=recipes.room_fraction(d), progress=lambda f: report("features train", f),
     )  # fmt: skip
     # False accepts per hour: held-out voices reading held-out text over noise, babble, music.
     neg = [(c, "speech") for c in g["val_speech"]]
@@ -189,6 +189,7 @@ def clean_train_tracks(rec: dict, clean_db: float, progress=None, workers: int =
     out = trk.make_tracks(
         plans, rate, rec["seed"] * 1000 + 1, clips.groups["music"], babble,
         snr_db=rec["data"]["snr_db"], workers=workers, clean_db=clean_db,
+        p_reverb=recipes.room_fraction(rec["data"]),
         progress=lambda f: report("features train (clean)", f),
     )  # fmt: skip
     tmp = path.with_name(path.stem + ".tmp.npz")
