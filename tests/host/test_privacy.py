@@ -249,7 +249,20 @@ def session(tmp_path_factory):
                 timeout=240,
             )
             took = time.monotonic() - t0
-            time.sleep(0.3)
+            # What the console says went out must have reached the observer: on a busy
+            # machine the broker can pass the last messages on after the node has exited.
+            said = re.findall(r'"event": "(wake|intent)"', res.stdout)
+            sent = [f"voicenode/{NODE_ID}/{e}" for e in said]
+
+            def arrived(msgs):
+                topics = [m["topic"] for m in msgs]
+                return all(topics.count(t) >= sent.count(t) for t in set(sent))
+
+            try:
+                sub.wait_for(arrived, timeout=10)
+            except AssertionError:
+                pass  # the tests below say what is missing
+            time.sleep(0.3)  # and nothing more than that follows
             live = list(sub.messages)
         with Subscriber(broker.port, "#", "late") as late:
             time.sleep(0.5)
