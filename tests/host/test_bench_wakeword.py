@@ -298,7 +298,8 @@ def test_conditions_are_laid_as_the_tracks_lay_them():
     babble = [np.random.default_rng(1).normal(0, 2000, rate).astype(np.int16)]
     conds = bc.conditions(music, babble)
     assert list(conds) == [
-        "clean", "room", "mic band", "quiet", "noise 20 dB", "noise 5 dB",
+        "clean", "room", "room RT60 0.3 s", "room RT60 0.9 s", "mic band", "quiet",
+        "noise 20 dB", "noise 5 dB",
         "music 20 dB", "music 5 dB", "babble 20 dB", "babble 5 dB",
     ]  # fmt: skip
     speech = np.random.default_rng(2).normal(0, bc.SPEECH_RMS, 2 * rate)
@@ -309,6 +310,15 @@ def test_conditions_are_laid_as_the_tracks_lay_them():
     assert np.array_equal(conds["clean"](speech, None), speech)
     room = conds["room"](speech, np.random.default_rng(3))
     assert abs(np.sqrt(np.mean(room**2)) / bc.SPEECH_RMS - 1) < 0.01  # a room keeps the level
+    # a fixed RT60: a click's energy dies down 60 dB in about that time
+    click = np.zeros(2 * rate)
+    click[100] = 1.0
+    for t in bc.RT60S:
+        e = conds[f"room RT60 {t:g} s"](click, np.random.default_rng(6)) ** 2
+        late = e[100 + int(0.05 * rate) :]
+        tail = np.cumsum(late[::-1])[::-1]  # Schroeder's backward integration
+        db = 10 * np.log10(tail[: int(t * rate * 0.5)] / tail[0] + 1e-30)
+        assert -36 < db[-1] < -24, (t, db[-1])  # half the RT60 later: about -30 dB
     assert np.max(np.abs(conds["quiet"](speech, None))) == pytest.approx(32767 * 10**-1.5)
     for kind in ("noise", "music", "babble"):  # the background alone: N dB below the speech
         for snr in bc.SNRS:

@@ -10,6 +10,7 @@ every engine hears the same audio:
 =============  ===================================================================
 clean          the clip in faint noise, nothing else
 room           a synthetic room (`augment.reverb`: RT60 0.15-0.9 s)
+room RT60 T s  the same with its RT60 fixed at T (0.3 s, a furnished room; 0.9 s, a live one)
 mic band       a microphone band limit (high-pass 60-300 Hz, low-pass 3.5-7.8 kHz)
 quiet          the clip's peak at -30 dBFS (the tracks' lowest level)
 noise N dB     generated noise (white, pink or brown) N dB below the speech
@@ -35,6 +36,7 @@ import numpy as np
 
 GROUPS = {"val_pos": "validation espeak", "val_piper": "validation piper"}
 SNRS = (20, 5)
+RT60S = (0.3, 0.9)  # seconds: the fixed rooms beside the random one
 #: the speech level of the played clips (`evalvoices.missed_alone`, `tracks.mix_track`)
 SPEECH_RMS = 3000.0
 
@@ -69,6 +71,10 @@ def conditions(music: list[np.ndarray], babble_speech: list[np.ndarray]) -> dict
     out = {
         "clean": lambda a, rng: a,
         "room": lambda a, rng: augment.reverb(a, RATE, rng),
+        **{
+            f"room RT60 {t:g} s": lambda a, rng, t=t: augment.reverb(a, RATE, rng, rt60=t)
+            for t in RT60S
+        },
         "mic band": band,
         "quiet": lambda a, rng: a * (32767 * 10 ** (-30 / 20) / (np.max(np.abs(a)) + 1e-9)),
     }
