@@ -330,6 +330,29 @@ def test_conditions_are_laid_as_the_tracks_lay_them():
     assert np.sqrt(np.mean(conds["mic band"](hum, np.random.default_rng(5)) ** 2)) < 300
 
 
+def test_conditions_count_each_group_and_can_tell_each_clip(monkeypatch):
+    from voicenode_tools.bench import conditions as bc
+    from voicenode_tools.train import data
+
+    loud = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+    silent = np.zeros(8000, np.int16)  # nothing to hear, in any condition but a loud bed
+    clips = data.Clips(16000)
+    for group, pcm, voice in [
+        ("val_pos", loud, "espeak:en"), ("val_pos", silent, "espeak:de"),
+        ("val_piper", silent, "piper:joe:s80"), ("music", loud, ""), ("val_speech", loud, ""),
+    ]:  # fmt: skip
+        clips.add(group, pcm, f"{voice}|hey jarvis")
+    monkeypatch.setattr(data, "load_or_generate", lambda rec, rate: clips)
+    monkeypatch.setattr(wb, "engine", lambda name, phrase, model=None: _Loud())
+    res = bc.missed("hey jarvis", {"e": 0.05}, per_clip=True)
+    assert res["clips"] == {"validation espeak": 2, "validation piper": 1}
+    assert res["missed"]["clean"] == {"e": {"validation espeak": 0.5, "validation piper": 1.0}}
+    assert [c["voice"] for c in res["per_clip"]] == ["espeak:en", "espeak:de", "piper:joe:s80"]
+    assert [c["missed"]["clean"]["e"] for c in res["per_clip"]] == [False, True, True]
+    assert set(res["per_clip"][0]["missed"]) == set(res["missed"])  # every condition
+    assert "per_clip" not in bc.missed("hey jarvis", {"e": 0.05}, max_clips=1)
+
+
 def test_conditions_table_has_a_column_per_engine_and_group():
     from voicenode_tools.bench import conditions as bc
 

@@ -91,8 +91,11 @@ def missed(
     model: str | None = None,
     max_clips: int | None = None,
     log=lambda *_: None,
+    per_clip: bool = False,
 ) -> dict:
-    """{"clips": {group: n}, "missed": {condition: {engine: {group: share missed}}}}.
+    """{"clips": {group: n}, "missed": {condition: {engine: {group: share missed}}}}, and
+    with ``per_clip`` also "per_clip": [{"group", "voice", "missed": {condition: {engine:
+    bool}}}] (the voice as the data cache labels it, e.g. "piper:joe:s76:p36:x57:w0.917").
 
     The clips are the recipe's validation clips at ``seed`` (cached by `train-wakeword` and
     `bench wakeword`), at most ``max_clips`` of each group; the babble talkers are its
@@ -104,19 +107,34 @@ def missed(
 
     clips = data.load_or_generate(recipe.make(phrase, seed=seed), wakeword.RATE)
     g = clips.groups
-    items, counts = [], {}
+    items, counts, clips_info = [], {}, []
     for group in GROUPS:
         cl = g[group] if max_clips is None else g[group][:max_clips]
         counts[GROUPS[group]] = len(cl)
-        items += [(c, GROUPS[group]) for c in cl]
+        for c, info in zip(cl, clips.info[group][: len(cl)], strict=True):
+            # each clip its own label (a number, in play order), so each can be told apart
+            items.append((c, f"{len(items):06d}"))
+            clips_info.append({"group": GROUPS[group], "voice": info.split("|")[0]})
+    group_of = np.array([c["group"] for c in clips_info])
     babble = tracks.babble_pool(g["val_speech"], np.random.default_rng([seed, 99]))
     engines = {name: wakeword.engine(name, phrase, model) for name in cutoffs}
-    out = {}
+    out, each = {}, {}
     for k, (name, cond) in enumerate(conditions(g["music"], babble).items()):
         log(f"{name} ...")
         rng = np.random.default_rng([seed, 500, k])
-        out[name] = evalvoices.missed_alone(items, engines, cutoffs, rng, condition=cond)
-    return {"clips": counts, "missed": out}
+        res = evalvoices.missed_alone(items, engines, cutoffs, rng, condition=cond)
+        each[name] = {e: [per[label] > 0 for _, label in items] for e, per in res.items()}
+        out[name] = {
+            e: {grp: round(float(np.mean(np.array(m)[group_of == grp])), 3) for grp in counts}
+            for e, m in each[name].items()
+        }
+    result = {"clips": counts, "missed": out}
+    if per_clip:
+        result["per_clip"] = [
+            {**c, "missed": {n: {e: m[i] for e, m in per.items()} for n, per in each.items()}}
+            for i, c in enumerate(clips_info)
+        ]
+    return result
 
 
 def settings_from(path, budget: float, engines) -> dict[str, float]:
@@ -164,6 +182,9 @@ def main(argv=None):
     ap.add_argument("--model", help="our model (default models/<name>.vnm)")
     ap.add_argument("--max-clips", type=int, help="at most this many clips per voice group")
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument(
+        "--per-clip", action="store_true", help="with --json: each clip's voice and misses too"
+    )
     ap.add_argument("--settings", help="a `bench wakeword` JSON: each engine's setting there")
     ap.add_argument("--budget", type=float, default=0.5, help="FA/h of --settings (0.5)")
     ap.add_argument("--engines", default="ours,microwakeword", help="engines taken from --settings")
@@ -181,7 +202,7 @@ def main(argv=None):
         ap.error(str(e))
     res = missed(
         args.phrase, cutoffs, args.seed, args.model, args.max_clips,
-        log=lambda m: print(m, file=sys.stderr),
+        log=lambda m: print(m, file=sys.stderr), per_clip=args.per_clip,
     )  # fmt: skip
     res = {"phrase": args.phrase, "seed": args.seed, "cutoffs": cutoffs, **res}
     if args.json:
