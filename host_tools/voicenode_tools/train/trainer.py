@@ -88,13 +88,9 @@ def prepare(rec: dict, progress=None, workers: int = 2) -> dict:
     clips = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
     g = clips.groups
     seed = rec["seed"]
-    d = rec["data"]
     plans, babble, val_babble, rng = _train_plans(rec, clips)
     sets = {}
-    sets["train"] = trk.make_tracks(
-        plans, rate, seed * 1000 + 1, g["music"], babble, snr_db=d["snr_db"], workers=workers,
-        p_reverb=recipes.room_fraction(d), progress=lambda f: report("features train", f),
-    )  # fmt: skip
+    sets["train"] = _train_tracks(rec, clips, plans, babble, rate, workers, report)
     # False accepts per hour: held-out voices reading held-out text over noise, babble, music.
     neg = [(c, "speech") for c in g["val_speech"]]
     sets["val_neg"] = trk.make_tracks(
@@ -173,6 +169,17 @@ def _train_plans(rec: dict, clips):
     return trk.plan_tracks(items, rng, per_track=10), babble, val_babble, rng
 
 
+def _train_tracks(rec, clips, plans, babble, rate, workers, report, clean_db=None) -> list:
+    """The training tracks of `_train_plans`' plans (`prepare`), or with ``clean_db`` their
+    clean twins (`clean_train_tracks`): one call, so that both lay the same scenes."""
+    d = rec["data"]
+    return trk.make_tracks(
+        plans, rate, rec["seed"] * 1000 + 1, clips.groups["music"], babble, snr_db=d["snr_db"],
+        p_reverb=recipes.room_fraction(d), workers=workers, clean_db=clean_db,
+        progress=lambda f: report("features train" + ("" if clean_db is None else " (clean)"), f),
+    )  # fmt: skip
+
+
 def clean_train_tracks(rec: dict, clean_db: float, progress=None, workers: int = 2) -> list:
     """The training tracks' clean twins (`tracks.mix_track`): the same utterances, rooms,
     frames and labels, with the background ``clean_db`` dB below the speech; cached beside
@@ -186,12 +193,7 @@ def clean_train_tracks(rec: dict, clean_db: float, progress=None, workers: int =
         return trk.load(path)
     clips = datamod.load_or_generate(rec, rate, progress=report, workers=workers)
     plans, babble, _, _ = _train_plans(rec, clips)
-    out = trk.make_tracks(
-        plans, rate, rec["seed"] * 1000 + 1, clips.groups["music"], babble,
-        snr_db=rec["data"]["snr_db"], workers=workers, clean_db=clean_db,
-        p_reverb=recipes.room_fraction(rec["data"]),
-        progress=lambda f: report("features train (clean)", f),
-    )  # fmt: skip
+    out = _train_tracks(rec, clips, plans, babble, rate, workers, report, clean_db)
     tmp = path.with_name(path.stem + ".tmp.npz")
     trk.save(tmp, out)
     tmp.replace(path)
