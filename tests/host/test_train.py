@@ -377,3 +377,18 @@ def test_room_fraction_sets_the_share_of_training_utterances_in_a_room(tmp_path,
     for bad in (1.5, -0.1, "most", True):
         with pytest.raises(ValueError, match="data.room_fraction must be a number from 0 to 1"):
             recipe.make("hey computer", data={"room_fraction": bad})
+
+
+def test_background_bed_lays_the_kind_asked_or_draws_one():
+    from voicenode_tools.train import augment
+
+    rng = lambda: np.random.default_rng(9)  # noqa: E731
+    music = [np.sin(np.arange(40000) / 9).astype(np.float32) * 4000]
+    speech = [np.random.default_rng(1).normal(0, 2000, 16000).astype(np.int16)]
+    noise = tracks.background_bed(16000, 16000, rng(), music, speech, "noise")
+    assert np.array_equal(noise, augment.noise(16000, rng()))  # as the tracks always laid it
+    for kind in ("music", "babble", "noise", None):
+        b = tracks.background_bed(16000, 16000, rng(), music, speech, kind)
+        assert len(b) == 16000 and abs(np.sqrt(np.mean(b.astype(float) ** 2)) - 1) < 1e-3
+    with pytest.raises(ValueError, match="bed kind 'rain'"):
+        tracks.background_bed(16000, 16000, rng(), music, speech, "rain")

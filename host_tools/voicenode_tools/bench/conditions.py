@@ -43,26 +43,16 @@ SPEECH_RMS = 3000.0
 
 def conditions(music: list[np.ndarray], babble_speech: list[np.ndarray]) -> dict:
     """{name: f(float audio, rng) -> float audio} for every condition, in table order."""
-    from voicenode_tools.train import augment
+    from voicenode_tools.train import augment, tracks
 
     from .wakeword import RATE
 
-    def bed(kind):
-        def draw(n, rng):
-            if kind == "noise":
-                return augment.noise(n, rng)
-            if kind == "babble":
-                return augment.babble(n, rng, babble_speech, talkers=int(rng.integers(3, 7)))
-            m = music[int(rng.integers(len(music)))]
-            start = int(rng.integers(0, max(1, len(m) - n)))
-            b = np.resize(m[start : start + n].astype(np.float64), n)
-            return b / (augment.rms(b) + 1e-9)
-
-        return draw
-
     def background(kind, snr):
-        draw = bed(kind)
-        return lambda a, rng: a + draw(len(a), rng) * SPEECH_RMS * 10 ** (-snr / 20)
+        def lay(a, rng):
+            b = tracks.background_bed(len(a), RATE, rng, music, babble_speech, kind)
+            return a + b * SPEECH_RMS * 10 ** (-snr / 20)
+
+        return lay
 
     def band(a, rng):
         lo, hi = float(rng.uniform(60, 300)), float(rng.uniform(3500, 7800))

@@ -48,17 +48,23 @@ class Track:
         self.events = events  # (start_frame, end_frame, kind) for every utterance
 
 
-def _bed(n: int, rate: int, rng, music, speech) -> np.ndarray:
-    """A unit-RMS background bed of ``n`` samples."""
-    r = rng.random()
-    if r < 0.3 and music:
+def background_bed(n: int, rate: int, rng, music, speech, kind: str | None = None) -> np.ndarray:
+    """A unit-RMS background bed of ``n`` samples: ``kind`` "music" (a stretch of one of
+    ``music``), "babble" (3-6 of ``speech`` at once) or "noise" (white, pink or brown); None
+    draws one (music 30 %, babble 20 %, noise the rest), as every track does."""
+    if kind is None:
+        r = rng.random()
+        kind = "music" if r < 0.3 and music else "babble" if r < 0.5 and speech else "noise"
+    if kind == "music":
         m = music[rng.integers(len(music))]
         start = int(rng.integers(0, max(1, len(m) - n)))
         b = np.resize(m[start : start + n].astype(np.float32), n)
         return b / (augment.rms(b) + 1e-9)
-    if r < 0.5 and speech:
+    if kind == "babble":
         return augment.babble(n, rng, speech, talkers=int(rng.integers(3, 7)))
-    return augment.noise(n, rng)
+    if kind == "noise":
+        return augment.noise(n, rng)
+    raise ValueError(f"bed kind {kind!r}: music, babble or noise")
 
 
 def build_track(*args, **kwargs) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
@@ -93,7 +99,8 @@ def mix_track(
         babble_speech: clips to make babble from.
         snr_db: range of utterance-to-background ratios (by RMS of the utterance).
         p_reverb: probability of a room per utterance.
-        bed: "noise" to force generated noise (else random: music, babble, noise).
+        bed: the background's kind ("music", "babble" or "noise", `background_bed`; None:
+            drawn).
         clean_db: the twin's utterance-to-background ratio (None: no twin).
     """
     lead = int(rng.uniform(1.0, 2.5) * rate)
@@ -112,7 +119,7 @@ def mix_track(
         events.append((pos, pos + len(clip), kind))
         levels.append(float(rng.uniform(*snr_db)))
         pos += len(c) + gap
-    b = _bed(total, rate, rng, music, babble_speech) if bed is None else augment.noise(total, rng)
+    b = background_bed(total, rate, rng, music, babble_speech, bed)
     snr = float(np.mean(levels)) if levels else 20.0
     clean = None if clean_db is None else x + b * 3000.0 * 10 ** (-float(clean_db) / 20)
     x += b * 3000.0 * 10 ** (-snr / 20)
