@@ -392,3 +392,48 @@ def test_background_bed_lays_the_kind_asked_or_draws_one():
         assert len(b) == 16000 and abs(np.sqrt(np.mean(b.astype(float) ** 2)) - 1) < 1e-3
     with pytest.raises(ValueError, match="bed kind 'rain'"):
         tracks.background_bed(16000, 16000, rng(), music, speech, "rain")
+
+
+def test_babble_fraction_sets_the_share_of_training_tracks_over_babble(tmp_path, monkeypatch):
+    # absent (every shipped recipe): the tracks' usual shares, drawn exactly as before
+    assert recipe.bed_shares({}) == tracks.BED_SHARES == {"music": 0.3, "babble": 0.2, "noise": 0.5}
+    half = recipe.bed_shares({"babble_fraction": 0.6})
+    assert half["babble"] == 0.6 and abs(half["music"] / half["noise"] - 0.6) < 1e-12
+    assert abs(sum(half.values()) - 1) < 1e-12
+    assert recipe.bed_shares({"babble_fraction": 0.2}) == pytest.approx(tracks.BED_SHARES)
+    # a bed drawn by shares: all babble, never babble, and the usual draw for the usual shares
+    music = [np.sin(np.arange(40000) / 9).astype(np.float32) * 4000]
+    speech = [np.random.default_rng(1).normal(0, 2000, 16000).astype(np.int16)]
+    for seed in range(20):
+        usual = tracks.background_bed(800, 16000, np.random.default_rng(seed), music, speech)
+        same = tracks.background_bed(
+            800, 16000, np.random.default_rng(seed), music, speech, dict(tracks.BED_SHARES)
+        )
+        assert np.array_equal(usual, same)
+        every = recipe.bed_shares({"babble_fraction": 1})
+        want = tracks.background_bed(800, 16000, np.random.default_rng(seed), music, speech, every)
+        r = np.random.default_rng(seed)
+        r.random()  # the draw of the kind
+        assert np.array_equal(want, tracks.background_bed(800, 16000, r, music, speech, "babble"))
+    # the training tracks take the shares; the validation tracks draw as the benchmark does
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    rec = recipe.make(
+        "hey computer", seed=3, **recipe._merge(TINY, {"data": {"babble_fraction": 1}})
+    )
+    assert recipe.data_hash(rec, 16000) != recipe.data_hash(
+        recipe.make("hey computer", seed=3, **TINY), 16000
+    )
+    beds = {}
+    make_tracks = tracks.make_tracks
+
+    def spy(plans, rate, seed, *args, **kwargs):
+        beds[seed] = kwargs.get("bed")
+        return make_tracks(plans, rate, seed, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.trk, "make_tracks", spy)
+    trainer.prepare(rec, workers=1)
+    assert beds[3001] == {"music": 0.0, "babble": 1.0, "noise": 0.0}
+    assert {b for k, b in beds.items() if k != 3001} <= {None, "noise"}
+    for bad in (1.5, -0.1, "lots", False):
+        with pytest.raises(ValueError, match="data.babble_fraction must be a number from 0 to 1"):
+            recipe.make("hey computer", data={"babble_fraction": bad})

@@ -43,6 +43,8 @@ DEFAULTS = {
         "snr_db": [0, 25],
         # optional "room_fraction": share of training utterances put in a synthetic room
         # (0.5 when absent, as in every shipped recipe; `room_fraction`)
+        # optional "babble_fraction": share of training tracks over babble (0.2 when absent,
+        # as in every shipped recipe; music and noise share the rest 3:5; `bed_shares`)
     },
     # The streaming network: (kind, out_ch, k, stride, dilation) per layer, see train/model.py.
     "model": {
@@ -136,6 +138,7 @@ def check(recipe: dict) -> dict:
     detector trained without them fires on anything like it.
     """
     room_fraction(recipe.get("data", {}))
+    bed_shares(recipe.get("data", {}))
     phrase = spoken(recipe)
     if not confusables(phrase, recipe.get("negatives")):
         raise ValueError(
@@ -146,6 +149,15 @@ def check(recipe: dict) -> dict:
     return recipe
 
 
+def _share(data: dict, key: str, default: float) -> float:
+    """``data[key]`` as a share (``default`` when absent); a ValueError naming the key when
+    it is not a number from 0 to 1."""
+    share = data.get(key, default)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ValueError(f"data.{key} must be a number from 0 to 1, not {share!r}")
+    return float(share)
+
+
 def room_fraction(data: dict) -> float:
     """Share of the training utterances put in a synthetic room: the recipe's optional
     ``data.room_fraction`` (absent from the shipped recipes, so their data hashes stay),
@@ -154,10 +166,26 @@ def room_fraction(data: dict) -> float:
     Raises:
         ValueError: when it is not a number from 0 to 1.
     """
-    share = data.get("room_fraction", 0.5)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise ValueError(f"data.room_fraction must be a number from 0 to 1, not {share!r}")
-    return float(share)
+    return _share(data, "room_fraction", 0.5)
+
+
+def bed_shares(data: dict) -> dict:
+    """The training tracks' background kinds and their shares (`tracks.BED_SHARES`): with
+    the recipe's optional ``data.babble_fraction`` (absent from the shipped recipes) babble
+    takes that share and music and noise the rest in their usual ratio. The validation
+    tracks always use the usual shares, as the benchmark does.
+
+    Raises:
+        ValueError: when the fraction is not a number from 0 to 1.
+    """
+    from .tracks import BED_SHARES
+
+    if "babble_fraction" not in data:
+        return dict(BED_SHARES)
+    b = _share(data, "babble_fraction", BED_SHARES["babble"])
+    rest = (1 - b) / (1 - BED_SHARES["babble"])
+    music = BED_SHARES["music"] * rest
+    return {"music": music, "babble": b, "noise": max(0.0, 1 - music - b)}
 
 
 def canonical(obj) -> str:

@@ -48,13 +48,21 @@ class Track:
         self.events = events  # (start_frame, end_frame, kind) for every utterance
 
 
-def background_bed(n: int, rate: int, rng, music, speech, kind: str | None = None) -> np.ndarray:
+# The kinds of background a track's bed is drawn from, and their shares (a recipe's optional
+# data.babble_fraction changes them for its training tracks: `recipe.bed_shares`).
+BED_SHARES = {"music": 0.3, "babble": 0.2, "noise": 0.5}
+
+
+def background_bed(n: int, rate: int, rng, music, speech, kind=None) -> np.ndarray:
     """A unit-RMS background bed of ``n`` samples: ``kind`` "music" (a stretch of one of
     ``music``), "babble" (3-6 of ``speech`` at once) or "noise" (white, pink or brown); None
-    draws one (music 30 %, babble 20 %, noise the rest), as every track does."""
-    if kind is None:
-        r = rng.random()
-        kind = "music" if r < 0.3 and music else "babble" if r < 0.5 and speech else "noise"
+    draws one by `BED_SHARES`, as every track does, and a dict of shares draws by those
+    (noise takes what music and babble leave)."""
+    if kind is None or isinstance(kind, dict):
+        shares = kind or BED_SHARES
+        r, m = rng.random(), shares["music"]
+        b = m + shares["babble"]
+        kind = "music" if r < m and music else "babble" if r < b and speech else "noise"
     if kind == "music":
         m = music[rng.integers(len(music))]
         start = int(rng.integers(0, max(1, len(m) - n)))
@@ -82,7 +90,7 @@ def mix_track(
     babble_speech: list[np.ndarray],
     snr_db: tuple[float, float],
     p_reverb: float = 0.5,
-    bed: str | None = None,
+    bed: str | dict | None = None,
     clean_db: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, int, str]]]:
     """Lay utterances over a background, and with ``clean_db`` make its clean twin: the same
@@ -99,8 +107,8 @@ def mix_track(
         babble_speech: clips to make babble from.
         snr_db: range of utterance-to-background ratios (by RMS of the utterance).
         p_reverb: probability of a room per utterance.
-        bed: the background's kind ("music", "babble" or "noise", `background_bed`; None:
-            drawn).
+        bed: the background's kind ("music", "babble" or "noise", `background_bed`), or None
+            to draw it by `BED_SHARES`, or a dict of shares to draw it by.
         clean_db: the twin's utterance-to-background ratio (None: no twin).
     """
     lead = int(rng.uniform(1.0, 2.5) * rate)
@@ -176,7 +184,7 @@ def make_tracks(
     babble_speech: list[np.ndarray],
     snr_db=(0.0, 25.0),
     p_reverb: float = 0.5,
-    bed: str | None = None,
+    bed: str | dict | None = None,
     workers: int = 2,
     progress=None,
     clean_db: float | None = None,

@@ -175,7 +175,8 @@ def _train_tracks(rec, clips, plans, babble, rate, workers, report, clean_db=Non
     d = rec["data"]
     return trk.make_tracks(
         plans, rate, rec["seed"] * 1000 + 1, clips.groups["music"], babble, snr_db=d["snr_db"],
-        p_reverb=recipes.room_fraction(d), workers=workers, clean_db=clean_db,
+        p_reverb=recipes.room_fraction(d), bed=recipes.bed_shares(d), workers=workers,
+        clean_db=clean_db,
         progress=lambda f: report("features train" + ("" if clean_db is None else " (clean)"), f),
     )  # fmt: skip
 
