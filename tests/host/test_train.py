@@ -437,3 +437,46 @@ def test_babble_fraction_sets_the_share_of_training_tracks_over_babble(tmp_path,
     for bad in (1.5, -0.1, "lots", False):
         with pytest.raises(ValueError, match="data.babble_fraction must be a number from 0 to 1"):
             recipe.make("hey computer", data={"babble_fraction": bad})
+
+
+def test_recipes_that_differ_only_in_track_settings_share_their_clips(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
+    data = trainer.datamod
+    plain = recipe.make("hey computer", seed=3, **TINY)
+    first = data.load_or_generate(plain, 16000)
+    folder = data.folder_of(plain, 16000)
+    assert json.loads((folder / "manifest.json").read_text())["clips_hash"] == recipe.clips_hash(
+        plain, 16000
+    )
+    # a cache made before the clips hash: the next load records it
+    m = json.loads((folder / "manifest.json").read_text())
+    del m["clips_hash"]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    data.load_or_generate(plain, 16000)
+    assert "clips_hash" in json.loads((folder / "manifest.json").read_text())
+    # track settings: another data folder (its own tracks), the same clips, nothing synthesized
+    monkeypatch.setattr(data, "generate", lambda *a, **k: pytest.fail("synthesized again"))
+    for over in ({"room_fraction": 0.8}, {"babble_fraction": 0.5}, {"augment_copies": 3},
+                 {"snr_db": [5, 20]}):  # fmt: skip
+        rec = recipe.make("hey computer", seed=3, **recipe._merge(TINY, {"data": over}))
+        assert recipe.data_hash(rec, 16000) != recipe.data_hash(plain, 16000)
+        assert recipe.clips_hash(rec, 16000) == recipe.clips_hash(plain, 16000)
+        again = data.load_or_generate(rec, 16000)
+        assert data.folder_of(rec, 16000) != folder
+        assert all(
+            len(again.groups[g]) == len(first.groups[g])
+            and all(
+                np.array_equal(a, b) for a, b in zip(again.groups[g], first.groups[g], strict=True)
+            )
+            for g in data.GROUPS
+        )
+        assert again.info == first.info
+        m = json.loads((data.folder_of(rec, 16000) / "manifest.json").read_text())
+        assert m["data"] == rec["data"] and m["clips_from"] != m["data_hash"]
+        src = json.loads((folder.parent / m["clips_from"] / "manifest.json").read_text())
+        assert src["clips_hash"] == m["clips_hash"] == recipe.clips_hash(plain, 16000)
+    # a setting the synthesis reads is not borrowed
+    more = recipe.make("hey computer", seed=3, **recipe._merge(TINY, {"data": {"positives": 17}}))
+    assert recipe.clips_hash(more, 16000) != recipe.clips_hash(plain, 16000)
+    with pytest.raises(pytest.fail.Exception, match="synthesized again"):
+        data.load_or_generate(more, 16000)

@@ -1,13 +1,17 @@
 """Generate (and cache) the raw audio of a recipe: positives, confusables, speech, music.
 
 The cache is `~/.cache/voicenode/data/<data hash>/clips.npz` plus `manifest.json`; the hash
-comes from `recipe.data_hash`, so a second run with the same data settings reuses it.
-Generated audio is never committed.
+comes from `recipe.data_hash`, so a second run with the same data settings reuses it. A recipe
+that differs from a cached one only in settings the tracks read (`recipe.TRACK_KEYS`, e.g.
+`augment_copies`) gets that one's clips linked into its own folder (the manifests record
+`recipe.clips_hash`) instead of synthesizing them again. Generated audio is never committed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -146,7 +150,11 @@ def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> C
     """The recipe's clips from the cache (`folder_of`), generating them the first time."""
     folder = folder_of(rec, rate)
     path = folder / "clips.npz"
+    clips_key = recipes.clips_hash(rec, rate)
+    if not path.exists():
+        _link_clips(folder, clips_key, rec)
     if path.exists():
+        _note_clips_hash(folder, clips_key)
         return Clips.load(path)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -154,6 +162,7 @@ def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> C
     clips.save(path)
     manifest = {
         "data_hash": folder.name,
+        "clips_hash": clips_key,
         "phrase": rec["phrase"],
         "data": rec["data"],
         "seed": rec["seed"],
@@ -164,3 +173,44 @@ def load_or_generate(rec: dict, rate: int, progress=None, workers: int = 2) -> C
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return clips
+
+
+def _manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _note_clips_hash(folder: Path, clips_key: str):
+    """Record the clips hash in a manifest written before it existed (so that recipes which
+    differ only in track settings can find these clips)."""
+    m = _manifest(folder)
+    if m is not None and "clips_hash" not in m:
+        m["clips_hash"] = clips_key
+        (folder / "manifest.json").write_text(json.dumps(m, indent=1))
+
+
+def _link_clips(folder: Path, clips_key: str, rec: dict) -> bool:
+    """Link into ``folder`` the clips of a cached folder with the same clips hash (a recipe
+    that differs only in `recipe.TRACK_KEYS`); False when there is none."""
+    for other in sorted(folder.parent.glob("*/manifest.json")):
+        src = other.parent
+        m = _manifest(src)
+        if src == folder or not m or m.get("clips_hash") != clips_key:
+            continue
+        if not (src / "clips.npz").exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("info.json", "clips.npz"):  # the clips last: they mark the folder done
+            if (src / name).exists() and not (folder / name).exists():
+                try:
+                    os.link(src / name, folder / name)
+                except OSError:  # no hard links here: a copy, put in place whole
+                    tmp = folder / (name + ".tmp")
+                    shutil.copyfile(src / name, tmp)
+                    tmp.replace(folder / name)
+        m.update(data_hash=folder.name, data=rec["data"], clips_from=src.name)
+        (folder / "manifest.json").write_text(json.dumps(m, indent=1))
+        return True
+    return False

@@ -3,7 +3,9 @@
 A recipe is plain JSON (`models/recipes/<name>.json`). Its *data hash* covers everything that
 changes the generated audio (phrase, negatives, counts, voices, augmentation, seed, sample rate
 and this module's DATA_VERSION), so `~/.cache/voicenode/data/<hash>/` can be reused by any
-training run with the same data settings.
+training run with the same data settings. Its *clips hash* leaves out the settings only the
+training tracks read (`TRACK_KEYS`), so recipes that differ in those alone share their
+synthesized clips (`data.load_or_generate` links them instead of synthesizing again).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from voicenode_tools import REPO_ROOT
 
 #: Bump when the data generator changes in a way that changes its output.
 DATA_VERSION = 2
+# The data settings that only the training tracks read (`trainer`), not the synthesis.
+TRACK_KEYS = ("augment_copies", "snr_db", "room_fraction", "babble_fraction")
 RECIPES_DIR = REPO_ROOT / "models" / "recipes"
 
 #: Defaults; a recipe file overrides any of these keys (nested dicts merge).
@@ -193,8 +197,7 @@ def canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def data_hash(recipe: dict, rate: int) -> str:
-    """Hash of everything that changes the generated data (16 hex digits)."""
+def _data_key(recipe: dict, rate: int) -> dict:
     key = {
         "v": DATA_VERSION,
         "rate": rate,
@@ -208,7 +211,25 @@ def data_hash(recipe: dict, rate: int) -> str:
     from . import synth
 
     key.update(synth.mbrola_hash_key(recipe["data"]))
+    return key
+
+
+def _hash(key: dict) -> str:
     return hashlib.sha256(canonical(key).encode()).hexdigest()[:16]
+
+
+def data_hash(recipe: dict, rate: int) -> str:
+    """Hash of everything that changes the generated data (16 hex digits): the clips and the
+    tracks made from them."""
+    return _hash(_data_key(recipe, rate))
+
+
+def clips_hash(recipe: dict, rate: int) -> str:
+    """Hash of everything that changes the synthesized clips: `data_hash`'s settings but the
+    `TRACK_KEYS`. Recipes with the same clips hash make the same clips."""
+    key = _data_key(recipe, rate)
+    key["data"] = {k: v for k, v in key["data"].items() if k not in TRACK_KEYS}
+    return _hash(key)
 
 
 def recipe_hash(recipe: dict) -> str:
