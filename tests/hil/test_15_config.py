@@ -4,7 +4,10 @@
 def _boot_with_config(node, data):
     node.write_file("/config.json", data)
     try:
-        node.hard_reset()
+        # A soft reset that runs main.py and waits until the node listens (or stops): after a
+        # hard reset the host's reconnection interrupts main.py wherever it has got to, and
+        # on a loaded machine that was once before "listening" (so was a 1.5 s pause).
+        node.boot(quiet=10.0)
         return node.events(), node.status()
     finally:
         node.exec("import os\nos.remove('/config.json')")

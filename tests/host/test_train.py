@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from voicenode_tools import REPO_ROOT
 from voicenode_tools.cli import main
 from voicenode_tools.reference import nn as ref
 from voicenode_tools.train import evaluate, recipe, tracks, trainer
@@ -240,17 +241,38 @@ def test_cli_prints_the_recipe(capsys):
 def test_threads_two_for_a_custom_phrase_on_an_idle_machine():
     """`--threads` unset: a custom phrase trains with 2 threads when the machine is idle (the
     15-minute target: from nothing 15.8 min with 1 thread on an AVX512 Xeon, 12.3 with 2), 1
-    beside other work; a shipped recipe always with 1, as its models were made (their bytes
-    depend on it)."""
-    from voicenode_tools.commands.train_wakeword import choose_threads
+    beside other work; a shipped recipe with as many as its shipped model was made with, busy
+    or not (their bytes depend on it)."""
+    from voicenode_tools.commands.train_wakeword import choose_threads, shipped_threads
 
-    assert choose_threads(None, False, 2, 0.3)[0] == 2
-    assert choose_threads(None, False, 2, 1.0)[0] == 1  # another job holds a core
-    assert choose_threads(None, False, 2, 0.7)[0] == 1  # or most of one
-    assert choose_threads(None, False, 1, 0.0)[0] == 1
-    assert choose_threads(None, False, 8, 3.0)[0] == 2
-    assert choose_threads(None, True, 2, 0.0)[0] == 1
-    assert choose_threads(3, True, 2, 5.0) == (3, "as asked")
+    assert choose_threads(None, None, 2, 0.3)[0] == 2
+    assert choose_threads(None, None, 2, 1.0)[0] == 1  # another job holds a core
+    assert choose_threads(None, None, 2, 0.7)[0] == 1  # or most of one
+    assert choose_threads(None, None, 1, 0.0)[0] == 1
+    assert choose_threads(None, None, 8, 3.0)[0] == 2
+    assert choose_threads(None, 1, 2, 0.0)[0] == 1
+    assert choose_threads(None, 2, 2, 1.5)[0] == 2
+    assert choose_threads(3, 1, 2, 5.0) == (3, "as asked")
+    # what the shipped sidecars say: recorded since 28 Nov, one thread before
+    for phrase in ("hey jarvis", "alexa", "okay nabu", "hey mycroft"):
+        made = json.loads((REPO_ROOT / "models" / f"{recipe.slug(phrase)}.json").read_text())
+        assert shipped_threads(phrase) == made.get("trained_on", {}).get("threads", 1)
+    assert shipped_threads("hey computer") is None
+
+
+def test_a_shipped_recipe_trains_with_the_threads_its_sidecar_records(tmp_path, monkeypatch):
+    from voicenode_tools.commands.train_wakeword import shipped_threads
+
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "hey_computer.json").write_text('{"phrase": "hey computer"}')
+    monkeypatch.setattr(recipe, "RECIPES_DIR", tmp_path / "recipes")
+    assert shipped_threads("hey computer") == 1  # no model yet: one, as before sidecars said
+    side = tmp_path / "hey_computer.json"
+    for made, want in (({"threads": 2}, 2), ({}, 1), ({"threads": "two"}, 1), ({"threads": 0}, 1)):
+        side.write_text(json.dumps({"trained_on": made}))
+        assert shipped_threads("hey computer") == want
+    side.write_text("{not json")
+    assert shipped_threads("hey computer") == 1
 
 
 @pytest.mark.parametrize(
@@ -258,7 +280,8 @@ def test_threads_two_for_a_custom_phrase_on_an_idle_machine():
     [
         (["hey computer"], "hey computer", 0.2, 2),
         (["hey computer"], "hey computer", 1.5, 1),
-        (["hey jarvis"], "hey jarvis", 0.2, 1),  # models/recipes/hey_jarvis.json
+        (["hey jarvis"], "hey jarvis", 0.2, 1),  # a shipped recipe: as its model was made
+        (["alexa"], "alexa", 0.2, 1),  # made with one, before sidecars recorded it
         (["okay nabu", "--threads", "2"], "okay nabu", 0.2, 2),
     ],
 )

@@ -45,9 +45,9 @@ def add_arguments(parser):
         "--threads",
         type=int,
         default=None,
-        help="PyTorch threads for training (default: 1 for a phrase with a shipped recipe, as its"
-        " model was made; else 2 on an idle machine of 2+ cores, 1 when busy: OpenMP threads"
-        " stall badly beside other work)",
+        help="PyTorch threads for training (default: for a phrase with a shipped recipe, as many"
+        " as its shipped model was made with; else 2 on an idle machine of 2+ cores, 1 when"
+        " busy: OpenMP threads stall badly beside other work)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -79,13 +79,32 @@ def busy_cpus(cpus: int, seconds: float = 1.0) -> float:
         return float(cpus)
 
 
-def choose_threads(asked, shipped_recipe: bool, cpus: int, busy: float) -> tuple[int, str]:
+def shipped_threads(phrase: str) -> int | None:
+    """The PyTorch threads the phrase's shipped model was made with (its sidecar's
+    ``trained_on.threads``; 1 for a model made before sidecars recorded it), None when the
+    phrase has no shipped recipe."""
+    from voicenode_tools.train import recipe as recipes
+
+    path = recipes.shipped_file(phrase)  # models/recipes/<name>.json
+    if path is None:
+        return None
+    side = path.parent.parent / f"{recipes.slug(phrase)}.json"  # models/<name>.json
+    try:
+        made = json.loads(side.read_text()).get("trained_on") or {}
+    except (OSError, ValueError):
+        made = {}
+    n = made.get("threads", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+
+
+def choose_threads(asked, shipped: int | None, cpus: int, busy: float) -> tuple[int, str]:
     """PyTorch threads for the training, and why (for the progress log).
 
     Args:
         asked: ``--threads`` (None: choose).
-        shipped_recipe: the phrase has a recipe file in models/recipes/: its model was made
-            with one thread, and the same seeded command must make the same bytes.
+        shipped: for a phrase with a recipe file in models/recipes/, the threads its shipped
+            model was made with (`shipped_threads`): the same seeded command must make the
+            same bytes, and they depend on it. None for any other phrase.
         cpus: CPUs this process may use.
         busy: CPUs other work keeps busy before training starts (`busy_cpus`).
 
@@ -96,8 +115,10 @@ def choose_threads(asked, shipped_recipe: bool, cpus: int, busy: float) -> tuple
     """
     if asked is not None:
         return asked, "as asked"
-    if shipped_recipe:
-        return 1, "the shipped recipe's models were made with one, so its command rebuilds them"
+    if shipped is not None:
+        return shipped, (
+            f"the shipped model was made with {shipped}, so its recipe's command rebuilds it"
+        )
     where = f"{busy:.1f} of {cpus} CPUs busy"
     if cpus >= 2 and busy <= cpus - 1.5:
         return 2, f"the machine is idle ({where}; --threads 1 beside other work)"
@@ -143,12 +164,12 @@ def run(args):
         raise CommandError(
             f"training needs the 'train' extra: pip install -e '.[train]' ({e})"
         ) from None
-    shipped = not args.recipe and recipes.shipped_file(args.phrase) is not None
+    shipped = None if args.recipe else shipped_threads(args.phrase)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    busy = busy_cpus(cpus) if args.threads is None and not shipped else 0.0  # 1 s to measure
+    busy = busy_cpus(cpus) if args.threads is None and shipped is None else 0.0  # 1 s to measure
     threads, why = choose_threads(args.threads, shipped, cpus, busy)
     progress = trainer.Progress(enabled=not args.quiet)
     progress.log(f"training with {threads} PyTorch thread{'s' if threads > 1 else ''}: {why}")
