@@ -178,7 +178,7 @@ def main(argv=None):
     ap.add_argument("--settings", help="a `bench wakeword` JSON: each engine's setting there")
     ap.add_argument("--budget", type=float, default=0.5, help="FA/h of --settings (0.5)")
     ap.add_argument("--engines", default="ours,microwakeword", help="engines taken from --settings")
-    ap.add_argument("--cutoff", action="append", default=[], help="ENGINE=CUTOFF (over --settings)")
+    evalvoices.add_cutoff_argument(ap, required=False, also="; over --settings")
     args = ap.parse_args(argv)
     if not args.settings and not args.cutoff:
         ap.error("give --settings FILE.json or --cutoff ENGINE=CUTOFF")

@@ -319,13 +319,15 @@ def missed_alone(items, engines: dict, cutoffs: dict[str, float], rng, condition
     }
 
 
-def add_cutoff_argument(ap) -> None:
-    """The repeated ``--cutoff ENGINE=CUTOFF`` option of the play-alone diagnostics."""
+def add_cutoff_argument(ap, required: bool = True, also: str = "") -> None:
+    """The repeated ``--cutoff ENGINE=CUTOFF`` option of the play-alone diagnostics (optional
+    where the cutoffs can come from elsewhere: ``also`` says from where, in the help)."""
     ap.add_argument(
         "--cutoff",
         action="append",
-        required=True,
-        help="ENGINE=CUTOFF (ours, microwakeword, openwakeword), e.g. ours=0.97",
+        required=required,
+        default=None if required else [],
+        help="ENGINE=CUTOFF (ours, microwakeword, openwakeword), e.g. ours=0.97" + also,
     )
 
 
