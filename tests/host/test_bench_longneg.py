@@ -1,5 +1,7 @@
 """Long negatives for FRR at 0.1 FA/h: counting false accepts, choosing the cutoff again."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,76 @@ def test_the_text_never_holds_a_phrase():
     s = longneg.sentences(["hey jarvis", "alexa"])
     assert len(s) > 100
     assert not any("alexa" in x.lower() or "hey jarvis" in x.lower() for x in s)
+
+
+class _Engine:
+    """An engine whose scores are a function of the audio; counts the tracks it scored."""
+
+    def __init__(self, name, model):
+        self.name, self.info, self.calls = name, {"model": model}, 0
+
+    def scores(self, audio):
+        self.calls += 1
+        pos = np.arange(0, len(audio), 480)
+        return pos, (audio[pos] % 100) / 100.0 + (self.info["model"] == "b")
+
+
+def _audio(monkeypatch):
+    """Patch the long negatives to three short tracks; return the counter of audio made."""
+    made = []
+
+    def pieces(phrases, seed, hours, log=lambda *_: None):
+        made.append(1)
+        rng = np.random.default_rng(seed)
+        yield [(rng.integers(0, 1000, n).astype(np.int16), []) for n in (4800, 9600)]
+        yield [(rng.integers(0, 1000, 2400).astype(np.int16), [])]
+
+    monkeypatch.setattr(longneg, "pieces", pieces)
+    monkeypatch.setattr(longneg, "audio_key", lambda phrases, seed, hours: f"k{seed}")
+    return made
+
+
+def test_each_engine_is_cached_alone_so_a_new_model_rescores_only_itself(tmp_path, monkeypatch):
+    made = _audio(monkeypatch)
+    a, b = _Engine("ours", "a"), _Engine("microwakeword", "m")
+    first = longneg.score_all({"ours:x": a, "mww:x": b}, ["x"], 1, 1.0, tmp_path)
+    assert made == [1] and a.calls == b.calls == 3
+    assert list(first["lengths"]) == [4800, 9600, 2400]
+    # Another model of ours: the audio is made again, only the new model is scored.
+    a2, b2 = _Engine("ours", "b"), _Engine("microwakeword", "m")
+    second = longneg.score_all({"ours:x": a2, "mww:x": b2}, ["x"], 1, 1.0, tmp_path)
+    assert made == [1, 1] and a2.calls == 3 and b2.calls == 0
+    for (p1, s1), (p2, s2) in zip(first["scores"]["mww:x"], second["scores"]["mww:x"], strict=True):
+        assert np.array_equal(p1, p2) and np.array_equal(s1, s2)
+    assert not np.array_equal(first["scores"]["ours:x"][0][1], second["scores"]["ours:x"][0][1])
+    # Both models and the peer cached now: nothing is made or scored.
+    a3 = _Engine("ours", "a")
+    third = longneg.score_all({"ours:x": a3}, ["x"], 1, 1.0, tmp_path)
+    assert made == [1, 1] and a3.calls == 0
+    assert np.array_equal(third["scores"]["ours:x"][1][1], first["scores"]["ours:x"][1][1])
+    # Other audio (another seed) is not taken from the cache.
+    longneg.score_all({"ours:x": a3}, ["x"], 2, 1.0, tmp_path)
+    assert made == [1, 1, 1] and a3.calls == 3
+
+
+def test_the_one_file_of_all_engines_written_before_is_still_read(tmp_path, monkeypatch):
+    made = _audio(monkeypatch)
+    e = _Engine("microwakeword", "m")
+    tracks = [e.scores(np.arange(n, dtype=np.int16)) for n in (960, 1920)]
+    label = "microwakeword:x"
+    np.savez(
+        tmp_path / "longneg_k1.npz",
+        meta=json.dumps({"engines": {label: longneg.engine_key(e)}, "cpu": {label: 2.5}}),
+        lengths=np.array([960, 1920]),
+        **{f"{label}_n": np.array([len(p) for p, _ in tracks]),
+           f"{label}_pos": np.concatenate([p for p, _ in tracks]),
+           f"{label}_s": np.concatenate([s for _, s in tracks])},
+    )  # fmt: skip
+    e.calls = 0
+    out = longneg.score_all({label: e}, ["x"], 1, 1.0, tmp_path)
+    assert made == [] and e.calls == 0 and out["cpu"][label] == 2.5
+    assert np.array_equal(out["scores"][label][1][1], tracks[1][1])
+    # Copied to the engine's own file, which serves from then on.
+    (tmp_path / "longneg_k1.npz").unlink()
+    assert longneg.score_all({label: e}, ["x"], 1, 1.0, tmp_path)["cpu"][label] == 2.5
+    assert made == []

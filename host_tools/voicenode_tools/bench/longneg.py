@@ -108,41 +108,85 @@ def engine_key(engine) -> str:
     return json.dumps(wb.engine_info(engine), sort_keys=True)
 
 
-def score_all(engines: dict, phrases, seed, hours, cache: Path, log=lambda *_: None) -> dict:
-    """{engine label: [(positions, scores)] per track} and the tracks' lengths, cached."""
-    key = audio_key(phrases, seed, hours)
-    path = cache / f"longneg_{key}.npz"
-    names = {lab: engine_key(e) for lab, e in engines.items()}
+def _engine_path(cache: Path, key: str, ekey: str) -> Path:
+    """One engine's cached scores on the audio `key`: a model change rescores only that model."""
+    return cache / f"longneg_{key}_{hashlib.sha256(ekey.encode()).hexdigest()[:12]}.npz"
+
+
+def _split(z, prefix: str) -> list:
+    cuts = np.cumsum(z[f"{prefix}_n"])[:-1]
+    return list(
+        zip(np.split(z[f"{prefix}_pos"], cuts), np.split(z[f"{prefix}_s"], cuts), strict=True)
+    )
+
+
+def _cached(cache: Path, key: str, ekey: str, label: str):
+    """(track scores, track lengths, CPU s) of one engine, or None when not cached.
+
+    Looks in the engine's own file, then in the one file of all the engines that this module
+    wrote until 28 Nov (`longneg_<key>.npz`, keyed by label), and copies a hit there to the
+    engine's own file.
+    """
+    path = _engine_path(cache, key, ekey)
     if path.exists():
         z = np.load(path, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
-        if meta["engines"] == names:
-            out = {}
-            for lab in engines:
-                cuts = np.cumsum(z[f"{lab}_n"])[:-1]
-                out[lab] = list(
-                    zip(np.split(z[f"{lab}_pos"], cuts), np.split(z[f"{lab}_s"], cuts), strict=True)
-                )
-            return {"scores": out, "lengths": z["lengths"], "cpu": meta["cpu"], "key": key}
-    scores = {lab: [] for lab in engines}
-    cpu = {lab: 0.0 for lab in engines}
-    lengths = []
-    for piece in pieces(phrases, seed, hours, log):
-        for audio, _ in piece:
-            lengths.append(len(audio))
-            for lab, e in engines.items():
-                t = time.process_time()
-                scores[lab].append(e.scores(audio))
-                cpu[lab] += time.process_time() - t
-    arrays = {"lengths": np.array(lengths, np.int64)}
+        if meta["engine"] == ekey:
+            return _split(z, "e"), z["lengths"], meta["cpu"]
+    legacy = cache / f"longneg_{key}.npz"
+    if legacy.exists():
+        z = np.load(legacy, allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        if meta["engines"].get(label) == ekey:
+            hit = _split(z, label), z["lengths"], meta["cpu"][label]
+            _save(path, ekey, *hit)
+            return hit
+    return None
+
+
+def _save(path: Path, ekey: str, scores, lengths, cpu: float):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path, meta=json.dumps({"engine": ekey, "cpu": cpu}), lengths=np.asarray(lengths, np.int64),
+        e_n=np.array([len(p) for p, _ in scores], np.int64),
+        e_pos=np.concatenate([p for p, _ in scores]).astype(np.int64),
+        e_s=np.concatenate([s for _, s in scores]).astype(np.float64),
+    )  # fmt: skip
+
+
+def score_all(engines: dict, phrases, seed, hours, cache: Path, log=lambda *_: None) -> dict:
+    """{engine label: [(positions, scores)] per track} and the tracks' lengths, cached.
+
+    Each engine's scores are cached on their own (keyed by the audio and the engine's model),
+    so checking a new model makes the audio again and scores only that model.
+    """
+    key = audio_key(phrases, seed, hours)
+    ekeys = {lab: engine_key(e) for lab, e in engines.items()}
+    scores, cpu, lengths = {}, {}, None
     for lab in engines:
-        arrays[f"{lab}_n"] = np.array([len(p) for p, _ in scores[lab]], np.int64)
-        arrays[f"{lab}_pos"] = np.concatenate([p for p, _ in scores[lab]]).astype(np.int64)
-        arrays[f"{lab}_s"] = np.concatenate([s for _, s in scores[lab]]).astype(np.float64)
-    meta = {"engines": names, "cpu": cpu}
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, meta=json.dumps(meta), **arrays)
-    return {"scores": scores, "lengths": arrays["lengths"], "cpu": cpu, "key": key}
+        hit = _cached(cache, key, ekeys[lab], lab)
+        if hit is not None:
+            scores[lab], lengths, cpu[lab] = hit
+    todo = [lab for lab in engines if lab not in scores]
+    if todo:
+        log(f"  long negatives: scoring {', '.join(todo)} (cached: {', '.join(scores) or 'none'})")
+        made = []
+        for lab in todo:
+            scores[lab], cpu[lab] = [], 0.0
+        for piece in pieces(phrases, seed, hours, log):
+            for audio, _ in piece:
+                made.append(len(audio))
+                for lab in todo:
+                    t = time.process_time()
+                    scores[lab].append(engines[lab].scores(audio))
+                    cpu[lab] += time.process_time() - t
+        if lengths is not None and list(lengths) != made:
+            raise RuntimeError(f"the long negatives {key} came out other than the cached ones")
+        lengths = np.array(made, np.int64)
+        for lab in todo:
+            _save(_engine_path(cache, key, ekeys[lab]), ekeys[lab], scores[lab], lengths, cpu[lab])
+    return {"scores": {lab: scores[lab] for lab in engines}, "lengths": lengths,
+            "cpu": {lab: cpu[lab] for lab in engines}, "key": key}  # fmt: skip
 
 
 def false_accepts(track_scores, cutoffs) -> dict[float, int]:
