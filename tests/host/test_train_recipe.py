@@ -1,5 +1,7 @@
 """Recipes: defaults, hashing, confusable phrases."""
 
+import json
+
 from voicenode_tools.train import recipe
 
 
@@ -73,3 +75,22 @@ def test_the_voices_read_the_recipes_say_text():
         assert clips.info[group] and all(i.endswith("|hey my croft") for i in clips.info[group])
     said = [i.split("|", 1)[1] for i in clips.info["train_conf"] + clips.info["val_conf"]]
     assert "hey my croft" not in said and "hey mycroft" not in said
+
+
+def test_the_benchmark_plays_the_default_data_whatever_a_shipped_recipe_sets(tmp_path, monkeypatch):
+    # A shipped recipe that trains on more piper and other rooms: its training data changes,
+    # the benchmark's clips and backgrounds (its data hash) do not.
+    base = recipe.benchmark("hey jarvis", seed=1)
+    assert recipe.data_hash(base, 16000) == recipe.data_hash(recipe.make("hey jarvis"), 16000)
+    shipped = json.loads((recipe.RECIPES_DIR / "hey_jarvis.json").read_text())
+    shipped["data"] = {"piper_fraction": 0.5, "room_fraction": 0.8}
+    (tmp_path / "hey_jarvis.json").write_text(json.dumps(shipped))
+    monkeypatch.setattr(recipe, "RECIPES_DIR", tmp_path)
+    assert recipe.make("hey jarvis")["data"]["piper_fraction"] == 0.5
+    assert recipe.data_hash(recipe.make("hey jarvis"), 16000) != recipe.data_hash(base, 16000)
+    bench = recipe.benchmark("hey jarvis", seed=1)
+    assert recipe.data_hash(bench, 16000) == recipe.data_hash(base, 16000)
+    assert bench["negatives"] == base["negatives"] and bench["train"] == base["train"]
+    # The defaults themselves are not handed out to be changed.
+    bench["data"]["positives"] = 1
+    assert recipe.DEFAULTS["data"]["positives"] == 2400

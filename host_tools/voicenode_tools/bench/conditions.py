@@ -95,7 +95,7 @@ def missed(
 
     from . import evalvoices, wakeword
 
-    clips = data.load_or_generate(recipe.make(phrase, seed=seed), wakeword.RATE)
+    clips = data.load_or_generate(recipe.benchmark(phrase, seed=seed), wakeword.RATE)
     g = clips.groups
     items, counts, clips_info = [], {}, []
     for group in GROUPS:

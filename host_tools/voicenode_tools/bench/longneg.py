@@ -59,7 +59,7 @@ def audio_key(phrases: list[str], seed: int, hours: float) -> str:
     """Cache key of the long negative audio (what is said, by whom, over what)."""
     from voicenode_tools.train import recipe
 
-    rec = recipe.make(phrases[0], seed=seed)
+    rec = recipe.benchmark(phrases[0], seed=seed)
     key = {"v": VERSION, "phrases": sorted(phrases), "seed": seed, "hours": hours,
            "backgrounds": recipe.data_hash(rec, wb.RATE)}  # fmt: skip
     return hashlib.sha256(recipe.canonical(key).encode()).hexdigest()[:16]
@@ -72,7 +72,7 @@ def pieces(phrases: list[str], seed: int, hours: float, log=lambda *_: None):
     """
     from voicenode_tools.train import data, recipe, synth, tracks
 
-    rec = recipe.make(phrases[0], seed=seed)
+    rec = recipe.benchmark(phrases[0], seed=seed)
     clips = data.load_or_generate(rec, wb.RATE)
     g = clips.groups
     babble = tracks.babble_pool(g["val_speech"], np.random.default_rng([seed, 99]))  # make_audio's

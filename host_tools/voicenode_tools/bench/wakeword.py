@@ -109,7 +109,7 @@ def make_audio(
     """
     from voicenode_tools.train import data, recipe, tracks
 
-    rec = recipe.make(phrase, seed=seed)
+    rec = recipe.benchmark(phrase, seed=seed)
     clips = data.load_or_generate(rec, RATE)
     g = clips.groups
     rng = np.random.default_rng([seed, 99])

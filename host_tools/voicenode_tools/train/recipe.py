@@ -123,6 +123,19 @@ def make(phrase: str, seed: int = 1, **overrides) -> dict:
     return check(_merge(base, overrides))
 
 
+def benchmark(phrase: str, seed: int = 1) -> dict:
+    """The recipe whose clips and backgrounds the benchmarks play for ``phrase``.
+
+    The shipped recipe (its phrase, what is said, its confusables), but always the default
+    ``data`` settings: those of a shipped recipe choose its training data, and the rng they
+    share moves the validation draws too, so a shipped recipe that sets one (more piper, a
+    room share) would otherwise change the benchmark's audio under every published table.
+    """
+    rec = make(phrase, seed=seed)
+    rec["data"] = copy.deepcopy(DEFAULTS["data"])
+    return rec
+
+
 def load(path: str | os.PathLike) -> dict:
     """Read a recipe file and fill in the defaults."""
     rec = json.loads(Path(path).read_text())
