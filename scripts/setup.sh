@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 DEBS="espeak-ng sox mosquitto valgrind fluidsynth fluid-soundfont-gm strace"
 # Reserved evaluation voices and real recordings for bench wakeword (never used in training).
 DEBS="$DEBS flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts pocketsphinx-testdata"
+# Other x86-64 CPUs, emulated, for the test that a portable training makes the same bytes.
+DEBS="$DEBS qemu-user"
 missing=""
 for pkg in $DEBS; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

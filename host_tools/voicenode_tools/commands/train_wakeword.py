@@ -158,6 +158,13 @@ def run(args):
     if args.print_recipe:
         print(json.dumps(rec, indent=1))
         return 0
+    from voicenode_tools.train import portable
+
+    try:
+        if portable.wanted(rec):  # its settings must be in place before PyTorch starts
+            portable.reexec()
+    except ValueError as e:
+        raise CommandError(str(e)) from None
     try:
         from voicenode_tools.train import trainer
     except ImportError as e:
@@ -171,6 +178,8 @@ def run(args):
         cpus = os.cpu_count() or 1
     busy = busy_cpus(cpus) if args.threads is None and shipped is None else 0.0  # 1 s to measure
     threads, why = choose_threads(args.threads, shipped, cpus, busy)
+    if portable.wanted(rec):
+        threads, why = 1, "a portable recipe trains with one (train.portable)"
     progress = trainer.Progress(enabled=not args.quiet)
     progress.log(f"training with {threads} PyTorch thread{'s' if threads > 1 else ''}: {why}")
     try:

@@ -93,9 +93,12 @@ class StreamNet(nn.Module):
         return rf
 
 
-def to_float_layers(net: StreamNet):
-    """Export to `reference.nn.FloatLayer`s, folding each BatchNorm into its convolution."""
+def to_float_layers(net: StreamNet, exact_root: bool = False):
+    """Export to `reference.nn.FloatLayer`s, folding each BatchNorm into its convolution
+    (with numpy's correctly rounded square root when ``exact_root``: `portable.bn_scale`)."""
     from voicenode_tools.reference import nn as ref
+
+    from .portable import bn_scale
 
     out = []
     net = net.eval()
@@ -108,7 +111,10 @@ def to_float_layers(net: StreamNet):
         )
         if layer.bn is not None:
             bn = layer.bn
-            g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+            if exact_root:
+                g = bn_scale(bn.weight, bn.running_var, bn.eps)
+            else:
+                g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
             b = (
                 b - bn.running_mean.detach().double().numpy()
             ) * g + bn.bias.detach().double().numpy()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datamod
-from . import evaluate, specaug
+from . import evaluate, portable, specaug
 from . import recipe as recipes
 from . import tracks as trk
 
@@ -218,6 +218,9 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     from .model import StreamNet
 
     t = rec["train"]
+    if portable.wanted(rec):  # the same bytes on any x86-64 CPU (`portable`): one thread
+        portable.check()
+        threads = 1
     torch.manual_seed(rec["seed"])
     torch.set_num_threads(max(1, threads))
     rng = np.random.default_rng([rec["seed"], 21])
@@ -240,7 +243,10 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     # long made the hey jarvis students worse (docs/WAKEWORD_BENCH.md, "Distillation")
     steps = int(t["distill"].get("steps", t["steps"]) if soft is not None else t["steps"])
     batch = int(t["batch"])
-    opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
+    if portable.wanted(rec):
+        opt = portable.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
+    else:
+        opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=float(t["lr"]), total_steps=steps, pct_start=0.1
     )
@@ -378,13 +384,14 @@ def _hard_negative_loss(logits, y, valid, hard: dict):
     return float(hard["weight"]) * bce
 
 
-def quantize(net, train_tracks, n_calib: int = 40):
-    """Post-training quantisation through `reference.nn.quantize`, calibrated on training tracks."""
+def quantize(net, train_tracks, n_calib: int = 40, exact_root: bool = False):
+    """Post-training quantisation through `reference.nn.quantize`, calibrated on training tracks
+    (``exact_root``: batch norm folded as a portable training needs, `model.to_float_layers`)."""
     from voicenode_tools.reference import nn as ref
 
     from .model import to_float_layers
 
-    layers = to_float_layers(net)
+    layers = to_float_layers(net, exact_root)
     step = max(1, len(train_tracks) // n_calib)
     calib = [t.feats for t in train_tracks[::step][:n_calib]]
     return ref.quantize(layers, calib, input_scale=INPUT_SCALE, input_zp=0), layers
@@ -493,7 +500,7 @@ def build(
         soft = teacher_targets(teachers(rec, progress, workers, threads), heard)
     net = fit(rec, sets["train"], progress, threads, soft=soft)
     t_train = time.time() - t0 - t_data
-    qmodel, layers = quantize(net, sets["train"])
+    qmodel, layers = quantize(net, sets["train"], exact_root=portable.wanted(rec))
     det = rec["detect"]
     window, cooloff = int(det["window"]), int(det.get("cooloff", 50))
     progress("validate", 0.5)
