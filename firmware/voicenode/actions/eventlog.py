@@ -67,9 +67,8 @@ def emit(kind, **fields):
         line += ", " + json.dumps(fields)[1:]
     else:
         line += "}"
-    print(line)
-    if _out is not None:
-        _out.write(line + "\n")
+    # Kept before it is printed: a host that reads the line and interrupts the node at once
+    # (Ctrl-C lands at the next bytecode after print) still finds it in the ring.
     data = line.encode()
     n = min(len(data), _SLOT_BYTES)
     off = _head * _SLOT_BYTES
@@ -78,6 +77,9 @@ def emit(kind, **fields):
     _head = (_head + 1) % _SLOTS
     if _count < _SLOTS:
         _count += 1
+    print(line)
+    if _out is not None:
+        _out.write(line + "\n")
     if _listeners and _depth < _MAX_DEPTH:
         _depth += 1
         try:
