@@ -37,9 +37,24 @@ fl = b"".join(np.asarray(x.w).tobytes() + np.asarray(x.b).tobytes() for x in lay
 print(hashlib.md5(q.to_bytes()).hexdigest(), hashlib.md5(fl).hexdigest())
 """
 
+#: The same for the command network: CTC, gradient clipping, a logits head.
+FIT_COMMANDS = r"""
+import hashlib, sys
+import numpy as np
+from voicenode_tools.train import commands as tc
+rec = tc.make_recipe(1, True, {"train": {"epochs": 3, "batch": 8, "rows": "all",
+                                         "portable": sys.argv[1] == "1"}})
+rng = np.random.default_rng(6)
+x = rng.integers(0, 256, (24, 90, 40)).astype(np.uint8)
+y = [list(rng.integers(1, 6, rng.integers(1, 4))) for _ in range(24)]
+net = tc.fit(x, y, 6, rec, lambda *a: None, seed=1, threads=2)
+q = tc.quantize(net, x, exact_root=sys.argv[1] == "1")
+print(hashlib.md5(q.to_bytes()).hexdigest())
+"""
 
-def _start(portable_recipe: bool, cpu: str | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", FIT, "1" if portable_recipe else "0"]
+
+def _start(portable_recipe: bool, cpu: str | None = None, script: str = FIT) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", script, "1" if portable_recipe else "0"]
     if cpu:
         cmd = [shutil.which("qemu-x86_64"), "-cpu", cpu, *cmd]
     env = {**os.environ, **portable.ENV}
@@ -54,12 +69,15 @@ def _bytes(p: subprocess.Popen) -> list[str]:
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 CPUs are what it pins")
 def test_a_portable_training_makes_the_same_bytes_on_other_cpus():
+    """The wake-word network on two other CPUs, the command network on one."""
     assert shutil.which("qemu-x86_64"), "qemu-user is part of the set-up (Makefile)"
     # The emulated runs take a minute each: two at a time.
     runs = [_start(True, "Nehalem"), _start(True, "EPYC")]
     native = _bytes(_start(True))
     assert _bytes(runs[0]) == native
     assert _bytes(runs[1]) == native
+    commands = _start(True, "Nehalem", FIT_COMMANDS)
+    assert _bytes(commands) == _bytes(_start(True, script=FIT_COMMANDS))
     # The control: without the recipe's setting (torch's AdamW, whose torch.sqrt is not
     # correctly rounded) the environment alone does not make the CPUs agree.
     assert _bytes(_start(False, "Nehalem")) != _bytes(_start(False))

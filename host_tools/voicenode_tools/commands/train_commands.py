@@ -94,8 +94,12 @@ def run(args):
             raise CommandError(f"{args.recipe}: a recipe is a JSON object of settings")
     if args.epochs:
         over = tc._merge(over, {"train": {"epochs": args.epochs}})
+    from voicenode_tools.train import portable
+
     try:  # the recipe's settings, checked before any work
-        tc.make_recipe(args.seed, args.quick, over)
+        rec = tc.make_recipe(args.seed, args.quick, over)
+        if portable.wanted(rec):  # its settings must be in place before PyTorch starts
+            portable.reexec()
     except ValueError as e:
         raise CommandError(f"{args.recipe}: {e}") from None
     try:

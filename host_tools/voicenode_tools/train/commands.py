@@ -37,7 +37,7 @@ import numpy as np
 
 from voicenode_tools import commandset as csmod
 
-from . import augment, specaug, synth, text
+from . import augment, portable, specaug, synth, text
 
 DATA_VERSION = 1
 #: cutoff_avg of a model whose `reject` rule decides: above any avg of decoded rows (255 << 8)
@@ -511,6 +511,10 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
 
     from .model import StreamNet
 
+    exact = portable.wanted(rec)  # the same bytes on any x86-64 CPU (`portable`): one thread
+    if exact:
+        portable.check()
+        threads = 1
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, min(threads, torch.get_num_threads())))
     t = rec["train"]
@@ -518,7 +522,9 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
     net = StreamNet(x.shape[2], spec, logits=True)
     X = torch.from_numpy(x)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    adamw = portable.AdamW if exact else torch.optim.AdamW
+    opt = adamw(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    clip = portable.clip_grad_norm_ if exact else nn.utils.clip_grad_norm_
     epochs, batch = int(t["epochs"]), int(t["batch"])
     steps = epochs * max(1, -(-len(X) // batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -564,7 +570,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
                 loss = (1.0 - kd_w) * loss + kd_w * kd
             opt.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            clip(net.parameters(), 5.0)
             opt.step()
             sched.step()
             tot += loss.item() * len(idx)
@@ -629,13 +635,14 @@ def teacher_probs(models: list, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return out.astype(np.float16)
 
 
-def quantize(net, x: np.ndarray, n_calib: int = 60):
-    """Post-training int8 quantisation of the phone network (`reference.nn`, logits head)."""
+def quantize(net, x: np.ndarray, n_calib: int = 60, exact_root: bool = False):
+    """Post-training int8 quantisation of the phone network (`reference.nn`, logits head;
+    ``exact_root``: batch norm folded as a portable training needs)."""
     from voicenode_tools.reference import nn as ref
 
     from .model import to_float_layers
 
-    layers = to_float_layers(net)
+    layers = to_float_layers(net, exact_root)
     step = max(1, len(x) // n_calib)
     calib = [w for w in x[::step][:n_calib]]
     return ref.quantize(layers, calib, input_scale=INPUT_SCALE, input_zp=0)  # head from the layers
@@ -914,7 +921,7 @@ def build(cs_path, out_dir, seed: int = 1, progress=None, workers: int = 2, quic
     net = fit(x, ys, len(classes), rec, progress, seed, soft, threads)
     del soft, x_teach
     t_train = time.time() - t0 - t_synth - t_data - t_teach
-    qmodel = quantize(net, x)
+    qmodel = quantize(net, x, exact_root=portable.wanted(rec))
     stride = int(qmodel.stride)
     unk = rc.unk_class(layout)
     rows = {snr: heard(qmodel, vw, rec, stride) for snr, (vw, _) in val.items()}

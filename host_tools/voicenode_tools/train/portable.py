@@ -11,8 +11,9 @@ be rebuilt byte for byte only on a machine like the one that made it (docs/TRAIN
 - glibc's libm picks FMA variants of exp, pow, cos (Python's ``math``, the one-cycle
   schedule): ``GLIBC_TUNABLES`` masks AVX and FMA from that choice;
 - ``torch.sqrt`` is not correctly rounded and differs between CPUs even with all of the
-  above (Adam's denominator, batch-norm folding): `AdamW` and `bn_scale` take numpy's
-  square root, which is IEEE-exact on every CPU;
+  above (Adam's denominator, batch-norm folding, the command trainer's gradient norm):
+  `AdamW`, `bn_scale` and `clip_grad_norm_` take numpy's square root, which is IEEE-exact
+  on every CPU;
 - threads split the reductions: one thread.
 
 These settings must be in the environment before PyTorch and glibc start, so a command
@@ -74,6 +75,18 @@ def bn_scale(weight, running_var, eps: float) -> np.ndarray:
     """Batch norm's scale ``weight / sqrt(var + eps)`` in float64, with numpy's exact root."""
     var = running_var.detach().double().numpy() + eps
     return weight.detach().double().numpy() / np.sqrt(var)
+
+
+def clip_grad_norm_(params, max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_`` with the norm summed and rooted in float64 by numpy."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = float(
+        np.sqrt(sum(float(np.sum(np.square(g.numpy(), dtype=np.float64))) for g in grads))
+    )
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g.mul_(coef)
 
 
 def AdamW(params, lr: float, weight_decay: float):  # noqa: N802 (named as torch's)
