@@ -218,7 +218,8 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     from .model import StreamNet
 
     t = rec["train"]
-    if portable.wanted(rec):  # the same bytes on any x86-64 CPU (`portable`): one thread
+    exact = portable.wanted(rec)  # the same bytes on any x86-64 CPU (`portable`): one thread
+    if exact:
         portable.check()
         threads = 1
     torch.manual_seed(rec["seed"])
@@ -243,10 +244,8 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     # long made the hey jarvis students worse (docs/WAKEWORD_BENCH.md, "Distillation")
     steps = int(t["distill"].get("steps", t["steps"]) if soft is not None else t["steps"])
     batch = int(t["batch"])
-    if portable.wanted(rec):
-        opt = portable.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
-    else:
-        opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
+    adamw = portable.AdamW if exact else torch.optim.AdamW
+    opt = adamw(net.parameters(), lr=float(t["lr"]), weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=float(t["lr"]), total_steps=steps, pct_start=0.1
     )
