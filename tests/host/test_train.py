@@ -253,6 +253,7 @@ def test_threads_two_for_a_custom_phrase_on_an_idle_machine():
     assert choose_threads(None, 1, 2, 0.0)[0] == 1
     assert choose_threads(None, 2, 2, 1.5)[0] == 2
     assert choose_threads(3, 1, 2, 5.0) == (3, "as asked")
+    assert choose_threads(3, 2, 2, 0.0, portable=True)[0] == 1  # a portable recipe: one
     # what the shipped sidecars say: recorded since 28 Nov, one thread before
     for phrase in ("hey jarvis", "alexa", "okay nabu", "hey mycroft"):
         made = json.loads((REPO_ROOT / "models" / f"{recipe.slug(phrase)}.json").read_text())

@@ -97,11 +97,15 @@ def shipped_threads(phrase: str) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
 
 
-def choose_threads(asked, shipped: int | None, cpus: int, busy: float) -> tuple[int, str]:
+def choose_threads(
+    asked, shipped: int | None, cpus: int, busy: float, portable: bool = False
+) -> tuple[int, str]:
     """PyTorch threads for the training, and why (for the progress log).
 
     Args:
-        asked: ``--threads`` (None: choose).
+        asked: ``--threads`` (None: choose); a portable recipe trains with one whatever is
+            asked (``portable``: its recipe's ``train.portable``; the threads' split of the
+            reductions changes the bytes).
         shipped: for a phrase with a recipe file in models/recipes/, the threads its shipped
             model was made with (`shipped_threads`): the same seeded command must make the
             same bytes, and they depend on it. None for any other phrase.
@@ -113,6 +117,8 @@ def choose_threads(asked, shipped: int | None, cpus: int, busy: float) -> tuple[
     docs/TRAINING.md), but beside other work OpenMP's threads stall (1-2 s per step instead
     of 0.12): two only when all but half a CPU is free.
     """
+    if portable:
+        return 1, "a portable recipe trains with one (train.portable)"
     if asked is not None:
         return asked, "as asked"
     if shipped is not None:
@@ -161,10 +167,11 @@ def run(args):
     from voicenode_tools.train import portable
 
     try:
-        if portable.wanted(rec):  # its settings must be in place before PyTorch starts
-            portable.reexec()
+        exact = portable.wanted(rec)
     except ValueError as e:
         raise CommandError(str(e)) from None
+    if exact:  # its settings must be in place before PyTorch starts
+        portable.reexec()
     try:
         from voicenode_tools.train import trainer
     except ImportError as e:
@@ -176,10 +183,9 @@ def run(args):
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    busy = busy_cpus(cpus) if args.threads is None and shipped is None else 0.0  # 1 s to measure
-    threads, why = choose_threads(args.threads, shipped, cpus, busy)
-    if portable.wanted(rec):
-        threads, why = 1, "a portable recipe trains with one (train.portable)"
+    measure = args.threads is None and shipped is None and not exact
+    busy = busy_cpus(cpus) if measure else 0.0  # 1 s to measure
+    threads, why = choose_threads(args.threads, shipped, cpus, busy, portable=exact)
     progress = trainer.Progress(enabled=not args.quiet)
     progress.log(f"training with {threads} PyTorch thread{'s' if threads > 1 else ''}: {why}")
     try:
