@@ -181,6 +181,22 @@ def test_teacher_recipes_go_back_one_generation_at_a_time():
     assert one["seed"] == 2 and "distill" in one["train"]  # the student's recipe is untouched
 
 
+def test_a_teacher_model_gives_the_teachers_a_network_of_their_own():
+    plain = recipe.make("hey computer", seed=2)
+    wide = {"spec": [["conv", 96, 3, 3, 1], ["dwconv", 0, 5, 1, 1], ["dense", 96, 1, 1, 1]]}
+    gen = {"teacher_seeds": [1], "weight": 0.5, "teacher_model": wide}
+    one = recipe._merge(plain, {"train": {"distill": gen}})
+    # the teacher is the plain recipe with the larger network, so it is cached as that recipe
+    assert trainer.teacher_recipe(one, 1) == {**recipe.make("hey computer", seed=1), "model": wide}
+    assert one["model"] == plain["model"]  # the student keeps the chip's network
+    # a second generation's teachers keep the larger network all the way down
+    two = recipe._merge(one, {"train": {"distill": {"generations": 2}}})
+    assert trainer.teacher_recipe(trainer.teacher_recipe(two, 1), 1)["model"] == wide
+    with pytest.raises(ValueError, match="teacher_model"):
+        trainer.teacher_recipe(recipe._merge(plain, {"train": {"distill": {
+            "teacher_seeds": [1], "weight": 0.5, "teacher_model": [1]}}}), 1)  # fmt: skip
+
+
 def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
     kd = recipe._merge(TINY, {"train": {"distill": {"teacher_seeds": [1, 2], "weight": 0.5}}})

@@ -326,10 +326,17 @@ def teacher_targets(models, tracks) -> np.ndarray:
 
 def teacher_recipe(rec: dict, seed: int) -> dict:
     """The recipe of ``rec``'s teacher at ``seed``: the same recipe without distillation, or,
-    with ``"generations": n`` (n > 1), distilled itself over n - 1 generations."""
+    with ``"generations": n`` (n > 1), distilled itself over n - 1 generations. With
+    ``"teacher_model": {...}`` the teacher's ``model`` is that instead (a larger network
+    teaching the chip's; its own teachers, if any, keep it)."""
     t_rec = copy.deepcopy(rec)
     t_rec["seed"] = int(seed)
     d = t_rec["train"]["distill"]
+    model = d.pop("teacher_model", None)
+    if model is not None:
+        if not isinstance(model, dict):
+            raise ValueError(f"train.distill.teacher_model must be a model table, not {model!r}")
+        t_rec["model"] = model
     n = int(d.pop("generations", 1))
     if n > 2:
         d["generations"] = n - 1
