@@ -428,3 +428,103 @@ def test_ours_hears_the_model_it_is_given(tmp_path):
     assert wb.engine("ours", "hey jarvis").info["model"] == shipped.info["model"]
     with pytest.raises(KeyError):
         wb.engine("no such engine", "hey jarvis")
+
+
+# ---- how sure the figures are (bench.intervals) ------------------------------------------------
+
+
+def _tone_sets():
+    pos = [_track([(6553, "pos"), (13107, "pos")]), _track([(19660, "pos"), (26214, "pos")])]
+    neg = [_track([(16384, "speech")]), _track([(9830, "speech")]), _track([(3000, "speech")])]
+    return {"val_pos_snr10": pos, "ind_snr10": pos[:1], "negatives": neg}
+
+
+def test_outcomes_are_the_curve_clip_by_clip_and_track_by_track():
+    sets = _tone_sets()
+    got = {}
+    r = wb.evaluate_engine(_LoudnessEngine(), sets, lambda *_: None, got)
+    assert got["neg_fa"].shape == (len(r["curve"]), 3)
+    assert got["pos_hit"]["val_pos_snr10"].shape == (len(r["curve"]), 4)
+    for i, row in enumerate(r["curve"]):
+        assert got["neg_fa"][i].sum() == row["fa"]
+        for k, hit in got["pos_hit"].items():
+            assert round(1 - hit[i].mean(), 4) == row["frr"][k]
+
+
+def test_every_track_and_clip_drawn_once_gives_the_benchmarks_own_figure():
+    from voicenode_tools.bench import intervals
+
+    sets = _tone_sets()
+    got = {}
+    r = wb.evaluate_engine(_LoudnessEngine(), sets, lambda *_: None, got)
+    hours = [len(a) / RATE / 3600 for a, _ in sets["negatives"]]
+    once = {k: np.ones((1, h.shape[1])) for k, h in got["pos_hit"].items()}
+    for t in (0.5, 500.0, 1e9):  # none, one and every false accept allowed in ~30 s
+        frr = intervals.frr_at(got, np.ones((1, 3)), np.array([sum(hours)]), once, t)
+        p = r["targets"][str(t)] if str(t) in r["targets"] else None
+        want = wb.operating_point(r["curve"], sum(hours), t)
+        assert frr["val_pos"][0] == pytest.approx(want["frr_mean"]["val_pos"])
+        assert frr["ind"][0] == pytest.approx(want["frr_mean"]["ind"])
+        assert p is None or p["frr"]["val_pos_snr10"] == pytest.approx(frr["val_pos"][0])
+
+
+def _outcome(hit_rate, n_pos, fa_rows, rng):
+    """A fake engine: settings strict to lenient, each with its false accepts per track and
+    its positives detected at a rate."""
+    hits = np.array([rng.random(n_pos) < h for h in hit_rate])
+    return {"neg_fa": np.array(fa_rows), "pos_hit": {"val_pos_snr10": hits, "ind_snr10": hits}}
+
+
+def test_intervals_hold_the_figure_and_compare_engines_on_the_same_draws():
+    from voicenode_tools.bench import intervals
+
+    rng = np.random.default_rng(3)
+    tracks_ = 40
+    fa = [[0] * tracks_, [0] * 39 + [1], [0] * 35 + [1] * 5]  # strict, middle, lenient
+    good = _outcome([0.7, 0.8, 0.95], 300, fa, rng)
+    weak = _outcome([0.3, 0.4, 0.6], 300, fa, rng)
+    hours = [0.03] * tracks_  # 1.2 h
+    iv = intervals.bootstrap({"ours": good, "peer": weak}, hours, (0.5, 5.0), 400, seed=1)
+    assert iv == intervals.bootstrap({"ours": good, "peer": weak}, hours, (0.5, 5.0), 400, seed=1)
+    lo, hi = iv["interval"]["ours"]["0.5"]["val_pos"]
+    # 0.5 FA/h allows none in 1.2 h: the strict setting, unless a resample leaves the middle
+    # setting's one false-accepting track out (about a third of them: (1 - 1/40)^40)
+    assert lo <= 1 - good["pos_hit"]["val_pos_snr10"][0].mean() <= hi
+    assert lo < hi
+    assert iv["ours_fewer"]["peer"]["0.5"]["val_pos"] == 1.0  # far ahead on every draw
+    assert iv["ours_fewer"]["peer"]["5.0"]["ind"] == 1.0
+    # an engine against itself is a tie on every draw
+    same = intervals.bootstrap({"ours": good, "twin": good}, hours, (0.5,), 100)
+    assert same["ours_fewer"]["twin"]["0.5"]["val_pos"] == 0.0
+    assert same["tie"]["twin"]["0.5"]["val_pos"] == 1.0
+    text = intervals.table(iv)
+    assert "| ours | validation espeak" in text and "misses fewer than peer" in text
+
+
+def test_a_budget_no_setting_meets_misses_everything():
+    from voicenode_tools.bench import intervals
+
+    rng = np.random.default_rng(0)
+    noisy = _outcome([0.9], 50, [[1] * 10], rng)  # a false accept on every track
+    iv = intervals.bootstrap({"ours": noisy}, [0.1] * 10, (0.5,), 50)
+    assert iv["interval"]["ours"]["0.5"]["val_pos"] == [1.0, 1.0]
+
+
+def test_a_run_reports_its_intervals_beside_its_table(tmp_path, monkeypatch, capsys):
+    class Named(_LoudnessEngine):
+        def __init__(self, name):
+            self.name = name
+
+    monkeypatch.setattr(wb, "make_audio", lambda *a, **k: (_tone_sets(), {}))
+    monkeypatch.setattr(wb, "engine", lambda name, phrase, model=None: Named(name))
+    out = tmp_path / "r.json"
+    assert wb.main(["--engines", "ours,peer", "--resamples", "50", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    iv = res["intervals"]
+    assert iv["resamples"] == 50 and set(iv["interval"]) == {"ours", "peer"}
+    assert iv["tie"]["peer"]["0.5"]["val_pos"] == 1.0  # the same detector: a tie every time
+    md = out.with_suffix(".md").read_text()
+    assert "90 % intervals of the FRR" in md and "misses fewer than peer" in md
+    capsys.readouterr()
+    assert wb.main(["--engines", "ours", "--resamples", "0", "--out", str(out)]) == 0
+    assert "intervals" not in json.loads(out.read_text())

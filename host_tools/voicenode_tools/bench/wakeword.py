@@ -23,7 +23,9 @@ a budget of B FA/h over H hours of negatives allows floor(B * H) false accepts (
 both 0.1 and 0.5 FA/h mean none at all; the output says how many each budget allowed).
 Each engine's CPU time is process CPU seconds per hour of audio scored, single-threaded
 (OMP/BLAS/ONNX threads set to 1 before anything loads). Results: JSON on stdout and in
-`--out FILE`, with a DET curve `FILE.png` and a Markdown table `FILE.md` beside it.
+`--out FILE`, with a DET curve `FILE.png` and a Markdown table `FILE.md` beside it, and
+(`--resamples N`, 1000 by default) how sure each figure is: bootstrap intervals and, for
+ours against each peer, the share of resamples in which ours misses fewer (`bench.intervals`).
 """
 
 from __future__ import annotations
@@ -398,20 +400,28 @@ def _detect(pos, score, cutoff, cooloff_s=COOLOFF_S):
     return out
 
 
-def _count(dets_per_track, tracks_):
-    hit = total = fa = 0
+def _outcomes(dets_per_track, tracks_) -> tuple[list[bool], list[int]]:
+    """Whether each positive of the tracks was detected (in order), and the false accepts
+    of each track."""
+    found_all, fa = [], []
     for dets, (_, events) in zip(dets_per_track, tracks_, strict=True):
         pos = [(s, e + DETECT_AFTER_S * RATE) for s, e, k in events if k == "pos"]
         found = [False] * len(pos)
+        n_fa = 0
         for d in dets:
             inside = [i for i, (a, b) in enumerate(pos) if a <= d <= b]
             if inside:
                 found[inside[0]] = True
             else:
-                fa += 1
-        hit += sum(found)
-        total += len(pos)
-    return hit, total, fa
+                n_fa += 1
+        found_all += found
+        fa.append(n_fa)
+    return found_all, fa
+
+
+def _count(dets_per_track, tracks_):
+    found, fa = _outcomes(dets_per_track, tracks_)
+    return sum(found), len(found), sum(fa)
 
 
 def hours_of(tracks_) -> float:
@@ -499,13 +509,17 @@ def validation_negatives(sets) -> list:
     return sets["negatives"] + sets.get("piper_negatives", [])
 
 
-def evaluate_engine(engine, sets, log):
+def evaluate_engine(engine, sets, log, outcomes: dict | None = None):
     """The operating curve, FRR at each FA/h budget and CPU time of one engine.
 
     The curve has one row per setting (strict to lenient): false accepts on the validation
     negatives (and, with piper negatives, how many of them were on those: "fa_piper"), FRR per
     positive set, false accepts on the independent negatives. Settings are chosen on the
     validation negatives alone.
+
+    ``outcomes``, when given, receives what `intervals.bootstrap` resamples, one row per
+    setting of the curve: "neg_fa" (false accepts of each validation negative track) and
+    "pos_hit" ({positive set: whether each of its positives was detected}).
     """
     piper_neg = sets.get("piper_negatives", [])
     neg = validation_negatives(sets)
@@ -518,12 +532,18 @@ def evaluate_engine(engine, sets, log):
     t0 = time.time()
     curve = []
 
+    neg_fa_rows: list = []
+    pos_hit_rows: dict = {k: [] for k in pos_sets}
+
     def row(setting, dets_neg, dets_pos, ind_fa):
         frr = {}
         for k, v in pos_sets.items():
-            hit, total, _ = _count(dets_pos[k], v)
-            frr[k] = round(1 - hit / max(total, 1), 4)
-        fa = _count(dets_neg, neg)[2]
+            found, _ = _outcomes(dets_pos[k], v)
+            pos_hit_rows[k].append(found)
+            frr[k] = round(1 - sum(found) / max(len(found), 1), 4)
+        neg_fa = _outcomes(dets_neg, neg)[1]
+        neg_fa_rows.append(neg_fa)
+        fa = sum(neg_fa)
         out = {
             "setting": setting,
             "fa": fa,
@@ -533,7 +553,7 @@ def evaluate_engine(engine, sets, log):
             "ind_fa": ind_fa,
         }
         if piper_neg:
-            out["fa_piper"] = _count(dets_neg[n_espeak:], piper_neg)[2]
+            out["fa_piper"] = sum(neg_fa[n_espeak:])
         return out
 
     if hasattr(engine, "scores"):
@@ -566,6 +586,10 @@ def evaluate_engine(engine, sets, log):
             if fa / hours > max(TARGETS):
                 break  # settings go from strict to lenient: the rest only accept more
 
+    if outcomes is not None:
+        outcomes["neg_fa"] = np.array(neg_fa_rows, np.int32).reshape(len(curve), len(neg))
+        outcomes["pos_hit"] = {k: np.array(v, bool).reshape(len(curve), -1)
+                               for k, v in pos_hit_rows.items()}  # fmt: skip
     result = {
         "engine": engine.name,
         "info": engine_info(engine),
@@ -800,6 +824,13 @@ def main(argv=None):
         help="an earlier result JSON of the same phrase and audio: keep its other engines, "
         "replace the ones run now",
     )
+    ap.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for the FRR intervals and the comparisons with ours "
+        "(bench.intervals; 0: none)",
+    )
     ap.add_argument("--out", help="write the JSON here, the DET curve to .png, the table to .md")
     args = ap.parse_args(argv)
 
@@ -830,6 +861,7 @@ def main(argv=None):
     }
     log(json.dumps(info))
     results = []
+    outcomes: dict = {}
     for name in args.engines.split(","):
         try:
             eng = engine(name, args.phrase, args.model)
@@ -838,7 +870,8 @@ def main(argv=None):
             results.append({"engine": name, "error": f"{type(e).__name__}: {e}"})
             continue
         log(f"{name} ...")
-        r = evaluate_engine(eng, sets, log)
+        outcomes[name] = {}
+        r = evaluate_engine(eng, sets, log, outcomes[name])
         log(json.dumps({k: v for k, v in r.items() if k != "curve"}))
         results.append(r)
     out = {
@@ -849,9 +882,18 @@ def main(argv=None):
         "audio": info,
         "results": results,
     }
-    if args.merge:
+    if outcomes and args.resamples > 0:
+        from . import intervals
+
+        track_hours = [len(a) / RATE / 3600 for a, _ in validation_negatives(sets)]
+        out["intervals"] = intervals.bootstrap(outcomes, track_hours, TARGETS, args.resamples)
+    if args.merge:  # the intervals stay those of the engines run now
         out = merge(json.loads(Path(args.merge).read_text()), out)
     md = table(out)
+    if "intervals" in out:
+        from . import intervals
+
+        md += "\n" + intervals.table(out["intervals"])
     log(md)
     print(json.dumps(out, indent=1))
     if args.out:
