@@ -26,6 +26,24 @@ def test_bench_scores_every_intent_and_tabulates_them():
     assert t[2:] == ["| a | 50 / 50 % |", "| b | 0 / 0 % |"]
 
 
+def test_the_rates_carry_their_95_percent_intervals():
+    """Intent accuracy and unknown speech accepted with their Wilson intervals: with 100
+    unknown utterances one accepted is anywhere from 0.2 to 5.4 %, so a 2 % target needs
+    more of them to be told apart."""
+    from voicenode_tools.bench.intervals import wilson
+
+    assert wilson(1, 100) == [0.0018, 0.0545]
+    assert wilson(0, 100) == [0.0, 0.037] and wilson(100, 100) == [0.963, 1.0]
+    assert wilson(50, 100) == [0.4038, 0.5962] and wilson(0, 0) == [0.0, 1.0]
+    truth = [("a", {})] * 4 + [("unknown", {})] * 100
+    got = [{"intent": "a", "slots": {}}] * 3 + [{"intent": "unknown", "slots": {}}] * 100
+    got.append({"intent": "a", "slots": {}})  # one unknown utterance taken for a command
+    m = bc.metrics(got, truth)
+    assert m["intent_accuracy_95"] == wilson(3, 4) and m["unknown_accepted_95"] == [0.0018, 0.0545]
+    row = bc.table({"sets": {"validation": {"snr": {"20": {"ours": m}}}}}).splitlines()[2]
+    assert "| 75.0 % (30.1-95.4) |" in row and "| 1.0 % (0.2-5.5) |" in row
+
+
 def test_the_json_gets_its_tables_beside_it(tmp_path, monkeypatch, capsys):
     """`bench commands --json F.json` also writes F.md: the tables it prints (the figures a
     closing note or docs/COMMANDS.md quotes, kept with the run that made them)."""
@@ -41,7 +59,7 @@ def test_the_json_gets_its_tables_beside_it(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     md = out.with_suffix(".md").read_text()
     assert md == printed
-    assert "| validation | 20 dB | ours | 100.0 % |" in md
+    assert "| validation | 20 dB | ours | 100.0 % (20.6-100.0) |" in md
     assert "| a | 100 / 0 % |" in md and '"heap_bytes": 1' in md
     assert json.loads(out.read_text())["sets"]["validation"]["snr"]["20"]["ours"] == m
 
@@ -77,7 +95,7 @@ def test_best_path_before_rejection_per_voice():
     m = dict(bc.metrics(got, truth), **r)
     t = bc.table({"sets": {"independent": {"snr": {"20": {"ours": m}}}}}).splitlines()
     assert "| best path (before rejection) |" in t[0]
-    assert t[2].startswith("| independent | 20 dB | ours | 33.3 % | 66.7 % |")
+    assert t[2].startswith("| independent | 20 dB | ours | 33.3 % (6.2-79.2) | 66.7 % |")
 
 
 def test_people_set_is_said_by_the_held_out_mbrola_voices_only(monkeypatch):

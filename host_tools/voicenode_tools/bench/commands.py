@@ -25,7 +25,8 @@ command (held-out text and near misses), each in a noisy room at each SNR, said 
 
 Reported per set and SNR: intent accuracy (commands whose intent is right), slot accuracy (of
 those with slots, all slot values right), commands rejected as unknown, unknown speech
-accepted as a command, decoding time, and how long after the speech the decision came.
+accepted as a command (these two with their 95 % Wilson intervals, `bench.intervals.wilson`),
+decoding time, and how long after the speech the decision came.
 Targets (issue 6): >= 95 % intent accuracy, <= 2 % unknown speech accepted, ahead of
 PocketSphinx; the intent at most 500 ms after the speaker stops.
 """
@@ -116,18 +117,21 @@ def metrics(results, truth) -> dict:
     """Scores of a list of decisions against (intent or "unknown", slots) truths."""
     cmd = [i for i, (t, _) in enumerate(truth) if t != "unknown"]
     unk = [i for i, (t, _) in enumerate(truth) if t == "unknown"]
+    from .intervals import wilson
+
     ok = [i for i in cmd if results[i]["intent"] == truth[i][0]]
     with_slots = [i for i in ok if truth[i][1]]
     slot_ok = sum(results[i]["slots"] == truth[i][1] for i in with_slots)
+    unk_ok = sum(results[i]["intent"] != "unknown" for i in unk)
     return {
         "intent_accuracy": round(len(ok) / max(len(cmd), 1), 4),
+        "intent_accuracy_95": wilson(len(ok), len(cmd)),
         "slot_accuracy": round(slot_ok / max(len(with_slots), 1), 4),
         "command_rejected": round(
             sum(results[i]["intent"] == "unknown" for i in cmd) / max(len(cmd), 1), 4
         ),
-        "unknown_accepted": round(
-            sum(results[i]["intent"] != "unknown" for i in unk) / max(len(unk), 1), 4
-        ),
+        "unknown_accepted": round(unk_ok / max(len(unk), 1), 4),
+        "unknown_accepted_95": wilson(unk_ok, len(unk)),
         "commands": len(cmd),
         "unknown": len(unk),
         "per_intent": per_intent(results, truth),
@@ -423,6 +427,9 @@ def table(res: dict) -> str:
             return f"{m[k]}"
         if k == "decision_ms_after_speech":
             return f"{m[k]:.0f} / {m[k + '_p90']:.0f} / {m[k + '_max']:.0f}"
+        if k + "_95" in m:  # and its 95 % interval
+            lo, hi = m[k + "_95"]
+            return f"{100 * m[k]:.1f} % ({100 * lo:.1f}-{100 * hi:.1f})"
         return f"{100 * m[k]:.1f} %"
 
     for kind, r in res["sets"].items():
