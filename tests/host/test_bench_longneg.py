@@ -138,3 +138,42 @@ def test_the_one_file_of_all_engines_written_before_is_still_read(tmp_path, monk
     (tmp_path / "longneg_k1.npz").unlink()
     assert longneg.score_all({label: e}, ["x"], 1, 1.0, tmp_path)["cpu"][label] == 2.5
     assert made == []
+
+
+def test_intervals_take_the_long_negatives_beside_the_validation_ones():
+    """`longneg.resample`: the saved outcomes of a bench run with the long negatives' false
+    accepts track by track; every track and clip drawn once gives `combine`'s own figure."""
+    from voicenode_tools.bench import intervals
+
+    rng = np.random.default_rng(2)
+    settings = [0.9, 0.8, 0.7]
+    hits = np.array([rng.random(200) < h for h in (0.6, 0.75, 0.9)])
+    outcome = {"neg_fa": np.array([[0] * 20, [0] * 19 + [1], [1] * 20]),
+               "pos_hit": {"val_pos_snr10": hits}}  # fmt: skip
+    val_hours = np.full(20, 0.06)  # 1.2 h
+    long_fa = np.array([[0] * 50, [0] * 49 + [1], [2] * 50])  # 10 h in 50 tracks
+    long_hours = np.full(50, 0.2)
+    saved = ({"ours": outcome}, val_hours, {"ours": settings})
+    iv = longneg.resample(saved, {"ours": long_fa}, long_hours, 200)
+    assert set(iv["interval"]) == {"ours"}
+    lo, hi = iv["interval"]["ours"]["0.1"]["val_pos"]
+    # 11.2 h allow one false accept at 0.1 FA/h: the middle setting (two in all) only when a
+    # resample draws one of its two false-accepting tracks at most once
+    entry = {"negative_hours": 1.2, "curve": [
+        {"setting": st, "fa": int(outcome["neg_fa"][i].sum()),
+         "frr": {"val_pos_snr10": round(1 - hits[i].mean(), 4)},
+         "frr_mean": {"val_pos": round(1 - hits[i].mean(), 4)}}
+        for i, st in enumerate(settings)]}  # fmt: skip
+    long_total = dict(zip(settings, long_fa.sum(axis=1).tolist(), strict=True))
+    c = longneg.combine(entry, long_total, 10.0)
+    hours = np.concatenate([val_hours, long_hours])
+    both = {"neg_fa": np.concatenate([outcome["neg_fa"], long_fa], axis=1),
+            "pos_hit": outcome["pos_hit"]}  # fmt: skip
+    once = intervals.frr_at(both, np.ones((1, 70)), np.array([hours.sum()]),
+                            {"val_pos_snr10": np.ones((1, 200))}, 0.1)  # fmt: skip
+    assert once["val_pos"][0] == pytest.approx(c["targets"]["0.1"]["frr"]["val_pos"], abs=1e-4)
+    assert lo <= once["val_pos"][0] <= hi
+    # outcomes of another curve than the result's are refused
+    with pytest.raises(ValueError, match="another curve"):
+        longneg.resample(saved, {"ours": long_fa[:2]}, long_hours, 10)
+    assert longneg.resample(saved, {"peer": long_fa}, long_hours, 10) is None

@@ -525,6 +525,14 @@ def test_a_run_reports_its_intervals_beside_its_table(tmp_path, monkeypatch, cap
     assert iv["tie"]["peer"]["0.5"]["val_pos"] == 1.0  # the same detector: a tie every time
     md = out.with_suffix(".md").read_text()
     assert "90 % intervals of the FRR" in md and "misses fewer than peer" in md
+    # the clip-by-clip outcomes are kept beside it, for bench longneg
+    from voicenode_tools.bench import intervals
+
+    saved, hours, settings = intervals.load_outcomes(wb.outcomes_path(out))
+    assert set(saved) == {"ours", "peer"} and len(hours) == 3
+    assert settings["ours"] == [row["setting"] for row in res["results"][0]["curve"]]
+    assert saved["ours"]["neg_fa"].shape == (len(settings["ours"]), 3)
+    assert set(saved["ours"]["pos_hit"]) == {"val_pos_snr10", "ind_snr10"}
     capsys.readouterr()
     assert wb.main(["--engines", "ours", "--resamples", "0", "--out", str(out)]) == 0
     assert "intervals" not in json.loads(out.read_text())

@@ -160,6 +160,37 @@ def bootstrap(
     return out
 
 
+def save_outcomes(path, outcomes: dict, track_hours, settings: dict) -> None:
+    """Keep a run's outcomes for a later resampling (`bench longneg` adds its negatives to
+    them): one compressed .npz, each engine's arrays and the settings of its curve."""
+    arrays = {"track_hours": np.asarray(track_hours, np.float64)}
+    for name, o in outcomes.items():
+        arrays[f"{name}__settings"] = np.asarray(settings[name], np.float64)
+        arrays[f"{name}__neg_fa"] = o["neg_fa"]
+        for k, hit in o["pos_hit"].items():
+            arrays[f"{name}__pos_hit__{k}"] = hit
+    np.savez_compressed(path, **arrays)
+
+
+def load_outcomes(path) -> tuple[dict, np.ndarray, dict]:
+    """A `save_outcomes` file: ({engine: outcome}, track hours, {engine: settings})."""
+    z = np.load(path)
+    outcomes: dict = {}
+    settings = {}
+    for key in z.files:
+        if key == "track_hours":
+            continue
+        name, kind, *rest = key.split("__")
+        o = outcomes.setdefault(name, {"pos_hit": {}})
+        if kind == "settings":
+            settings[name] = [float(v) for v in z[key]]
+        elif kind == "neg_fa":
+            o["neg_fa"] = z[key]
+        else:
+            o["pos_hit"][rest[0]] = z[key]
+    return outcomes, z["track_hours"], settings
+
+
 def table(iv: dict, ours: str = "ours") -> str:
     """The intervals and comparisons as Markdown: one row per (engine, group), a cell per
     budget; then, for each peer, the share of resamples in which ours missed fewer."""

@@ -189,9 +189,18 @@ def score_all(engines: dict, phrases, seed, hours, cache: Path, log=lambda *_: N
             "cpu": {lab: cpu[lab] for lab in engines}, "key": key}  # fmt: skip
 
 
+def false_accepts_per_track(track_scores, cutoffs) -> np.ndarray:
+    """False accepts of each negative track at each cutoff: (cutoffs, tracks) (every
+    detection is false; 1.5 s cool-off)."""
+    return np.array(
+        [[len(wb._detect(p, s, c)) for p, s in track_scores] for c in cutoffs], np.int32
+    ).reshape(len(cutoffs), len(track_scores))
+
+
 def false_accepts(track_scores, cutoffs) -> dict[float, int]:
     """False accepts per cutoff on negative tracks (every detection is false; 1.5 s cool-off)."""
-    return {c: sum(len(wb._detect(p, s, c)) for p, s in track_scores) for c in cutoffs}
+    per = false_accepts_per_track(track_scores, cutoffs)
+    return {c: int(n) for c, n in zip(cutoffs, per.sum(axis=1), strict=True)}
 
 
 def combine(result: dict, long_fa: dict[float, int], long_hours: float) -> dict:
@@ -227,6 +236,35 @@ def combine(result: dict, long_fa: dict[float, int], long_hours: float) -> dict:
     return out
 
 
+def resample(saved, long_fa: dict, long_hours, resamples: int) -> dict | None:
+    """Bootstrap intervals (`bench.intervals`) on the validation plus the long negatives.
+
+    Args:
+        saved: a `bench.wakeword` run's outcomes (`intervals.load_outcomes`).
+        long_fa: {engine: (settings, long tracks) false accepts}, its curve's settings.
+        long_hours: hours of each long negative track.
+        resamples: how many.
+
+    Returns:
+        `intervals.bootstrap`'s result for the engines of both, None without any.
+    """
+    from . import intervals
+
+    outcomes, val_hours, settings = saved
+    both = {}
+    for name, fa in long_fa.items():
+        if name not in outcomes:
+            continue
+        if len(settings[name]) != fa.shape[0]:
+            raise ValueError(f"{name}: the saved outcomes are of another curve than the result")
+        o = outcomes[name]
+        both[name] = {"neg_fa": np.concatenate([o["neg_fa"], fa], axis=1), "pos_hit": o["pos_hit"]}
+    if not both:
+        return None
+    hours = np.concatenate([val_hours, np.asarray(long_hours, np.float64)])
+    return intervals.bootstrap(both, hours, wb.TARGETS, resamples)
+
+
 def table(out: dict) -> str:
     """Markdown: per phrase and engine, the FRR at each budget on all the negatives."""
     head = ("| phrase | engine | budget (allowed FA in all negatives) | cutoff | FA: validation + long "
@@ -245,6 +283,10 @@ def table(out: dict) -> str:
                     + " | ".join(wb._pct(f.get(k)) for k in ("val_pos", "val_piper", "ind"))
                     + " |"
                 )
+    from . import intervals
+
+    for phrase, iv in out.get("intervals", {}).items():
+        lines += ["", f"{phrase}, all the negatives: " + intervals.table(iv)]
     return "\n".join(lines)
 
 
@@ -260,6 +302,13 @@ def main(argv=None):
     )
     ap.add_argument("--engines", default="ours,microwakeword")
     ap.add_argument("--model", help="our model (default models/<name>.vnm; one phrase only)")
+    ap.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for the intervals, when a result has its outcomes beside "
+        "it (FILE.outcomes.npz, written by bench wakeword --out; 0: none)",
+    )
     ap.add_argument("--out", help="write the JSON here and the table to .md beside it")
     args = ap.parse_args(argv)
     from voicenode_tools.train import recipe
@@ -288,12 +337,23 @@ def main(argv=None):
         if res["phrase"] != p:
             raise SystemExit(f"{path} is a result for {res['phrase']!r}, not {p!r}")
         out["phrases"][p] = {}
+        per_track = {}
         for name in args.engines.split(","):
             entry = next((r for r in res["results"] if r.get("engine") == name), None)
             if entry is None or "curve" not in entry:
                 raise SystemExit(f"{path} has no curve for {name}")
-            fa = false_accepts(sc["scores"][f"{name}:{p}"], [r["setting"] for r in entry["curve"]])
+            cutoffs = [r["setting"] for r in entry["curve"]]
+            per_track[name] = false_accepts_per_track(sc["scores"][f"{name}:{p}"], cutoffs)
+            fa = {c: int(n) for c, n in zip(cutoffs, per_track[name].sum(axis=1), strict=True)}
             out["phrases"][p][name] = combine(entry, fa, long_hours)
+        saved = wb.outcomes_path(path)
+        if args.resamples > 0 and saved.exists():
+            from . import intervals
+
+            track_hours = sc["lengths"] / wb.RATE / 3600
+            iv = resample(intervals.load_outcomes(saved), per_track, track_hours, args.resamples)
+            if iv is not None:
+                out.setdefault("intervals", {})[p] = iv
     out["seconds"] = round(time.time() - t0, 1)
     md = table(out)
     log(md)

@@ -25,7 +25,8 @@ Each engine's CPU time is process CPU seconds per hour of audio scored, single-t
 (OMP/BLAS/ONNX threads set to 1 before anything loads). Results: JSON on stdout and in
 `--out FILE`, with a DET curve `FILE.png` and a Markdown table `FILE.md` beside it, and
 (`--resamples N`, 1000 by default) how sure each figure is: bootstrap intervals and, for
-ours against each peer, the share of resamples in which ours misses fewer (`bench.intervals`).
+ours against each peer, the share of resamples in which ours misses fewer (`bench.intervals`;
+the clip-by-clip outcomes they come from in `FILE.outcomes.npz`, for `bench longneg`).
 """
 
 from __future__ import annotations
@@ -767,6 +768,11 @@ def table(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def outcomes_path(result) -> Path:
+    """Where a result JSON's clip-by-clip outcomes are kept: `F.outcomes.npz` beside `F.json`."""
+    return Path(result).with_suffix(".outcomes.npz")
+
+
 def merge(old: dict, new: dict) -> dict:
     """An earlier run's results with the engines of a new run on the same audio replaced.
 
@@ -887,6 +893,10 @@ def main(argv=None):
 
         track_hours = [len(a) / RATE / 3600 for a, _ in validation_negatives(sets)]
         out["intervals"] = intervals.bootstrap(outcomes, track_hours, TARGETS, args.resamples)
+        if args.out:  # for `bench longneg`, which adds its negatives to them
+            curves = {r["engine"]: [row["setting"] for row in r["curve"]]
+                      for r in results if "curve" in r}  # fmt: skip
+            intervals.save_outcomes(outcomes_path(args.out), outcomes, track_hours, curves)
     if args.merge:  # the intervals stay those of the engines run now
         out = merge(json.loads(Path(args.merge).read_text()), out)
     md = table(out)
