@@ -154,7 +154,7 @@ def test_intervals_take_the_long_negatives_beside_the_validation_ones():
     long_fa = np.array([[0] * 50, [0] * 49 + [1], [2] * 50])  # 10 h in 50 tracks
     long_hours = np.full(50, 0.2)
     saved = ({"ours": outcome}, val_hours, {"ours": settings})
-    iv = longneg.resample(saved, {"ours": long_fa}, long_hours, 200)
+    iv = longneg.resample(saved, {"ours": long_fa}, {"ours": settings}, long_hours, 200)
     assert set(iv["interval"]) == {"ours"}
     lo, hi = iv["interval"]["ours"]["0.1"]["val_pos"]
     # 11.2 h allow one false accept at 0.1 FA/h: the middle setting (two in all) only when a
@@ -175,5 +175,17 @@ def test_intervals_take_the_long_negatives_beside_the_validation_ones():
     assert lo <= once["val_pos"][0] <= hi
     # outcomes of another curve than the result's are refused
     with pytest.raises(ValueError, match="another curve"):
-        longneg.resample(saved, {"ours": long_fa[:2]}, long_hours, 10)
-    assert longneg.resample(saved, {"peer": long_fa}, long_hours, 10) is None
+        longneg.resample(saved, {"ours": long_fa[:2]}, {"ours": settings[:2]}, long_hours, 10)
+    with pytest.raises(ValueError, match="another curve"):  # same length, other settings
+        longneg.resample(saved, {"ours": long_fa}, {"ours": [0.9, 0.8, 0.6]}, long_hours, 10)
+    assert longneg.resample(saved, {"peer": long_fa}, {"peer": settings}, long_hours, 10) is None
+
+
+def test_two_phrases_of_one_peer_are_cached_apart():
+    """A peer's engines for two phrases score differently, so their long-negative scores
+    must not share a cache file (they did until 28 Nov: microWakeWord's hey jarvis and alexa
+    had the same key, and the second overwrote the first)."""
+    pytest.importorskip("pymicro_wakeword")
+    a, b = wb.engine("microwakeword", "hey jarvis"), wb.engine("microwakeword", "alexa")
+    assert longneg.engine_key(a) != longneg.engine_key(b)
+    assert wb.engine_info(a)["model"] == "hey_jarvis" and "package" in wb.engine_info(a)

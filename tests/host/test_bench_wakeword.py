@@ -536,3 +536,4 @@ def test_a_run_reports_its_intervals_beside_its_table(tmp_path, monkeypatch, cap
     capsys.readouterr()
     assert wb.main(["--engines", "ours", "--resamples", "0", "--out", str(out)]) == 0
     assert "intervals" not in json.loads(out.read_text())
+    assert not wb.outcomes_path(out).exists()  # the older run's outcomes are gone with it

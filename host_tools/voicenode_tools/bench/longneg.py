@@ -236,12 +236,13 @@ def combine(result: dict, long_fa: dict[float, int], long_hours: float) -> dict:
     return out
 
 
-def resample(saved, long_fa: dict, long_hours, resamples: int) -> dict | None:
+def resample(saved, long_fa: dict, curves: dict, long_hours, resamples: int) -> dict | None:
     """Bootstrap intervals (`bench.intervals`) on the validation plus the long negatives.
 
     Args:
         saved: a `bench.wakeword` run's outcomes (`intervals.load_outcomes`).
-        long_fa: {engine: (settings, long tracks) false accepts}, its curve's settings.
+        long_fa: {engine: (settings, long tracks) false accepts}, at its curve's settings.
+        curves: {engine: the settings of its curve in the result}.
         long_hours: hours of each long negative track.
         resamples: how many.
 
@@ -255,7 +256,7 @@ def resample(saved, long_fa: dict, long_hours, resamples: int) -> dict | None:
     for name, fa in long_fa.items():
         if name not in outcomes:
             continue
-        if len(settings[name]) != fa.shape[0]:
+        if settings[name] != list(curves[name]) or fa.shape[0] != len(curves[name]):
             raise ValueError(f"{name}: the saved outcomes are of another curve than the result")
         o = outcomes[name]
         both[name] = {"neg_fa": np.concatenate([o["neg_fa"], fa], axis=1), "pos_hit": o["pos_hit"]}
@@ -351,7 +352,10 @@ def main(argv=None):
             from . import intervals
 
             track_hours = sc["lengths"] / wb.RATE / 3600
-            iv = resample(intervals.load_outcomes(saved), per_track, track_hours, args.resamples)
+            curves = {e["engine"]: [r["setting"] for r in e["curve"]]
+                      for e in res["results"] if "curve" in e}  # fmt: skip
+            iv = resample(intervals.load_outcomes(saved), per_track, curves, track_hours,
+                          args.resamples)  # fmt: skip
             if iv is not None:
                 out.setdefault("intervals", {})[p] = iv
     out["seconds"] = round(time.time() - t0, 1)

@@ -244,6 +244,7 @@ class MicroWakeWordEngine:
 
         self.model = MicroWakeWord.from_builtin(Model(phrase.replace(" ", "_")))
         self.features = MicroWakeWordFeatures
+        self.info = {"model": phrase.replace(" ", "_")}  # its builtin model
 
     def scores(self, audio):
         self.model.reset()
@@ -267,6 +268,7 @@ class OpenWakeWordEngine:
 
         self.model = OpenWakeWord.from_builtin(Model(phrase.replace(" ", "_")))
         self.features = OpenWakeWordFeatures
+        self.info = {"model": phrase.replace(" ", "_")}
 
     def scores(self, audio):
         self.model.reset()
@@ -292,6 +294,7 @@ class PorcupineEngine:
         if kw is None:
             raise RuntimeError(f"Porcupine 1.9 has no free keyword for {phrase!r}")
         self.pv, self.kw = pvporcupine, kw
+        self.info = {"keyword": kw}
 
     def detections(self, audio, sensitivity):
         h = self.pv.create(keywords=[self.kw], sensitivities=[sensitivity])
@@ -347,6 +350,7 @@ class PocketSphinxEngine:
             self.dict = out.name
             weakref.finalize(self, os.remove, out.name)  # gone with the engine
         self.ps, self.phrase, self.decoders = pocketsphinx, said, {}
+        self.info = {"keyphrase": said}
 
     def detections(self, audio, threshold):
         if threshold not in self.decoders:
@@ -477,7 +481,9 @@ PACKAGES = {
 
 
 def engine_info(engine) -> dict:
-    """What was measured: our model's file and version, or the peer package's version."""
+    """What was measured: our model's file and version, or the peer's model (or keyword) and
+    package version. Two phrases' engines never have the same info (`bench longneg` keys
+    its cached scores by it)."""
     from importlib import metadata
 
     info = dict(getattr(engine, "info", {}))
@@ -897,6 +903,8 @@ def main(argv=None):
             curves = {r["engine"]: [row["setting"] for row in r["curve"]]
                       for r in results if "curve" in r}  # fmt: skip
             intervals.save_outcomes(outcomes_path(args.out), outcomes, track_hours, curves)
+    elif args.out:  # none made this time: no older ones may pass for this run's
+        outcomes_path(args.out).unlink(missing_ok=True)
     if args.merge:  # the intervals stay those of the engines run now
         out = merge(json.loads(Path(args.merge).read_text()), out)
     md = table(out)
