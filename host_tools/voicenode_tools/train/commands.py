@@ -511,10 +511,7 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
 
     from .model import StreamNet
 
-    exact = portable.wanted(rec)  # the same bytes on any x86-64 CPU (`portable`): one thread
-    if exact:
-        portable.check()
-        threads = 1
+    exact, threads = portable.prepare(rec, threads)  # the same bytes on any x86-64 CPU
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, min(threads, torch.get_num_threads())))
     t = rec["train"]

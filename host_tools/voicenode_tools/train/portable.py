@@ -44,6 +44,15 @@ def wanted(rec: dict) -> bool:
     return flag
 
 
+def prepare(rec: dict, threads: int) -> tuple[bool, int]:
+    """A trainer's start: whether the recipe is portable (then `check`ed: a RuntimeError when
+    this process lacks `ENV`) and the threads to train with (one for a portable recipe)."""
+    if not wanted(rec):
+        return False, threads
+    check()
+    return True, 1
+
+
 def active() -> bool:
     """Is this process running with `ENV`?"""
     return all(os.environ.get(k) == v for k, v in ENV.items())

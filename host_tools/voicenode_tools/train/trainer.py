@@ -218,10 +218,7 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     from .model import StreamNet
 
     t = rec["train"]
-    exact = portable.wanted(rec)  # the same bytes on any x86-64 CPU (`portable`): one thread
-    if exact:
-        portable.check()
-        threads = 1
+    exact, threads = portable.prepare(rec, threads)  # the same bytes on any x86-64 CPU
     torch.manual_seed(rec["seed"])
     torch.set_num_threads(max(1, threads))
     rng = np.random.default_rng([rec["seed"], 21])
