@@ -28,8 +28,11 @@ def test_false_accepts_count_every_detection_with_the_cool_off():
     s = np.zeros(len(pos))
     s[100:103] = 0.97  # one burst: one false accept (cool-off 1.5 s)
     s[200] = 0.99  # 3 s later: another
-    counts = longneg.false_accepts([(pos, s), (pos, np.zeros(len(pos)))], [0.99, 0.97, 0.5])
-    assert counts == {0.99: 1, 0.97: 2, 0.5: 2}
+    per_track = longneg.false_accepts_per_track(
+        [(pos, s), (pos, np.zeros(len(pos)))], [0.99, 0.97, 0.5]
+    )
+    assert per_track.sum(axis=1).tolist() == [1, 2, 2]  # per cutoff
+    assert per_track[:, 1].tolist() == [0, 0, 0]  # all on the first track
 
 
 def test_cutoff_is_chosen_again_on_all_the_negatives():

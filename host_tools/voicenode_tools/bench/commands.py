@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from voicenode_tools import REPO_ROOT
+from voicenode_tools.bench.intervals import wilson
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "commands_home"
 
@@ -117,8 +118,6 @@ def metrics(results, truth) -> dict:
     """Scores of a list of decisions against (intent or "unknown", slots) truths."""
     cmd = [i for i, (t, _) in enumerate(truth) if t != "unknown"]
     unk = [i for i, (t, _) in enumerate(truth) if t == "unknown"]
-    from .intervals import wilson
-
     ok = [i for i in cmd if results[i]["intent"] == truth[i][0]]
     with_slots = [i for i in ok if truth[i][1]]
     slot_ok = sum(results[i]["slots"] == truth[i][1] for i in with_slots)

@@ -60,10 +60,10 @@ def frr_at(
 
     Returns:
         {group: (resamples,) FRR}, the groups of `wakeword.GROUP_LABELS` present and
-        "validation" (every group but the independent one), each the mean over its sets as
-        `wakeword.frr_means` takes it.
+        "validation" (every group but the independent one), each the mean over its sets
+        (`wakeword.group_means`, as the table's figures).
     """
-    from .wakeword import GROUP_LABELS, set_group  # not at import: it pins the thread counts
+    from .wakeword import group_means  # not at import: that module imports this one
 
     fa = neg_counts @ outcome["neg_fa"].T.astype(np.float64)  # (resamples, settings)
     allowed = np.floor(target * hours + 1e-9)
@@ -77,15 +77,7 @@ def frr_at(
         c = pos_counts[k]
         rate = (c @ hit.T.astype(np.float64)) / max(hit.shape[1], 1)  # (resamples, settings)
         per_set[k] = np.where(none, 1.0, 1.0 - rate[rows, loosest])
-    out = {}
-    for grp in GROUP_LABELS:
-        v = [f for k, f in per_set.items() if set_group(k) == grp]
-        if v:
-            out[grp] = np.mean(v, axis=0)
-    v = [f for k, f in per_set.items() if set_group(k) != "ind"]
-    if v:
-        out["validation"] = np.mean(v, axis=0)
-    return out
+    return group_means(per_set)
 
 
 def bootstrap(

@@ -39,6 +39,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from . import intervals  # noqa: E402
 from . import wakeword as wb  # noqa: E402
 
 #: Bumped whenever the audio made here changes (part of the cache key).
@@ -197,12 +198,6 @@ def false_accepts_per_track(track_scores, cutoffs) -> np.ndarray:
     ).reshape(len(cutoffs), len(track_scores))
 
 
-def false_accepts(track_scores, cutoffs) -> dict[float, int]:
-    """False accepts per cutoff on negative tracks (every detection is false; 1.5 s cool-off)."""
-    per = false_accepts_per_track(track_scores, cutoffs)
-    return {c: int(n) for c, n in zip(cutoffs, per.sum(axis=1), strict=True)}
-
-
 def combine(result: dict, long_fa: dict[float, int], long_hours: float) -> dict:
     """Each budget's cutoff chosen again on the validation plus the long negatives.
 
@@ -249,8 +244,6 @@ def resample(saved, long_fa: dict, curves: dict, long_hours, resamples: int) -> 
     Returns:
         `intervals.bootstrap`'s result for the engines of both, None without any.
     """
-    from . import intervals
-
     outcomes, val_hours, settings = saved
     both = {}
     for name, fa in long_fa.items():
@@ -284,8 +277,6 @@ def table(out: dict) -> str:
                     + " | ".join(wb._pct(f.get(k)) for k in ("val_pos", "val_piper", "ind"))
                     + " |"
                 )
-    from . import intervals
-
     for phrase, iv in out.get("intervals", {}).items():
         lines += ["", f"{phrase}, all the negatives: " + intervals.table(iv)]
     return "\n".join(lines)
@@ -306,7 +297,7 @@ def main(argv=None):
     ap.add_argument(
         "--resamples",
         type=int,
-        default=1000,
+        default=intervals.RESAMPLES,
         help="bootstrap resamples for the intervals, when a result has its outcomes beside "
         "it (FILE.outcomes.npz, written by bench wakeword --out; 0: none)",
     )
@@ -349,8 +340,6 @@ def main(argv=None):
             out["phrases"][p][name] = combine(entry, fa, long_hours)
         saved = wb.outcomes_path(path)
         if args.resamples > 0 and saved.exists():
-            from . import intervals
-
             track_hours = sc["lengths"] / wb.RATE / 3600
             curves = {e["engine"]: [r["setting"] for r in e["curve"]]
                       for e in res["results"] if "curve" in e}  # fmt: skip

@@ -47,6 +47,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from . import intervals  # noqa: E402
+
 RATE = 16000
 COOLOFF_S = 1.5
 DETECT_AFTER_S = 1.0
@@ -457,18 +459,24 @@ def operating_point(curve: list[dict], hours: float, target: float) -> dict | No
     return ok[-1] if ok else None
 
 
-def frr_means(frr: dict) -> dict:
-    """Mean FRR per group of positive sets ({"val_pos": ..., "val_piper": ..., "ind": ...}),
-    and "validation" over all validation sets."""
+def group_means(per_set: dict) -> dict:
+    """The mean over each group's positive sets ({"val_pos": ..., "val_piper": ..., "ind":
+    ...}, the groups present) and "validation" over all validation sets; the values may be
+    numbers or arrays alike (one per resample, `intervals.frr_at`)."""
     out = {}
     for grp in GROUP_LABELS:
-        v = [r for k, r in frr.items() if set_group(k) == grp]
+        v = [r for k, r in per_set.items() if set_group(k) == grp]
         if v:
-            out[grp] = round(float(np.mean(v)), 4)
-    v = [r for k, r in frr.items() if set_group(k) != "ind"]
+            out[grp] = np.mean(v, axis=0)
+    v = [r for k, r in per_set.items() if set_group(k) != "ind"]
     if v:
-        out["validation"] = round(float(np.mean(v)), 4)
+        out["validation"] = np.mean(v, axis=0)
     return out
+
+
+def frr_means(frr: dict) -> dict:
+    """Mean FRR per group of positive sets (`group_means`), to 4 decimals."""
+    return {g: round(float(m), 4) for g, m in group_means(frr).items()}
 
 
 #: The package behind each peer engine (its version goes into the results).
@@ -839,7 +847,7 @@ def main(argv=None):
     ap.add_argument(
         "--resamples",
         type=int,
-        default=1000,
+        default=intervals.RESAMPLES,
         help="bootstrap resamples for the FRR intervals and the comparisons with ours "
         "(bench.intervals; 0: none)",
     )
@@ -895,8 +903,6 @@ def main(argv=None):
         "results": results,
     }
     if outcomes and args.resamples > 0:
-        from . import intervals
-
         track_hours = [len(a) / RATE / 3600 for a, _ in validation_negatives(sets)]
         out["intervals"] = intervals.bootstrap(outcomes, track_hours, TARGETS, args.resamples)
         if args.out:  # for `bench longneg`, which adds its negatives to them
@@ -909,8 +915,6 @@ def main(argv=None):
         out = merge(json.loads(Path(args.merge).read_text()), out)
     md = table(out)
     if "intervals" in out:
-        from . import intervals
-
         md += "\n" + intervals.table(out["intervals"])
     log(md)
     print(json.dumps(out, indent=1))
