@@ -197,6 +197,27 @@ def test_a_teacher_model_gives_the_teachers_a_network_of_their_own():
             "teacher_seeds": [1], "weight": 0.5, "teacher_model": [1]}}}), 1)  # fmt: skip
 
 
+def test_teacher_variants_add_teachers_made_another_way():
+    """`train.distill.teacher_variants`: recipe tables merged on the teacher's recipe, each at
+    every teacher seed; absent, the teachers are the plain recipe's (the same hashes, so the
+    cached teachers are still found)."""
+    plain = recipe.make("hey computer", seed=3)
+    one = recipe._merge(plain, {"train": {"distill": {"teacher_seeds": [1, 2], "weight": 0.9}}})
+    assert trainer.teacher_recipes(one) == [trainer.teacher_recipe(one, s) for s in (1, 2)]
+    babble = {"data": {"babble_fraction": 0.5}}
+    mixed = recipe._merge(one, {"train": {"distill": {"teacher_variants": [{}, babble]}}})
+    got = trainer.teacher_recipes(mixed)
+    by_hand = [recipe.make("hey computer", seed=s) for s in (1, 2)]
+    by_hand += [recipe._merge(r, babble) for r in by_hand]
+    assert [recipe.recipe_hash(r) for r in got] == [recipe.recipe_hash(r) for r in by_hand]
+    assert [r["seed"] for r in got] == [1, 2, 1, 2]
+    assert mixed["data"] == plain["data"]  # the student keeps its own data
+    for bad in ({}, [], [{}, 1], [{"seed": 4}], [{"train": {"distill": {"weight": 1}}}]):
+        rec = recipe._merge(one, {"train": {"distill": {"teacher_variants": bad}}})
+        with pytest.raises(ValueError, match="teacher_variants"):
+            trainer.teacher_recipes(rec)
+
+
 def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICENODE_CACHE", str(tmp_path / "cache"))
     kd = recipe._merge(TINY, {"train": {"distill": {"teacher_seeds": [1, 2], "weight": 0.5}}})
@@ -391,6 +412,9 @@ def test_teachers_can_hear_the_clean_twins_of_the_training_tracks(tmp_path, monk
     bad = recipe._merge(rec, {"train": {"distill": {"teacher_input": "quiet"}}})
     monkeypatch.setattr(trainer, "prepare", lambda *a, **k: pytest.fail("work on a bad recipe"))
     with pytest.raises(ValueError, match="teacher_input 'quiet'"):  # refused before any work
+        trainer.build(bad, tmp_path / "bad", workers=1)
+    bad = recipe._merge(rec, {"train": {"distill": {"teacher_variants": [{"seed": 2}]}}})
+    with pytest.raises(ValueError, match="teacher_variants"):  # and so are bad variants
         trainer.build(bad, tmp_path / "bad", workers=1)
 
 

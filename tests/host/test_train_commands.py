@@ -193,6 +193,7 @@ def test_cli_check_and_errors(tmp_path, capsys):
         '{"train": {"distill": {"teacher_seeds": [1]}}}',
         '{"train": {"distill": {"teacher_seeds": [1], "weight": 1, "teacher_input": "quiet"}}}',
         '{"train": {"distill": {"teacher_seeds": [1], "weight": 1, "steps": 6000}}}',
+        '{"train": {"distill": {"teacher_seeds": [1], "weight": 1, "teacher_variants": {}}}}',
     ):  # a bad recipe file is named before any work
         (tmp_path / "r.json").write_text(text)
         args = ["train-commands", str(C.default_path()), "--recipe", str(tmp_path / "r.json")]

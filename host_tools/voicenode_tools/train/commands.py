@@ -152,9 +152,10 @@ def make_recipe(seed: int = 1, quick: bool = False, overrides: dict | None = Non
             )
         if "steps" in kd:  # the wake words' option; here it would be silently ignored
             raise ValueError("train.distill.steps: the command network trains for train.epochs")
-        from .trainer import distill_clean_db
+        from .trainer import distill_clean_db, teacher_recipes
 
         distill_clean_db(rec)  # the teachers' input: "noisy" or "clean"
+        teacher_recipes(rec)  # and their variants
     if rec.get("vad") is None:
         rec["vad"] = dict(ref_vad.DEFAULTS)
     return rec
@@ -577,9 +578,9 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
 
 
 def teachers(cs_path, rec: dict, progress, workers: int = 2, threads: int = 2) -> list:
-    """The teacher networks of ``rec["train"]["distill"]``: `trainer.teacher_recipe` (the
-    wake words' rule: the recipe without distillation) at each of its
-    ``teacher_seeds``, each built as ``train-commands FILE --seed S`` builds it (its own
+    """The teacher networks of ``rec["train"]["distill"]``: `trainer.teacher_recipes` (the
+    wake words' rule: the recipe without distillation at each of its ``teacher_seeds``, for
+    each of its ``teacher_variants``), each built as ``train-commands FILE --seed S`` builds it (its own
     sentences, voices and scenes) and kept in the cache (``teachers/<hash>/``, the hash of
     the teacher's recipe and of the command-set file) for the next build.
 
@@ -588,13 +589,13 @@ def teachers(cs_path, rec: dict, progress, workers: int = 2, threads: int = 2) -
     """
     from voicenode_tools.reference import nn as ref
 
-    from .trainer import teacher_recipe
+    from .trainer import teacher_recipes
 
     src = hashlib.sha256(Path(cs_path).read_bytes()).hexdigest()
     name = f"commands_{csmod.load(cs_path).name}"  # the files `train-commands` writes
     out = []
-    for s in rec["train"]["distill"]["teacher_seeds"]:
-        t_rec = teacher_recipe(rec, s)
+    for t_rec in teacher_recipes(rec):
+        s = t_rec["seed"]
         key = json.dumps({"recipe": t_rec, "commandset": src}, sort_keys=True)
         folder = cache_dir() / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:16]
         side = folder / f"{name}.json"

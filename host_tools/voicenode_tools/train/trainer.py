@@ -321,14 +321,16 @@ def teacher_targets(models, tracks) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def teacher_recipe(rec: dict, seed: int) -> dict:
+def teacher_recipe(rec: dict, seed: int, variant: dict | None = None) -> dict:
     """The recipe of ``rec``'s teacher at ``seed``: the same recipe without distillation, or,
     with ``"generations": n`` (n > 1), distilled itself over n - 1 generations. With
     ``"teacher_model": {...}`` the teacher's ``model`` is that instead (a larger network
-    teaching the chip's; its own teachers, if any, keep it)."""
+    teaching the chip's; its own teachers, if any, keep it). ``variant`` (one entry of
+    ``"teacher_variants"``) is merged on top: teachers made from other data or training."""
     t_rec = copy.deepcopy(rec)
     t_rec["seed"] = int(seed)
     d = t_rec["train"]["distill"]
+    d.pop("teacher_variants", None)
     model = d.pop("teacher_model", None)
     if model is not None:
         if not isinstance(model, dict):
@@ -339,23 +341,48 @@ def teacher_recipe(rec: dict, seed: int) -> dict:
         d["generations"] = n - 1
     elif n < 2:
         del t_rec["train"]["distill"]
+    if variant:
+        t_rec = recipes._merge(t_rec, variant)
     return t_rec
 
 
+def teacher_recipes(rec: dict) -> list:
+    """Every teacher's recipe of ``rec["train"]["distill"]``, in the order their outputs are
+    averaged: `teacher_recipe` at each of its ``teacher_seeds`` for each entry of its
+    ``teacher_variants`` (recipe tables merged on the teacher's recipe, e.g. ``{"data":
+    {"babble_fraction": 0.5}}``; ``[{}]`` when absent: the plain recipe alone). The wake
+    words' and the commands' rule."""
+    d = rec["train"]["distill"]
+    variants = d.get("teacher_variants", [{}])
+    if (
+        not isinstance(variants, list)
+        or not variants
+        or not all(isinstance(v, dict) for v in variants)
+    ):
+        raise ValueError(
+            f"train.distill.teacher_variants must be a list of recipe tables, not {variants!r}"
+        )
+    for v in variants:
+        if {"seed", "name", "phrase"} & set(v) or "distill" in v.get("train", {}):
+            raise ValueError(
+                f"train.distill.teacher_variants: {v!r} may not set the seed, name, phrase or distill"
+            )
+    return [teacher_recipe(rec, s, v) for v in variants for s in d["teacher_seeds"]]
+
+
 def teachers(rec: dict, progress=None, workers: int = 2, threads: int = 1) -> list:
-    """The teacher models of ``rec["train"]["distill"]``: `teacher_recipe` at each of its
-    ``teacher_seeds``, each built as `train-wakeword --seed S` builds it (its own data) and
-    kept in the cache (``teachers/<recipe hash>/``) for the next build."""
+    """The teacher models of ``rec["train"]["distill"]`` (`teacher_recipes`), each built as
+    `train-wakeword --seed S` builds its recipe (its own data) and kept in the cache
+    (``teachers/<recipe hash>/``) for the next build."""
     from voicenode_tools.reference import nn as ref
 
     out = []
-    for s in rec["train"]["distill"]["teacher_seeds"]:
-        t_rec = teacher_recipe(rec, s)
+    for t_rec in teacher_recipes(rec):
         folder = recipes.cache_dir().parent / "teachers" / recipes.recipe_hash(t_rec)
         path = folder / f"{t_rec['name']}.vnm"
         if not path.exists():
             if progress:
-                progress.log(f"teacher: seed {s} ({folder})")
+                progress.log(f"teacher: seed {t_rec['seed']} ({folder})")
             build(t_rec, folder, progress, workers, threads)
         out.append(ref.QuantModel.load(path))
     return out
@@ -484,6 +511,8 @@ def build(
 
     progress = progress or Progress(enabled=False)
     clean_db = distill_clean_db(rec)  # a bad setting is refused before any work
+    if rec["train"].get("distill"):
+        teacher_recipes(rec)  # as are bad teacher_variants
     t0 = time.time()
     sets = prepare(rec, progress, workers)
     t_data = time.time() - t0
