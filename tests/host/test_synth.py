@@ -148,41 +148,36 @@ def test_piper_clips_repeat_after_a_reseed():
     assert not all(len(x) == len(z) and np.array_equal(x, z) for x, z in zip(a, c, strict=True))
 
 
-def test_mbrola_voices_split_into_training_and_held_out_people():
+def test_the_people_are_mbrola_voices_and_never_train():
+    """espeak-ng's MBROLA voices are recorded people's diphones (Debian packages): reserved for
+    evaluation, so the benchmarks' people are five of them and no training draw is one."""
     rng = np.random.default_rng(3)
-    train = [synth.random_mbrola_voice(rng) for _ in range(300)]
-    val = [synth.random_mbrola_voice(rng, held_out=True) for _ in range(100)]
-    assert {v.name for v in train} == set(synth.mbrola_training_voices())  # all 15 drawn
-    assert {v.name for v in val} == set(synth.MBROLA_HELD_OUT)
-    assert len(synth.mbrola_training_voices()) + len(synth.MBROLA_HELD_OUT) == 20
-    assert all(v.synth == "espeak" and v.variant == "" for v in train + val)
-    assert not any(v.held_out() for v in train) and all(v.held_out() for v in val)
+    people = [synth.random_person(rng) for _ in range(100)]
+    assert {v.name for v in people} == set(synth.MBROLA_HELD_OUT)
+    assert all(v.synth == "espeak" and v.variant == "" and v.held_out() for v in people)
+    # every MBROLA voice counts as held out, not only the five the benchmarks play
+    assert all(synth.Voice("espeak", n).held_out() for n, _ in synth.MBROLA_VOICES)
+    drawn = [synth.random_voice(rng, False, piper=0.25) for _ in range(2000)]
+    assert not any(v.name.startswith("mb-") for v in drawn)
 
 
-def test_mbrola_keys_the_data_cache_only_when_used(monkeypatch):
-    from voicenode_tools.train import recipe
-
-    rec = recipe.make("hey jarvis", seed=2)
-    plain = recipe.data_hash(rec, RATE)
-    rec["data"]["mbrola_fraction"] = 0.3
-    with_mbrola = recipe.data_hash(rec, RATE)
-    assert with_mbrola != plain
-    # the command data too (the same rule, `synth.mbrola_hash_key`)
-    from voicenode_tools import commandset
+def test_no_recipe_trains_on_mbrola_voices(tmp_path):
     from voicenode_tools.train import commands as tc
+    from voicenode_tools.train import data, recipe
 
-    cs = commandset.load(commandset.default_path())
-    cmd = tc.make_recipe(1)
-    cmd_plain = tc.data_hash(cs, cmd, RATE)
-    cmd["data"]["mbrola_fraction"] = 0.3
-    cmd_mbrola = tc.data_hash(cs, cmd, RATE)
-    assert cmd_mbrola != cmd_plain
-    # another choice of training voices is other data
-    monkeypatch.setattr(synth, "MBROLA_HELD_OUT", synth.MBROLA_HELD_OUT[1:])
-    assert recipe.data_hash(rec, RATE) != with_mbrola
-    assert tc.data_hash(cs, cmd, RATE) != cmd_mbrola
-    del cmd["data"]["mbrola_fraction"]  # off: the voice tables do not matter
-    assert tc.data_hash(cs, cmd, RATE) == cmd_plain
+    rec = recipe.make("hey jarvis", seed=1)
+    rec["data"]["mbrola_fraction"] = 0.3
+    with pytest.raises(ValueError, match="mbrola_fraction.*reserved for independent evaluation"):
+        recipe.check(rec)
+    path = tmp_path / "r.json"
+    path.write_text('{"phrase": "hey jarvis", "data": {"mbrola_fraction": 0.3}}')
+    with pytest.raises(ValueError, match=f"{path}: data.mbrola_fraction"):
+        recipe.load(path)
+    with pytest.raises(ValueError, match="mbrola_fraction"):  # the command model's recipe too
+        tc.make_recipe(1, overrides={"data": {"mbrola_fraction": 0.3}})
+    with pytest.raises(ValueError, match="mbrola_fraction"):  # nor a teacher's variant
+        data.generate(rec, RATE)
+    synth.refuse_mbrola(recipe.make("hey jarvis")["data"])  # without it: nothing to refuse
 
 
 def test_missing_mbrola_packages_are_named(monkeypatch, tmp_path):
@@ -195,35 +190,13 @@ def test_missing_mbrola_packages_are_named(monkeypatch, tmp_path):
         synth.check_mbrola()
 
 
-def test_a_recipe_with_mbrola_stops_before_synthesis_when_it_is_missing(monkeypatch, tmp_path):
-    from voicenode_tools.train import data, recipe
-
-    monkeypatch.setattr(synth, "MBROLA_DIR", str(tmp_path))
-    rec = recipe.make("hey jarvis", seed=1)
-    rec["data"]["mbrola_fraction"] = 0.3
-    monkeypatch.setattr(synth, "say_many", lambda *a, **k: pytest.fail("synthesized"))
-    with pytest.raises(RuntimeError, match="MBROLA"):
-        data.generate(rec, RATE)
-
-
-@pytest.mark.parametrize("share", [-0.1, 0.8, "0.3", True])
-def test_a_bad_mbrola_share_is_refused_by_name(share):
-    # piper already says 25 % of the clips: MBROLA may have at most the other 75 %
-    with pytest.raises(RuntimeError, match="mbrola_fraction must be a number from 0 to 0.75"):
-        synth.mbrola_share({"piper_fraction": 0.25, "mbrola_fraction": share})
-    assert synth.mbrola_share({"piper_fraction": 0.25}) == 0.0
-    assert synth.mbrola_share({"piper_fraction": 0.25, "mbrola_fraction": 0.75}) == 0.75
-
-
 def test_the_training_mix_draws_each_family_by_its_share():
     rng = np.random.default_rng(5)
-    drawn = [synth.random_voice(rng, False, piper=0.25, mbrola=0.3) for _ in range(2000)]
-    mb = {n for n, _ in synth.MBROLA_VOICES}
-    share_mb = np.mean([v.name in mb for v in drawn])
+    drawn = [synth.random_voice(rng, False, piper=0.25) for _ in range(2000)]
     share_piper = np.mean([v.synth == "piper" for v in drawn])
-    assert abs(share_mb - 0.3) < 0.04 and abs(share_piper - 0.25) < 0.04
-    held = [synth.random_voice(rng, True, mbrola=0.3) for _ in range(300)]
-    assert all(v.synth == "espeak" and v.name not in mb and v.held_out() for v in held)
+    assert abs(share_piper - 0.25) < 0.04
+    held = [synth.random_voice(rng, True) for _ in range(300)]
+    assert all(v.synth == "espeak" and v.held_out() for v in held)
     # without the shares it is random_espeak_voice, draw for draw
     a, b = np.random.default_rng(9), np.random.default_rng(9)
     assert [synth.random_voice(a) for _ in range(50)] == [

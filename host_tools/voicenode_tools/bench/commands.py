@@ -11,8 +11,9 @@ command (held-out text and near misses), each in a noisy room at each SNR, said 
 - independent: the reserved synthesizers, flite and festival (`bench.evalvoices`), which no
   training or tuning ever used: nothing was chosen on them.
 - people (only when asked, `--sets people`; needs the MBROLA packages, docs/TRAINING.md):
-  the five MBROLA voices no recipe trains on (`synth.MBROLA_HELD_OUT`), recorded people's
-  diphones at espeak-ng's speeds, pitches and warps.
+  five of espeak-ng's MBROLA voices (`synth.MBROLA_HELD_OUT`), recorded people's diphones
+  at espeak-ng's speeds, pitches and warps; reserved like the independent voices (no recipe
+  trains on any MBROLA voice, nothing is chosen on them).
 
 - ours: the chip's recogniser through its bit-exact numpy twin (`reference.commands.recognize`,
   proved equal to the firmware on the Unix port by tests/unix/test_commands.py): features of
@@ -182,7 +183,7 @@ def _voices(kind: str, n: int, rng):
         return [synth.random_espeak_voice(rng, held_out=True) for _ in range(n)], synth.say
     if kind == "people":
         synth.check_mbrola()
-        return [synth.random_mbrola_voice(rng, held_out=True) for _ in range(n)], synth.say
+        return [synth.random_person(rng) for _ in range(n)], synth.say
     vs = evalvoices.voices(rng)
     if not vs:
         raise RuntimeError("no reserved voices: apt-get install flite festival festvox-kallpc16k")

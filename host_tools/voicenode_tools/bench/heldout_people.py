@@ -1,12 +1,12 @@
 """A diagnostic: do the wake-word engines hear people no training voice was made from?
 
-espeak-ng's MBROLA voices say its phonemes with the diphones of recorded people; five of
-them (`train.synth.MBROLA_HELD_OUT`, 3 women, 2 men) never train any model, even a recipe
-that uses the others (`data.mbrola_fraction`). Each says the phrase at 3 speeds, 3 pitches
+espeak-ng's MBROLA voices say its phonemes with the diphones of recorded people, so, like
+the reserved synthesizers (`evalvoices`), they are for independent evaluation only: no
+recipe trains on them and no choice is made on them. Five of them
+(`train.synth.MBROLA_HELD_OUT`, 3 women, 2 men) each say the phrase at 3 speeds, 3 pitches
 and 2 warps (90 clips), and each clip is played alone in faint noise to each engine
 (`evalvoices.missed_alone`): the share missed at the given cutoffs, per voice and over all.
-Needs the MBROLA packages (docs/TRAINING.md). Unlike the reserved voices (`evalvoices`),
-these are a training family's held-out members, so a choice may look at them.
+Needs the MBROLA packages (docs/TRAINING.md).
 
     voicenode bench heldout_people --phrase "hey jarvis" \\
         --cutoff ours=0.97 --cutoff microwakeword=0.75 [--model models/hey_jarvis.vnm]

@@ -141,6 +141,7 @@ def make_recipe(seed: int = 1, quick: bool = False, overrides: dict | None = Non
     rec["seed"] = seed
     if quick:  # a smoke run trains no teachers
         rec["train"].pop("distill", None)
+    synth.refuse_mbrola(rec["data"])
     kd = rec["train"].get("distill")
     if kd is not None:
         seeds, w = kd.get("teacher_seeds"), kd.get("weight")
@@ -233,12 +234,10 @@ def sentence_plan(cs: csmod.CommandSet, rec: dict) -> dict:
     """Every clip to synthesize: {group: [(text, voice, intent index (-1 unknown), slots)]}."""
     d = rec["data"]
     rng = np.random.default_rng([rec["seed"], 101])
-
-    # espeak-ng's MBROLA voices for this share of the training clips (none drawn without it)
-    mbrola = synth.mbrola_share(d)
+    synth.refuse_mbrola(d)  # however the recipe came (a teacher's variant, say)
 
     def voice(held_out: bool, piper_p: float = 0.0):
-        return synth.random_voice(rng, held_out, piper_p, mbrola)
+        return synth.random_voice(rng, held_out, piper_p)
 
     plan = {}
     plan["train_cmd"] = [
@@ -267,7 +266,6 @@ def data_hash(cs: csmod.CommandSet, rec: dict, rate: int) -> str:
         "seed": rec["seed"],
         "rate": rate,
     }
-    key.update(synth.mbrola_hash_key(rec["data"]))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -291,8 +289,6 @@ def synthesize(cs, rec, progress, workers: int = 2):
             else []
         )
         return plan, clips, music
-    if synth.mbrola_share(rec["data"]) > 0:
-        synth.check_mbrola()
     synth.reseed_piper(rec["seed"] * 1000 + 101)  # repeatable piper clips (see reseed_piper)
     if (
         any(v.synth == "piper" for g in plan.values() for _, v, _, _ in g)

@@ -84,12 +84,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
     rng = np.random.default_rng([rec["seed"], 7])
     phrase = recipes.spoken(rec)  # what the voices read (the recipe's "say", else the phrase)
     conf_texts = recipes.confusables(phrase, rec.get("negatives"))
-    # espeak-ng's MBROLA voices (recorded people's diphones) for this share of the training
-    # clips; without the setting no random number is drawn for it, so older data stays as it was
-    mbrola = synth.mbrola_share(d)
-    if mbrola > 0:
-        synth.check_mbrola()
-
+    synth.refuse_mbrola(d)  # however the recipe came (a teacher's variant, say)
     use_piper = d["piper_fraction"] > 0 or d["val_piper_positives"] > 0
     synth.reseed_piper(rec["seed"] * 1000 + 7)  # repeatable piper clips (see reseed_piper)
     if use_piper and not synth.piper_available():  # loads the reseeded session once
@@ -103,7 +98,7 @@ def generate(rec: dict, rate: int, progress=None, workers: int = 2) -> Clips:
 
     def voice(held_out: bool, piper_p: float = 0.0):
         sd = synth.WARP_SD if held_out else train_sd
-        return synth.random_voice(rng, held_out, piper_p, mbrola, sd)
+        return synth.random_voice(rng, held_out, piper_p, sd)
 
     plan = [
         ("train_pos", d["positives"], lambda: (phrase, voice(False, d["piper_fraction"]))),

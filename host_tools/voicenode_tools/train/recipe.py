@@ -34,8 +34,6 @@ DEFAULTS = {
     "data": {
         "positives": 2400,  # training clips of the phrase
         "piper_fraction": 0.25,  # share of training positives said by piper
-        # optional "mbrola_fraction": share of training clips said by espeak-ng's MBROLA
-        # voices (absent in every shipped recipe, so their data hashes stay; docs/TRAINING.md)
         "confusables": 2400,  # training clips of confusable phrases
         "speech_minutes": 60,  # long negative speech for false-accept training
         "music_clips": 6,  # 20 s pieces of random music
@@ -154,8 +152,11 @@ def check(recipe: dict) -> dict:
     A phrase with no vowel to change ("x", "hmm") gives no confusable negatives, and a
     detector trained without them fires on anything like it.
     """
+    from . import synth
+
     room_fraction(recipe.get("data", {}))
     bed_shares(recipe.get("data", {}))
+    synth.refuse_mbrola(recipe.get("data", {}))
     phrase = spoken(recipe)
     if not confusables(phrase, recipe.get("negatives")):
         raise ValueError(
@@ -221,9 +222,6 @@ def _data_key(recipe: dict, rate: int) -> dict:
     }
     if recipe.get("say"):  # only when set: the hashes of recipes without it stay the same
         key["say"] = recipe["say"]
-    from . import synth
-
-    key.update(synth.mbrola_hash_key(recipe["data"]))
     return key
 
 

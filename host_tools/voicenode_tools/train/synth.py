@@ -52,7 +52,9 @@ ESPEAK_HELD_OUT_VARIANTS = ("m3", "f4", "klatt3", "linda", "grandpa", "whisperf"
 #: diphones of a recorded person (8 women, 12 men), (espeak voice, MBROLA database). The
 #: `mb-xx-en` ones read English with the phoneme set of another language: accents. Debian's
 #: `mbrola` (contrib) and `mbrola-<id>` packages (non-free: the databases may be copied freely
-#: but not sold); only a recipe that sets `mbrola_fraction` needs them.
+#: but not sold). Their databases are recordings of real people's speech found in Debian
+#: packages, so like flite, festival and freetts they are for independent evaluation only:
+#: no recipe trains on them (`refuse_mbrola`), and no choice is made on them.
 MBROLA_VOICES = (
     ("mb-us1", "us1"), ("mb-us2", "us2"), ("mb-us3", "us3"), ("mb-en1", "en1"),
     ("mb-de1-en", "de1"), ("mb-de2-en", "de2"), ("mb-de3-en", "de3"), ("mb-de4-en", "de4"),
@@ -61,7 +63,9 @@ MBROLA_VOICES = (
     ("mb-pl1-en", "pl1"), ("mb-ro1-en", "ro1"), ("mb-sw1-en", "sw1"), ("mb-sw2-en", "sw2"),
 )  # fmt: skip
 MBROLA_DIR = "/usr/share/mbrola"
-#: Held out of training: validation voices of the MBROLA kind (3 women, 2 men), unseen people.
+#: The people the benchmarks play (3 women, 2 men; `bench heldout_people`, `bench commands
+#: --sets people`): the five a recipe option once held out of training on the other 15
+#: (27-28 Nov, removed 29 Nov: none of the 20 may train), kept so the figures stay comparable.
 MBROLA_HELD_OUT = ("mb-us3", "mb-de3-en", "mb-fr4-en", "mb-sw1-en", "mb-pl1-en")
 
 
@@ -108,7 +112,7 @@ class Voice:
             return False
         return (
             self.name in ESPEAK_HELD_OUT_VOICES
-            or self.name in MBROLA_HELD_OUT
+            or self.name.startswith("mb-")
             or self.variant in ESPEAK_HELD_OUT_VARIANTS
         )
 
@@ -340,17 +344,6 @@ def random_espeak_voice(
     raise RuntimeError("could not draw a voice")
 
 
-def mbrola_training_voices() -> list[str]:
-    """The MBROLA voices training draws from (all but `MBROLA_HELD_OUT`)."""
-    return [n for n, _ in MBROLA_VOICES if n not in MBROLA_HELD_OUT]
-
-
-def mbrola_hash_key(data: dict) -> dict:
-    """What a data hash adds for a recipe's ``data``: which MBROLA voices train, when it
-    draws from them ({} otherwise, so the hashes of recipes without them stay the same)."""
-    return {"mbrola": mbrola_training_voices()} if data.get("mbrola_fraction") else {}
-
-
 def missing_mbrola() -> list[str]:
     """The MBROLA packages `MBROLA_VOICES` needs that are not installed."""
     import os
@@ -362,21 +355,16 @@ def missing_mbrola() -> list[str]:
     return missing
 
 
-def mbrola_share(data: dict) -> float:
-    """A recipe's ``data.mbrola_fraction`` (0 when absent), checked against its piper share.
-
-    Raises:
-        RuntimeError: when it is not a number from 0 to 1 - ``piper_fraction``.
-    """
-    share = data.get("mbrola_fraction", 0.0)
-    piper_share = float(data.get("piper_fraction", 0.0))
-    ok = isinstance(share, (int, float)) and not isinstance(share, bool)
-    if not ok or not 0.0 <= share <= 1.0 - piper_share:
-        raise RuntimeError(
-            f"data.mbrola_fraction must be a number from 0 to {1.0 - piper_share:g} "
-            f"(1 - piper_fraction), not {share!r}"
+def refuse_mbrola(data: dict) -> None:
+    """A ValueError for a recipe's ``data.mbrola_fraction``: the option trained on espeak-ng's
+    MBROLA voices (27-28 Nov), whose diphones are recorded people's speech from Debian
+    packages, reserved for independent evaluation like flite, festival and freetts."""
+    if "mbrola_fraction" in data:
+        raise ValueError(
+            "data.mbrola_fraction: espeak-ng's MBROLA voices are recordings of real people "
+            "(Debian's mbrola-* packages), reserved for independent evaluation: no recipe "
+            "trains on them (docs/TRAINING.md)"
         )
-    return float(share)
 
 
 def check_mbrola() -> None:
@@ -384,22 +372,20 @@ def check_mbrola() -> None:
     missing = missing_mbrola()
     if missing:
         raise RuntimeError(
-            "this recipe uses espeak-ng's MBROLA voices (data.mbrola_fraction) but "
+            "the people's voices (espeak-ng's MBROLA voices) are asked for but "
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
             "apt-get install " + " ".join(missing) + " (in Debian's contrib and non-free "
             "components, docs/TRAINING.md)"
         )
 
 
-def random_mbrola_voice(
-    rng: np.random.Generator, warp_sd: float = WARP_SD, held_out: bool = False
-) -> Voice:
-    """Draw one of espeak-ng's MBROLA voices with espeak's speed, pitch, word gap and a warp:
-    a training voice, or with ``held_out`` one of `MBROLA_HELD_OUT`.
+def random_person(rng: np.random.Generator, warp_sd: float = WARP_SD) -> Voice:
+    """Draw one of the benchmarks' people (`MBROLA_HELD_OUT`, espeak-ng's MBROLA voices) with
+    espeak's speed, pitch, word gap and a warp. For evaluation only.
 
     espeak-ng's variants change its own formant synthesizer only, so MBROLA voices have none.
     """
-    names = list(MBROLA_HELD_OUT) if held_out else mbrola_training_voices()
+    names = list(MBROLA_HELD_OUT)
     name = names[rng.integers(len(names))]
     return Voice("espeak", name, "", **_espeak_prosody(rng, warp_sd))
 
@@ -420,16 +406,12 @@ def random_voice(
     rng: np.random.Generator,
     held_out: bool = False,
     piper: float = 0.0,
-    mbrola: float = 0.0,
     warp_sd: float = WARP_SD,
 ) -> Voice:
-    """Draw a voice of the training mix: piper with probability ``piper``, one of the MBROLA
-    training voices with probability ``mbrola`` (never for held-out voices), else espeak-ng.
+    """Draw a voice of the training mix: piper with probability ``piper``, else espeak-ng.
 
     A share of 0 draws no random number, so data made before a share existed stays the same.
     """
     if piper > 0 and rng.random() < piper:
         return random_piper_voice(rng, warp_sd)
-    if mbrola > 0 and not held_out and rng.random() < mbrola / (1.0 - piper):
-        return random_mbrola_voice(rng, warp_sd)
     return random_espeak_voice(rng, held_out=held_out, warp_sd=warp_sd)
