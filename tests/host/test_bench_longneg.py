@@ -51,6 +51,8 @@ def test_cutoff_is_chosen_again_on_all_the_negatives():
     assert out["targets"]["2.0"]["setting"] == 0.8 and out["targets"]["2.0"]["fa"] == 10
     md = longneg.table({"phrases": {"alexa": {"ours": out}}})
     assert "| alexa | ours | 0.1 FA/h (<= 1 in 11.20 h) | 0.95 | 0 + 1 | 30.0 % | - | - |" in md
+    # the choice figure on all the negatives: every budget (0.30, 0.30, 0.10, 0.10)
+    assert out["choice"] == 0.2 and "alexa ours 20.0 %" in md
 
 
 def test_no_setting_within_budget_is_reported_as_none():

@@ -161,6 +161,22 @@ def test_det_points_keep_the_best_frr_per_false_accept_rate():
     assert wb.det_points(curve, "ind") == ([], [])
 
 
+def test_the_choice_figure_is_the_validation_groups_mean_over_the_budgets():
+    """The rule the project chooses its models by (docs/WAKEWORD_BENCH.md), computed once."""
+    g = {"val_pos": 0.3, "val_piper": 0.1, "ind": 0.9, "validation": 0.2}
+    assert wb.choice_figure([g, {**g, "val_pos": 0.1}, {**g, "val_piper": 0.0}]) == 0.15
+    assert wb.choice_figure([g, None, g]) is None  # a budget no setting meets
+    assert wb.choice_figure([{"val_pos": 0.4, "ind": 0.9}]) == 0.4  # a run without piper
+    # a bench run keeps it beside its targets and prints it under its table
+    pos = [_track([(6553, "pos"), (13107, "pos")]), _track([(19660, "pos"), (26214, "pos")])]
+    neg = [_track([(16384, "speech")]), _track([(9830, "speech")])]
+    sets = {"val_pos_snr10": pos, "ind_snr10": pos[:1], "negatives": neg, "ind_negatives": neg}
+    r = wb.evaluate_engine(_LoudnessEngine(), sets, lambda *_: None)
+    want = [r["targets"][str(t)]["frr_val_pos"] for t in wb.CHOICE_TARGETS]
+    assert r["choice"] == pytest.approx(sum(want) / 3, abs=1e-4)
+    assert f"{r['engine']} {100 * r['choice']:.1f} %" in wb.table({"results": [r]})
+
+
 def test_table_has_every_engine_and_budget():
     md = wb.table(_bench_json())
     for t in ("0.1", "0.5", "2", "5"):

@@ -228,6 +228,7 @@ def combine(result: dict, long_fa: dict[float, int], long_hours: float) -> dict:
             "long_fa": r["fa"] - r["val_fa"],
             "frr": r["frr_mean"],
         }  # fmt: skip
+    out["choice"] = wb.choice_figure([r and r["frr"] for r in out["targets"].values()])
     return out
 
 
@@ -277,6 +278,16 @@ def table(out: dict) -> str:
                     + " | ".join(wb._pct(f.get(k)) for k in ("val_pos", "val_piper", "ind"))
                     + " |"
                 )
+    lines += [
+        "",
+        "The project's choice figure on all the negatives (the mean FRR of the two validation "
+        f"groups at {', '.join(f'{t:g}' for t in wb.TARGETS)} FA/h): "
+        + "; ".join(
+            f"{phrase} {name} {wb._pct(c.get('choice'))}"
+            for phrase, engines in out["phrases"].items()
+            for name, c in engines.items()
+        ),
+    ]
     for phrase, iv in out.get("intervals", {}).items():
         lines += ["", f"{phrase}, all the negatives: " + intervals.table(iv)]
     return "\n".join(lines)

@@ -474,6 +474,32 @@ def group_means(per_set: dict) -> dict:
     return out
 
 
+#: The budgets of the project's choice among its own models (docs/WAKEWORD_BENCH.md, "Models'
+#: history"): `choice_figure` at these on the validation negatives (`bench wakeword`); on all
+#: the negatives (`bench longneg`) at every budget of `TARGETS`.
+CHOICE_TARGETS = (0.5, 2.0, 5.0)
+
+
+def choice_figure(per_budget: list) -> float | None:
+    """The figure the project chooses its own models by: the mean FRR of the validation
+    groups (held-out espeak, piper) over the budgets, each group weighing the same. The
+    independent voices never count.
+
+    Args:
+        per_budget: for each budget, the FRR per group (`frr_means`), or None when no
+            setting met it.
+
+    Returns:
+        The mean (4 decimals), or None when a budget has no setting.
+    """
+    vals = []
+    for g in per_budget:
+        if g is None:
+            return None
+        vals += [g[k] for k in ("val_pos", "val_piper") if g.get(k) is not None]
+    return round(float(np.mean(vals)), 4) if vals else None
+
+
 def frr_means(frr: dict) -> dict:
     """Mean FRR per group of positive sets (`group_means`), to 4 decimals."""
     return {g: round(float(m), 4) for g, m in group_means(frr).items()}
@@ -628,6 +654,10 @@ def evaluate_engine(engine, sets, log, outcomes: dict | None = None):
             "ind_fa": r["ind_fa"],
             **({"fa_piper": r["fa_piper"]} if "fa_piper" in r else {}),
         }
+    result["choice"] = choice_figure(
+        [None if (p := result["targets"][str(t)]) is None
+         else {g: p.get(f"frr_{g}") for g in GROUP_LABELS} for t in CHOICE_TARGETS]
+    )  # fmt: skip
     result["curve"] = curve
     audio_h = meter.samples / RATE / 3600
     result["cpu_s"] = round(meter.cpu, 1)
@@ -779,6 +809,14 @@ def table(out: dict) -> str:
                 + f"; indep. {_n(p['ind_fa'])} FA)"
             )
         lines.append(f"- {r['engine']}: " + "; ".join(cells))
+    choice = [f"{r['engine']} {_pct(r.get('choice'))}" for r in out["results"] if "error" not in r]
+    lines += [
+        "",
+        "The project's choice figure (the mean FRR of the two validation groups at "
+        + ", ".join(f"{t:g}" for t in CHOICE_TARGETS)
+        + " FA/h; the independent voices never count): "
+        + ", ".join(choice),
+    ]
     return "\n".join(lines) + "\n"
 
 
