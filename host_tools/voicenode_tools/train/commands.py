@@ -576,9 +576,9 @@ def fit(x: np.ndarray, y: list[list[int]], n_classes: int, rec: dict, progress, 
 def teachers(cs_path, rec: dict, progress, workers: int = 2, threads: int = 2) -> list:
     """The teacher networks of ``rec["train"]["distill"]``: `trainer.teacher_recipes` (the
     wake words' rule: the recipe without distillation at each of its ``teacher_seeds``, for
-    each of its ``teacher_variants``), each built as ``train-commands FILE --seed S`` builds it (its own
-    sentences, voices and scenes) and kept in the cache (``teachers/<hash>/``, the hash of
-    the teacher's recipe and of the command-set file) for the next build.
+    each of its ``teacher_variants``), each built as ``train-commands FILE --seed S`` builds
+    it (its own sentences, voices and scenes) and kept in the cache (``teachers/<hash>/``,
+    the hash of the teacher's recipe and of the command-set file) for the next build.
 
     Returns:
         ``[(QuantModel, logit_scale)]``: the int8 network and the size of its logit step.

@@ -65,7 +65,8 @@ MBROLA_VOICES = (
 MBROLA_DIR = "/usr/share/mbrola"
 #: The people the benchmarks play (3 women, 2 men; `bench heldout_people`, `bench commands
 #: --sets people`): the five a recipe option once held out of training on the other 15
-#: (27-28 Nov, removed late on 28 Nov: none of the 20 may train), kept so the figures stay comparable.
+#: (27-28 Nov, removed late on 28 Nov: none of the 20 may train), kept so that the figures
+#: stay comparable.
 MBROLA_HELD_OUT = ("mb-us3", "mb-de3-en", "mb-fr4-en", "mb-sw1-en", "mb-pl1-en")
 
 

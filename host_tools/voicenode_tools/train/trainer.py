@@ -363,9 +363,11 @@ def teacher_recipes(rec: dict) -> list:
             f"train.distill.teacher_variants must be a list of recipe tables, not {variants!r}"
         )
     for v in variants:
-        if {"seed", "name", "phrase"} & set(v) or "distill" in v.get("train", {}):
+        train = v.get("train", {})
+        if {"seed", "name", "phrase"} & set(v) or not isinstance(train, dict) or "distill" in train:
             raise ValueError(
-                f"train.distill.teacher_variants: {v!r} may not set the seed, name, phrase or distill"
+                f"train.distill.teacher_variants: {v!r} may not set the seed, name, phrase "
+                "or distill"
             )
     return [teacher_recipe(rec, s, v) for v in variants for s in d["teacher_seeds"]]
 
