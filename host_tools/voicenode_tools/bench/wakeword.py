@@ -244,9 +244,9 @@ class MicroWakeWordEngine:
     def __init__(self, phrase):
         from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
-        self.model = MicroWakeWord.from_builtin(Model(phrase.replace(" ", "_")))
-        self.features = MicroWakeWordFeatures
         self.info = {"model": phrase.replace(" ", "_")}  # its builtin model
+        self.model = MicroWakeWord.from_builtin(Model(self.info["model"]))
+        self.features = MicroWakeWordFeatures
 
     def scores(self, audio):
         self.model.reset()
@@ -268,9 +268,9 @@ class OpenWakeWordEngine:
     def __init__(self, phrase):
         from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
 
-        self.model = OpenWakeWord.from_builtin(Model(phrase.replace(" ", "_")))
+        self.info = {"model": phrase.replace(" ", "_")}  # its builtin model
+        self.model = OpenWakeWord.from_builtin(Model(self.info["model"]))
         self.features = OpenWakeWordFeatures
-        self.info = {"model": phrase.replace(" ", "_")}
 
     def scores(self, audio):
         self.model.reset()
@@ -638,12 +638,14 @@ def evaluate_engine(engine, sets, log, outcomes: dict | None = None):
         "ind_negative_hours": round(ind_hours, 3),
         "targets": {},
     }
+    means = {}  # the chosen settings' FRR per group, for the choice figure
     for target in TARGETS:
         r = operating_point(curve, hours, target)
         key = str(target)
         if r is None:
             result["targets"][key] = None
             continue
+        means[target] = r["frr_mean"]
         result["targets"][key] = {
             "setting": r["setting"],
             "max_fa_allowed": max_false_accepts(target, hours),
@@ -654,10 +656,7 @@ def evaluate_engine(engine, sets, log, outcomes: dict | None = None):
             "ind_fa": r["ind_fa"],
             **({"fa_piper": r["fa_piper"]} if "fa_piper" in r else {}),
         }
-    result["choice"] = choice_figure(
-        [None if (p := result["targets"][str(t)]) is None
-         else {g: p.get(f"frr_{g}") for g in GROUP_LABELS} for t in CHOICE_TARGETS]
-    )  # fmt: skip
+    result["choice"] = choice_figure([means.get(t) for t in CHOICE_TARGETS])
     result["curve"] = curve
     audio_h = meter.samples / RATE / 3600
     result["cpu_s"] = round(meter.cpu, 1)
