@@ -76,7 +76,7 @@ DEFAULTS = {
         "augment": {"shift": 2, "freq_masks": 2, "freq_width": 5, "time_masks": 2, "time_width": 8},
     },
     # window: the cutoff applies to the mean of this many model steps (30 ms each); 5 beat 2,
-    # 3, 4, 6 and 8 on both shipped phrases at 0.5 FA/h (docs/WAKEWORD_BENCH.md)
+    # 3, 4, 6 and 8 on both shipped phrases at 0.5 FA/h (docs/WAKEWORD_HISTORY.md)
     "detect": {"window": 5, "target_fa_per_hour": 0.5},
 }
 

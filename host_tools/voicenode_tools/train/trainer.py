@@ -238,7 +238,7 @@ def fit(rec: dict, train_tracks, progress=None, threads: int = 1, soft=None):
     xf = torch.from_numpy(feats)
     lab = torch.from_numpy(labels.astype(np.int64))
     # a student may train longer than its teachers did (``train.distill.steps``); twice as
-    # long made the hey jarvis students worse (docs/WAKEWORD_BENCH.md, "Distillation")
+    # long made the hey jarvis students worse (docs/WAKEWORD_HISTORY.md, "Distillation")
     steps = int(t["distill"].get("steps", t["steps"]) if soft is not None else t["steps"])
     batch = int(t["batch"])
     adamw = portable.AdamW if exact else torch.optim.AdamW
