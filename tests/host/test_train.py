@@ -212,6 +212,14 @@ def test_teacher_variants_add_teachers_made_another_way():
     assert [recipe.recipe_hash(r) for r in got] == [recipe.recipe_hash(r) for r in by_hand]
     assert [r["seed"] for r in got] == [1, 2, 1, 2]
     assert mixed["data"] == plain["data"]  # the student keeps its own data
+    # With two generations each variant is a lineage: the first-generation teachers made
+    # another way learn from teachers made that way too, the plain ones from plain ones.
+    two = recipe._merge(mixed, {"train": {"distill": {"generations": 2}}})
+    lineages = [
+        [g["data"] for g in trainer.teacher_recipes(t)] for t in trainer.teacher_recipes(two)
+    ]
+    assert lineages == [[plain["data"]] * 2] * 2 + [[recipe._merge(plain, babble)["data"]] * 2] * 2
+    assert all("distill" in t["train"] for t in trainer.teacher_recipes(two))
     for bad in ({}, [], [{}, 1], [{"seed": 4}], [{"train": {"distill": {"weight": 1}}}]):
         rec = recipe._merge(one, {"train": {"distill": {"teacher_variants": bad}}})
         with pytest.raises(ValueError, match="teacher_variants"):
