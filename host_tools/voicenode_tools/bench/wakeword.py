@@ -475,8 +475,9 @@ def group_means(per_set: dict) -> dict:
 
 
 #: The budgets of the project's choice among its own models (docs/WAKEWORD_BENCH.md,
-#: "Commands"; the choices made by it: docs/WAKEWORD_HISTORY.md): `choice_figure` at these on the validation negatives (`bench wakeword`); on all
-#: the negatives (`bench longneg`) at every budget of `TARGETS`.
+#: "Commands"; the choices made by it: docs/WAKEWORD_HISTORY.md): `choice_figure` at these
+#: on the validation negatives (`bench wakeword`); on all the negatives (`bench longneg`) at
+#: every budget of `TARGETS`.
 CHOICE_TARGETS = (0.5, 2.0, 5.0)
 
 
