@@ -224,6 +224,12 @@ def test_teacher_variants_add_teachers_made_another_way():
         rec = recipe._merge(one, {"train": {"distill": {"teacher_variants": bad}}})
         with pytest.raises(ValueError, match="teacher_variants"):
             trainer.teacher_recipes(rec)
+    # a variant that would train on the reserved MBROLA voices: refused with the rest, not
+    # only when its own data is made, after the other teachers have trained
+    mbrola = {"data": {"mbrola_fraction": 0.3}}
+    rec = recipe._merge(one, {"train": {"distill": {"teacher_variants": [{}, mbrola]}}})
+    with pytest.raises(ValueError, match="mbrola_fraction"):
+        trainer.teacher_recipes(rec)
 
 
 def test_distillation_builds_its_teachers_once(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datamod
-from . import evaluate, portable, specaug
+from . import evaluate, portable, specaug, synth
 from . import recipe as recipes
 from . import tracks as trk
 
@@ -369,6 +369,7 @@ def teacher_recipes(rec: dict) -> list:
                 f"train.distill.teacher_variants: {v!r} may not set the seed, name, phrase "
                 "or distill"
             )
+        synth.refuse_mbrola(v.get("data", {}))  # here, before any teacher trains
     return [teacher_recipe(rec, s, v) for v in variants for s in d["teacher_seeds"]]
 
 
